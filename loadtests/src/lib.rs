@@ -1,0 +1,1 @@
+//! Odin load tests (lands with the load-test issue).

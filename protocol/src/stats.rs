@@ -1,0 +1,38 @@
+//! The JSON body of `GET /stats` (`PROTOCOL.md` §6), shared by the server that
+//! writes it and the harness and load tests that read it.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// `GET /stats`: counters since the server started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatsSnapshot {
+    /// The server instance.
+    pub server_id: String,
+    /// Seconds since the server started.
+    pub uptime_seconds: f64,
+    /// Open WebSocket connections.
+    pub connection_count: u64,
+    /// Events received from NATS (duplicates and invalid ones included).
+    pub messages_received: u64,
+    /// Frames sent to clients.
+    pub messages_delivered: u64,
+    /// Events dropped at ingest because their nonce was seen before.
+    pub duplicates_dropped: u64,
+    /// Events dropped at ingest because they broke the contract.
+    pub invalid_events: u64,
+    /// Pending price/volume updates replaced by a newer one of the same token.
+    pub conflated: u64,
+    /// Connections closed with `4008`.
+    pub slow_consumer_disconnects: u64,
+    /// Upgrade requests refused with `401`.
+    pub auth_failures: u64,
+    /// Mean milliseconds from an event's `timestamp` to its ingest; `0` before
+    /// any event.
+    pub average_latency: f64,
+    /// Largest such latency since start; `0` before any event.
+    pub peak_latency: f64,
+    /// Whether the server is connected to NATS now.
+    pub nats_connected: bool,
+}

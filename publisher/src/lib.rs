@@ -1,0 +1,1 @@
+//! The market simulator (lands with the publisher issue).
