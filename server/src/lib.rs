@@ -1,1 +1,167 @@
-//! placeholder
+//! `odin-server`: Odin's WebSocket gateway.
+//!
+//! One event travels this path (each step its own module):
+//! NATS → [`ingest`] (validate, de-duplicate once, measure) → [`router`]
+//! (channel index, last price) → [`outbox`] (a connection's bounded,
+//! conflating queue) → `writer` (one task per connection, one flush per batch)
+//! → the socket. Client frames go the other way: `connection` reads them and
+//! `session` decides what they mean.
+//!
+//! The binary is thin: it parses [`config::Cli`], binds a [`Server`] and runs
+//! it until a signal. Tests do the same with port 0 and their own shutdown.
+
+pub mod auth;
+pub mod config;
+pub mod ingest;
+pub mod metrics;
+pub mod outbox;
+pub mod router;
+
+mod connection;
+mod http;
+mod listener;
+mod session;
+mod shared;
+mod writer;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::ServerConfig;
+pub use listener::WS_PATH;
+
+use crate::shared::Shared;
+
+/// A server whose sockets are bound and whose NATS client is started; call
+/// [`Server::run`] to serve.
+pub struct Server {
+    shared: Arc<Shared>,
+    ws: TcpListener,
+    http: TcpListener,
+    subscription: async_nats::Subscriber,
+}
+
+impl Server {
+    /// Binds both addresses and starts connecting to NATS. A NATS server that
+    /// is not reachable yet is not an error: the server starts degraded
+    /// (`/health` answers 503) and connects when NATS comes up.
+    pub async fn bind(config: ServerConfig) -> anyhow::Result<Server> {
+        let ws = TcpListener::bind(config.ws_addr)
+            .await
+            .with_context(|| format!("cannot listen on --ws-addr {}", config.ws_addr))?;
+        let http = TcpListener::bind(config.http_addr)
+            .await
+            .with_context(|| format!("cannot listen on --http-addr {}", config.http_addr))?;
+        let server_id = config
+            .server_id
+            .clone()
+            .unwrap_or_else(|| format!("odin-{:08x}", rand::random::<u32>()));
+        let nats = connect_nats(&config.nats_url, &server_id).await?;
+        let subscription = nats
+            .subscribe(config.subjects.all())
+            .await
+            .context("cannot subscribe to NATS")?;
+        let shared = Arc::new(Shared::new(config, server_id, nats, CancellationToken::new()));
+        Ok(Server {
+            shared,
+            ws,
+            http,
+            subscription,
+        })
+    }
+
+    /// The bound WebSocket address.
+    pub fn ws_addr(&self) -> SocketAddr {
+        self.ws.local_addr().expect("bound listener has an address")
+    }
+
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.local_addr().expect("bound listener has an address")
+    }
+
+    /// This instance's id.
+    pub fn server_id(&self) -> &str {
+        &self.shared.server_id
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, closes every
+    /// client with `1001` and returns once they are gone or the drain time
+    /// has passed.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let Server {
+            shared,
+            ws,
+            http,
+            subscription,
+        } = self;
+        let tracker = TaskTracker::new();
+        let ingest = tokio::spawn(ingest::run(subscription, shared.clone()));
+        let accept = tokio::spawn(listener::accept_loop(ws, shared.clone(), tracker.clone()));
+        let http_shutdown = shared.shutdown.clone();
+        let http_shared = shared.clone();
+        let http_task = tokio::spawn(async move {
+            axum::serve(http, http::routes(http_shared))
+                .with_graceful_shutdown(http_shutdown.cancelled_owned())
+                .await
+        });
+        tracing::info!(
+            server_id = %shared.server_id,
+            nats = %shared.config.nats_url,
+            "serving"
+        );
+
+        shutdown.await;
+        tracing::info!("shutting down: closing every client with 1001");
+        shared.shutdown.cancel();
+        tracker.close();
+        let _ = accept.await;
+        let drain = shared.config.drain_timeout;
+        if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
+            tracing::warn!(
+                remaining = tracker.len(),
+                "drain time of {drain:?} passed; dropping the remaining connections"
+            );
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), shared.nats.drain()).await;
+        ingest.abort();
+        let _ = tokio::time::timeout(Duration::from_secs(1), http_task).await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn connect_nats(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
+    let addrs: Vec<async_nats::ServerAddr> = url
+        .split(',')
+        .map(|u| u.trim().parse())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("--nats-url {url:?} is not a NATS URL"))?;
+    async_nats::ConnectOptions::new()
+        .name(format!("odin-server {name}"))
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        // Local brokers come back fast; don't let the default back-off
+        // (up to 4 s) delay live events after a NATS restart.
+        .reconnect_delay_callback(|attempts| {
+            let exp = attempts.saturating_sub(1).min(5) as u32;
+            Duration::from_millis(50 * 2u64.pow(exp)).min(Duration::from_secs(1))
+        })
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Connected => tracing::info!("NATS connected"),
+                async_nats::Event::Disconnected => tracing::warn!("NATS disconnected"),
+                other => tracing::debug!(event = %other, "NATS event"),
+            }
+        })
+        .connect(addrs)
+        .await
+        .context("cannot start the NATS client")
+}

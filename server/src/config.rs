@@ -1,0 +1,307 @@
+//! Settings of `odin-server`: the library's [`ServerConfig`] and the command
+//! line that fills it (every setting a flag and an `ODIN_*` variable; flags
+//! win).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use odin_protocol::Subjects;
+
+use crate::auth::{AuthConfig, JwtAlgorithm};
+
+/// Everything the server needs to run; [`Default`] gives the documented
+/// defaults with a development secret, for tests.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where the WebSocket endpoint `/ws` listens.
+    pub ws_addr: SocketAddr,
+    /// Where `/health`, `/stats`, `/metrics` and the client page listen.
+    pub http_addr: SocketAddr,
+    /// The NATS server(s) to ingest from (comma-separated URLs allowed).
+    pub nats_url: String,
+    /// Subject layout under the configured prefix.
+    pub subjects: Subjects,
+    /// How tokens are checked.
+    pub auth: AuthConfig,
+    /// Upgrades beyond this many open connections get `503`.
+    pub max_connections: usize,
+    /// How often each connection gets a `heartbeat` and a WebSocket ping.
+    pub heartbeat_interval: Duration,
+    /// Bound on a connection's pending frames, in bytes.
+    pub max_queue_bytes: usize,
+    /// A socket that accepts nothing for this long is a slow consumer.
+    pub write_timeout: Duration,
+    /// How long shutdown waits for connections to close.
+    pub drain_timeout: Duration,
+    /// How long a client has to finish the WebSocket handshake.
+    pub handshake_timeout: Duration,
+    /// Channels one connection may hold, counted across requests.
+    pub max_channels: usize,
+    /// Client messages per second a connection may send (sustained).
+    pub rate_limit_per_second: u32,
+    /// Client messages a connection may send in a burst.
+    pub rate_limit_burst: u32,
+    /// Largest client message payload accepted (exactly this size is fine).
+    pub max_message_bytes: usize,
+    /// How long an ingested nonce is remembered for de-duplication.
+    pub dedup_window: Duration,
+    /// How many ingested nonces are remembered at most.
+    pub dedup_capacity: usize,
+    /// This instance's id in messages and `/stats`; random when `None`.
+    pub server_id: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            ws_addr: ([0, 0, 0, 0], 8080).into(),
+            http_addr: ([0, 0, 0, 0], 3001).into(),
+            nats_url: "nats://127.0.0.1:4222".into(),
+            subjects: Subjects::default(),
+            auth: AuthConfig::development(),
+            max_connections: 50_000,
+            heartbeat_interval: Duration::from_secs(30),
+            max_queue_bytes: 1 << 20,
+            write_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(10),
+            max_channels: 100,
+            rate_limit_per_second: 20,
+            rate_limit_burst: 40,
+            max_message_bytes: 4096,
+            dedup_window: Duration::from_secs(300),
+            dedup_capacity: 200_000,
+            server_id: None,
+        }
+    }
+}
+
+/// The `odin-server` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "odin-server",
+    version,
+    about = "Odin's WebSocket gateway: pushes token prices from NATS to browsers.",
+    long_about = None,
+    after_help = "Every setting is also read from its ODIN_* environment variable; flags win."
+)]
+pub struct Cli {
+    /// Run the server (default) or a utility.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Server settings.
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Utilities beside the server itself.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a signed JWT for development and tests.
+    Token(TokenArgs),
+}
+
+/// JWT settings shared by the server and the `token` utility.
+#[derive(Debug, Args, Clone)]
+pub struct JwtArgs {
+    /// Shared secret for HMAC tokens. Required outside development mode.
+    #[arg(long, env = "ODIN_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// The one algorithm tokens must use; any other (`none` included) is refused.
+    #[arg(long, env = "ODIN_JWT_ALGORITHM", value_enum, default_value_t = JwtAlgorithm::Hs256)]
+    pub jwt_algorithm: JwtAlgorithm,
+    /// Required `aud` claim; not checked when unset.
+    #[arg(long, env = "ODIN_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Required `iss` claim; not checked when unset.
+    #[arg(long, env = "ODIN_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Development mode: allows the built-in secret (and says so loudly).
+    #[arg(long, env = "ODIN_DEV")]
+    pub dev: bool,
+}
+
+impl JwtArgs {
+    /// The auth settings, refusing to run without a secret outside
+    /// development mode.
+    pub fn auth_config(&self) -> Result<AuthConfig, ConfigError> {
+        let secret = match (&self.jwt_secret, self.dev) {
+            (Some(s), _) if s.is_empty() => return Err(ConfigError::EmptySecret),
+            (Some(s), _) => s.as_bytes().to_vec(),
+            (None, true) => crate::auth::DEV_SECRET.as_bytes().to_vec(),
+            (None, false) => return Err(ConfigError::MissingSecret),
+        };
+        Ok(AuthConfig {
+            secret,
+            algorithm: self.jwt_algorithm,
+            audience: self.jwt_audience.clone(),
+            issuer: self.jwt_issuer.clone(),
+        })
+    }
+
+    /// Whether the built-in development secret is in use.
+    pub fn uses_dev_secret(&self) -> bool {
+        self.dev && self.jwt_secret.is_none()
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags of the server itself.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// WebSocket address (`/ws`).
+    #[arg(long, env = "ODIN_WS_ADDR", default_value = "0.0.0.0:8080")]
+    pub ws_addr: SocketAddr,
+    /// HTTP address (`/health`, `/stats`, `/metrics`, the client page).
+    #[arg(long, env = "ODIN_HTTP_ADDR", default_value = "0.0.0.0:3001")]
+    pub http_addr: SocketAddr,
+    /// NATS URL(s), comma-separated.
+    #[arg(long, env = "ODIN_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// JWT settings.
+    #[command(flatten)]
+    pub jwt: JwtArgs,
+    /// Prefix of every NATS subject.
+    #[arg(long, env = "ODIN_SUBJECT_PREFIX", default_value = "odin")]
+    pub subject_prefix: String,
+    /// Open connections beyond which upgrades get 503.
+    #[arg(long, env = "ODIN_MAX_CONNECTIONS", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+    /// Interval of `heartbeat` messages and WebSocket pings, in milliseconds.
+    #[arg(long, env = "ODIN_HEARTBEAT_INTERVAL_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub heartbeat_interval_ms: u64,
+    /// Bound on a connection's pending frames, in bytes.
+    #[arg(long, env = "ODIN_MAX_QUEUE_BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_queue_bytes: u64,
+    /// How long shutdown waits for clients to close (e.g. `5s`).
+    #[arg(long, env = "ODIN_DRAIN_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+    /// A socket that accepts nothing for this long is closed as a slow consumer.
+    #[arg(long, env = "ODIN_WRITE_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    pub write_timeout: Duration,
+    /// Channels one connection may hold.
+    #[arg(long, env = "ODIN_MAX_CHANNELS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_channels: u64,
+    /// Client messages per second per connection (sustained).
+    #[arg(long, env = "ODIN_RATE_LIMIT", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit: u32,
+    /// Client messages per connection in a burst.
+    #[arg(long, env = "ODIN_RATE_BURST", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_burst: u32,
+    /// Largest client message payload, in bytes.
+    #[arg(long, env = "ODIN_MAX_MESSAGE_BYTES", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(64..=(1 << 20)))]
+    pub max_message_bytes: u64,
+    /// How long an ingested nonce is remembered (e.g. `5m`).
+    #[arg(long, env = "ODIN_DEDUP_WINDOW", default_value = "5m", value_parser = positive_duration)]
+    pub dedup_window: Duration,
+    /// How many ingested nonces are remembered at most.
+    #[arg(long, env = "ODIN_DEDUP_CAPACITY", default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub dedup_capacity: u64,
+    /// This instance's id (random when unset).
+    #[arg(long, env = "ODIN_SERVER_ID")]
+    pub server_id: Option<String>,
+    /// Log format on stderr.
+    #[arg(long, env = "ODIN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+}
+
+/// Flags of `odin-server token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The token's subject (`sub`).
+    #[arg(long, default_value = "dev-user")]
+    pub sub: String,
+    /// How long the token is valid (e.g. `1h`, `30s`).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+    /// JWT settings (the same as the server's).
+    #[command(flatten)]
+    pub jwt: JwtArgs,
+}
+
+/// A setting that cannot work, with the one line that says why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// No secret outside development mode.
+    #[error(
+        "--jwt-secret (ODIN_JWT_SECRET) is required outside development mode; pass --dev (ODIN_DEV=1) to use the built-in development secret"
+    )]
+    MissingSecret,
+    /// An empty secret.
+    #[error("--jwt-secret (ODIN_JWT_SECRET) is empty")]
+    EmptySecret,
+    /// A prefix with wildcards or empty parts.
+    #[error("--subject-prefix (ODIN_SUBJECT_PREFIX): {0}")]
+    Prefix(#[from] odin_protocol::subject::InvalidPrefix),
+    /// A server id that is not a plain identifier.
+    #[error("--server-id (ODIN_SERVER_ID) must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'")]
+    ServerId,
+}
+
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+impl ServerArgs {
+    /// Turns the flags into a [`ServerConfig`], or one line saying what is wrong.
+    pub fn into_config(self) -> Result<ServerConfig, ConfigError> {
+        let subjects = Subjects::new(&self.subject_prefix)?;
+        if let Some(id) = &self.server_id {
+            odin_protocol::ids::validate_token_id(id).map_err(|_| ConfigError::ServerId)?;
+        }
+        Ok(ServerConfig {
+            ws_addr: self.ws_addr,
+            http_addr: self.http_addr,
+            nats_url: self.nats_url,
+            subjects,
+            auth: self.jwt.auth_config()?,
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
+            max_queue_bytes: usize::try_from(self.max_queue_bytes).unwrap_or(usize::MAX),
+            write_timeout: self.write_timeout,
+            drain_timeout: self.drain_timeout,
+            handshake_timeout: Duration::from_secs(10),
+            max_channels: usize::try_from(self.max_channels).unwrap_or(usize::MAX),
+            rate_limit_per_second: self.rate_limit,
+            rate_limit_burst: self.rate_burst,
+            max_message_bytes: usize::try_from(self.max_message_bytes).unwrap_or(usize::MAX),
+            dedup_window: self.dedup_window,
+            dedup_capacity: usize::try_from(self.dedup_capacity).unwrap_or(usize::MAX),
+            server_id: self.server_id,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn refuses_to_start_without_a_secret_outside_dev_mode() {
+        let cli = Cli::try_parse_from(["odin-server"]).unwrap();
+        let err = cli.server.into_config().unwrap_err();
+        assert!(matches!(err, ConfigError::MissingSecret));
+        let cli = Cli::try_parse_from(["odin-server", "--dev"]).unwrap();
+        assert!(cli.server.jwt.uses_dev_secret());
+        assert!(cli.server.into_config().is_ok());
+    }
+}

@@ -1,0 +1,122 @@
+//! One client connection from the accepted upgrade to its end: greets the
+//! client, spawns the writer task, reads client frames and hands their text to
+//! the session, and cleans up (subscriptions, counters) however it ends.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use futures_util::StreamExt;
+use odin_protocol::close::{self, CloseCode};
+use odin_protocol::message::ConnectionEstablished;
+use odin_protocol::{PROTOCOL_VERSION, ServerMessage};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_util::sync::CancellationToken;
+
+use crate::outbox::{CloseRequest, Outbox};
+use crate::session::Session;
+use crate::shared::{AdmissionGuard, Shared};
+use crate::writer::{self, Liveness, WriterContext};
+
+/// What the handshake learned about the client.
+pub(crate) struct Admitted {
+    /// The token's `sub`.
+    pub(crate) subject: String,
+    /// The token's expiry.
+    pub(crate) expires_at: SystemTime,
+    /// The connection slot, released when the connection ends.
+    pub(crate) slot: AdmissionGuard,
+}
+
+/// Serves one upgraded connection until it closes.
+pub(crate) async fn serve<S>(ws: WebSocketStream<S>, admitted: Admitted, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = shared.next_conn_id();
+    let client_id = format!("{}-{conn}", shared.server_id);
+    shared.metrics.connections.inc();
+    tracing::debug!(%client_id, sub = %admitted.subject, "connected");
+
+    let outbox = Arc::new(Outbox::new(shared.config.max_queue_bytes));
+    outbox.push(shared.frame(|timestamp, nonce| {
+        ServerMessage::ConnectionEstablished(ConnectionEstablished {
+            client_id: client_id.clone(),
+            server_id: shared.server_id.clone(),
+            protocol_version: PROTOCOL_VERSION,
+            heartbeat_interval_ms: shared.config.heartbeat_interval.as_millis() as u64,
+            timestamp,
+            nonce,
+        })
+    }));
+
+    let (sink, mut stream) = ws.split();
+    let liveness = Arc::new(Liveness::default());
+    let reader_done = CancellationToken::new();
+    let writer_done = CancellationToken::new();
+    let expires_in = admitted
+        .expires_at
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    let writer = tokio::spawn({
+        let ctx = WriterContext {
+            shared: shared.clone(),
+            outbox: outbox.clone(),
+            liveness: liveness.clone(),
+            expires_at: Instant::now() + expires_in,
+            reader_done: reader_done.clone(),
+        };
+        let writer_done = writer_done.clone();
+        async move {
+            let _done = writer_done.drop_guard();
+            writer::run(sink, ctx).await;
+        }
+    });
+
+    let mut session = Session::new(conn, outbox.clone(), shared.clone());
+    let close = |code: CloseCode| {
+        outbox.close(CloseRequest { code, drain: false });
+    };
+    loop {
+        let next = tokio::select! {
+            next = stream.next() => next,
+            _ = writer_done.cancelled() => break,
+        };
+        match next {
+            Some(Ok(Message::Text(text))) => {
+                if !outbox.is_closing() {
+                    session.on_text(&text);
+                }
+            }
+            Some(Ok(Message::Binary(_))) => close(close::UNSUPPORTED_DATA),
+            Some(Ok(Message::Pong(_))) => liveness.pong_received(),
+            // Pings are answered by tungstenite; a close is answered by it
+            // too, after which the stream ends.
+            Some(Ok(Message::Ping(_) | Message::Close(_) | Message::Frame(_))) => {}
+            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+                // Reading on would make tungstenite buffer the oversized
+                // frame; stop reading and let the writer close within its
+                // grace period.
+                close(close::MESSAGE_TOO_BIG);
+                writer_done.cancelled().await;
+                break;
+            }
+            Some(Err(e)) => {
+                tracing::debug!(%client_id, error = %e, "read failed");
+                break;
+            }
+            None => break,
+        }
+    }
+    reader_done.cancel();
+    session.finish();
+    if writer.await.is_err() {
+        tracing::warn!(%client_id, "writer task panicked");
+    }
+    shared.metrics.connections.dec();
+    drop(admitted.slot);
+    tracing::debug!(%client_id, "disconnected");
+}

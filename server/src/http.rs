@@ -1,0 +1,56 @@
+//! The HTTP endpoints of `PROTOCOL.md` §6: `/health`, `/stats` and
+//! `/metrics`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use crate::shared::Shared;
+
+/// The HTTP routes, served on the HTTP address.
+pub(crate) fn routes(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/stats", get(stats))
+        .route("/metrics", get(metrics))
+        .with_state(shared)
+}
+
+/// `200` while the server can serve; `503` while NATS is unreachable (clients
+/// stay connected, but no live events flow).
+async fn health(State(shared): State<Arc<Shared>>) -> Response {
+    let connected = shared.nats_connected();
+    let body = Json(json!({
+        "status": if connected { "ok" } else { "degraded" },
+        "nats": if connected { "connected" } else { "disconnected" },
+        "serverId": shared.server_id,
+        "connections": shared.metrics.connections.get(),
+        "uptimeSeconds": shared.metrics.uptime_seconds(),
+    }));
+    let status = if connected {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, body).into_response()
+}
+
+async fn stats(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.metrics.snapshot(&shared.server_id, shared.nats_connected())).into_response()
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        shared.metrics.encode(),
+    )
+        .into_response()
+}

@@ -1,0 +1,160 @@
+//! Events from NATS into the router: validate each against the contract,
+//! drop duplicates once (by `Nats-Msg-Id`, else the body's `nonce`), record
+//! the ingest latency, and route the original bytes.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_nats::header::NATS_MESSAGE_ID;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use odin_protocol::dedup::Seen;
+use odin_protocol::ids::validate_nonce;
+use odin_protocol::time::now_millis;
+use odin_protocol::{DedupWindow, Event, Subjects};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::router::{Route, TokenEventKind};
+use crate::shared::Shared;
+
+/// An event that passed validation, with the bytes to forward unchanged.
+#[derive(Debug)]
+pub struct ValidEvent {
+    /// The parsed event (for routing and latency).
+    pub event: Event,
+    /// The payload exactly as received, shared by every recipient.
+    pub text: Utf8Bytes,
+    /// The de-duplication key: the `Nats-Msg-Id` header when present and
+    /// valid, else the body's `nonce`.
+    pub dedup_key: String,
+}
+
+/// Why an event was dropped as invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidEvent {
+    /// The subject is not one of the protocol's five forms.
+    #[error("unknown subject {0:?}")]
+    Subject(String),
+    /// The payload is not UTF-8.
+    #[error("payload is not UTF-8")]
+    Utf8,
+    /// The payload is not a valid event of a known type.
+    #[error("payload is not a valid event: {0}")]
+    Payload(String),
+    /// The payload's type or token does not match its subject.
+    #[error("payload {0} does not match subject {1:?}")]
+    Mismatch(&'static str, String),
+}
+
+/// Checks one NATS message against `PROTOCOL.md` §1.
+pub fn validate(
+    subjects: &Subjects,
+    subject: &str,
+    msg_id: Option<&str>,
+    payload: Bytes,
+) -> Result<ValidEvent, InvalidEvent> {
+    let kind = subjects
+        .parse(subject)
+        .ok_or_else(|| InvalidEvent::Subject(subject.to_owned()))?;
+    let text = Utf8Bytes::try_from(payload).map_err(|_| InvalidEvent::Utf8)?;
+    let event: Event =
+        serde_json::from_str(text.as_str()).map_err(|e| InvalidEvent::Payload(e.to_string()))?;
+    if event.type_name() != kind.event_type()
+        || event.token_id().map(|t| t.as_str()) != kind.token_id()
+    {
+        return Err(InvalidEvent::Mismatch(event.type_name(), subject.to_owned()));
+    }
+    let dedup_key = match msg_id.filter(|id| validate_nonce(id).is_ok()) {
+        Some(id) => id.to_owned(),
+        None => event.nonce().as_str().to_owned(),
+    };
+    Ok(ValidEvent {
+        event,
+        text,
+        dedup_key,
+    })
+}
+
+/// Where a validated event is routed.
+fn route_of(event: &Event) -> Route<'_> {
+    match event {
+        Event::PriceUpdate(e) => Route::Token(&e.token_id, TokenEventKind::Price),
+        Event::VolumeUpdate(e) => Route::Token(&e.token_id, TokenEventKind::Volume),
+        Event::TradeExecuted(e) => Route::Token(&e.token_id, TokenEventKind::Trade),
+        Event::BatchUpdate(_) => Route::Batch,
+        Event::MarketStats(_) => Route::Market,
+    }
+}
+
+/// Consumes the server's NATS subscription until it ends (at shutdown).
+pub(crate) async fn run(mut subscription: async_nats::Subscriber, shared: Arc<Shared>) {
+    let config = &shared.config;
+    let mut window = DedupWindow::new(config.dedup_window, config.dedup_capacity);
+    while let Some(msg) = subscription.next().await {
+        shared.metrics.messages_received.inc();
+        let msg_id = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(NATS_MESSAGE_ID))
+            .map(|v| v.as_str());
+        let valid = match validate(&config.subjects, msg.subject.as_str(), msg_id, msg.payload.clone())
+        {
+            Ok(v) => v,
+            Err(e) => {
+                shared.metrics.invalid_events.inc();
+                tracing::debug!(subject = %msg.subject, error = %e, "dropped invalid event");
+                continue;
+            }
+        };
+        if window.observe(&valid.dedup_key, Instant::now()) == Seen::Duplicate {
+            shared.metrics.duplicates_dropped.inc();
+            continue;
+        }
+        shared
+            .metrics
+            .observe_ingest_latency(now_millis() - valid.event.timestamp());
+        shared.router.deliver(route_of(&valid.event), &valid.text);
+    }
+    tracing::debug!("NATS subscription ended");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PRICE: &str = r#"{"type":"price_update","tokenId":"BTC","price":1.0,"source":"trade","timestamp":1.5,"nonce":"body"}"#;
+
+    #[test]
+    fn accepts_a_valid_event_and_keeps_its_bytes() {
+        let s = Subjects::default();
+        let v = validate(&s, "odin.token.BTC.price", None, Bytes::from_static(PRICE.as_bytes())).unwrap();
+        assert_eq!(v.text.as_str(), PRICE);
+        assert_eq!(v.dedup_key, "body");
+    }
+
+    #[test]
+    fn header_wins_over_body_nonce() {
+        let s = Subjects::default();
+        let v = validate(&s, "odin.token.BTC.price", Some("hdr"), Bytes::from_static(PRICE.as_bytes())).unwrap();
+        assert_eq!(v.dedup_key, "hdr");
+        let v = validate(&s, "odin.token.BTC.price", Some(""), Bytes::from_static(PRICE.as_bytes())).unwrap();
+        assert_eq!(v.dedup_key, "body");
+    }
+
+    #[test]
+    fn refuses_mismatches_and_garbage() {
+        let s = Subjects::default();
+        let p = || Bytes::from_static(PRICE.as_bytes());
+        assert!(matches!(validate(&s, "odin.token.ETH.price", None, p()), Err(InvalidEvent::Mismatch(..))));
+        assert!(matches!(validate(&s, "odin.trades.BTC", None, p()), Err(InvalidEvent::Mismatch(..))));
+        assert!(matches!(validate(&s, "odin.nope", None, p()), Err(InvalidEvent::Subject(_))));
+        assert!(matches!(
+            validate(&s, "odin.token.BTC.price", None, Bytes::from_static(b"{}")),
+            Err(InvalidEvent::Payload(_))
+        ));
+        assert!(matches!(
+            validate(&s, "odin.token.BTC.price", None, Bytes::from_static(b"\xff")),
+            Err(InvalidEvent::Utf8)
+        ));
+    }
+}

@@ -1,0 +1,147 @@
+//! Accepts TCP connections on the WebSocket address and runs each upgrade:
+//! path check, connection limit (`503`), token check (`401` with the JSON body
+//! of `PROTOCOL.md` §2), then hands the socket to [`crate::connection`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderValue, StatusCode};
+use odin_protocol::message::AuthErrorBody;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{AuthError, token_from_request};
+use crate::connection::{self, Admitted};
+use crate::shared::Shared;
+
+/// The WebSocket endpoint's path.
+pub const WS_PATH: &str = "/ws";
+
+/// Accepts connections until shutdown; every connection task is tracked so
+/// shutdown can wait for them.
+pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTracker) {
+    let config = websocket_config(&shared);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shared.shutdown.cancelled() => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and similar: back off briefly
+                // instead of spinning; the listener stays usable.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        tracker.spawn(async move {
+            let timeout = shared.config.handshake_timeout;
+            match tokio::time::timeout(timeout, upgrade(stream, &shared, config)).await {
+                Ok(Some((ws, admitted))) => connection::serve(ws, admitted, shared).await,
+                Ok(None) => {}
+                Err(_) => tracing::debug!("handshake timed out"),
+            }
+        });
+    }
+}
+
+fn websocket_config(shared: &Shared) -> WebSocketConfig {
+    let max = shared.config.max_message_bytes;
+    WebSocketConfig::default()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+        // Client messages are small; a small read buffer keeps idle
+        // connections cheap (tungstenite's default is 128 KiB).
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(64 * 1024)
+}
+
+// The callback's `Result<Response, ErrorResponse>` is tungstenite's type.
+#[allow(clippy::result_large_err)]
+async fn upgrade(
+    stream: TcpStream,
+    shared: &Arc<Shared>,
+    config: WebSocketConfig,
+) -> Option<(tokio_tungstenite::WebSocketStream<TcpStream>, Admitted)> {
+    let mut admitted = None;
+    let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        admitted = Some(admit(req, shared).map_err(|r| r.into_response(shared))?);
+        Ok(resp)
+    };
+    match tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)).await {
+        Ok(ws) => Some((ws, admitted.expect("callback admitted the client"))),
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade refused or failed");
+            None
+        }
+    }
+}
+
+/// Why an upgrade request was refused.
+enum Refusal {
+    NotFound,
+    Full,
+    Auth(AuthError),
+}
+
+impl Refusal {
+    fn into_response(self, shared: &Shared) -> ErrorResponse {
+        match self {
+            Refusal::NotFound => json_error(
+                StatusCode::NOT_FOUND,
+                r#"{"error":"not found: the WebSocket endpoint is /ws","code":"not_found"}"#.into(),
+            ),
+            Refusal::Full => json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"error":"server is at its connection limit","code":"server_full"}"#.into(),
+            ),
+            Refusal::Auth(e) => {
+                shared.metrics.auth_failures.inc();
+                let body = AuthErrorBody {
+                    error: e.to_string(),
+                    code: e.code(),
+                };
+                json_error(
+                    StatusCode::UNAUTHORIZED,
+                    serde_json::to_string(&body).expect("serializable"),
+                )
+            }
+        }
+    }
+}
+
+/// Decides whether an upgrade request may become a connection.
+fn admit(req: &Request, shared: &Arc<Shared>) -> Result<Admitted, Refusal> {
+    if req.uri().path() != WS_PATH {
+        return Err(Refusal::NotFound);
+    }
+    let slot = shared.admit().ok_or(Refusal::Full)?;
+    let token = token_from_request(
+        req.uri().query(),
+        req.headers().get(AUTHORIZATION).map(|v| v.as_bytes()),
+    );
+    let claims = token
+        .ok_or(AuthError::Missing)
+        .and_then(|t| shared.authenticator.verify(&t))
+        .map_err(Refusal::Auth)?;
+    Ok(Admitted {
+        expires_at: claims.expires_at(),
+        subject: claims.sub,
+        slot,
+    })
+}
+
+fn json_error(status: StatusCode, body: String) -> ErrorResponse {
+    let mut resp = ErrorResponse::new(Some(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}

@@ -1,0 +1,210 @@
+//! The server's counters, read two ways: `/stats` (JSON, for people and the
+//! load tests) and `/metrics` (Prometheus text, for scrapers).
+//!
+//! One set of atomics backs both, so the two views can never disagree.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use odin_protocol::stats::StatsSnapshot;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Upper bounds of the ingest latency histogram, in seconds (0.25 ms – 10 s).
+const LATENCY_BUCKETS: [f64; 15] = [
+    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0,
+];
+
+/// Every figure of `PROTOCOL.md` §6.
+pub struct Metrics {
+    registry: Registry,
+    started: Instant,
+    /// Open WebSocket connections.
+    pub connections: Gauge,
+    /// Events received from NATS.
+    pub messages_received: Counter,
+    /// Frames written to clients.
+    pub messages_delivered: Counter,
+    /// Events dropped at ingest as duplicates.
+    pub duplicates_dropped: Counter,
+    /// Events dropped at ingest as invalid.
+    pub invalid_events: Counter,
+    /// Pending updates replaced by newer ones.
+    pub conflated: Counter,
+    /// Connections closed with `4008`.
+    pub slow_consumer_disconnects: Counter,
+    /// Upgrades refused with `401`.
+    pub auth_failures: Counter,
+    ingest_latency: Histogram,
+    /// Sum of ingest latencies in microseconds, for the mean in `/stats`.
+    latency_sum_us: AtomicU64,
+    latency_count: AtomicU64,
+    latency_peak_us: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Fresh counters, registered for `/metrics`.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let connections = Gauge::default();
+        let messages_received = Counter::default();
+        let messages_delivered = Counter::default();
+        let duplicates_dropped = Counter::default();
+        let invalid_events = Counter::default();
+        let conflated = Counter::default();
+        let slow_consumer_disconnects = Counter::default();
+        let auth_failures = Counter::default();
+        let ingest_latency = Histogram::new(LATENCY_BUCKETS);
+        registry.register(
+            "odin_connections",
+            "Open WebSocket connections",
+            connections.clone(),
+        );
+        registry.register(
+            "odin_messages_received",
+            "Events received from NATS",
+            messages_received.clone(),
+        );
+        registry.register(
+            "odin_messages_delivered",
+            "Frames sent to clients",
+            messages_delivered.clone(),
+        );
+        registry.register(
+            "odin_duplicates_dropped",
+            "Events dropped at ingest because their nonce was seen before",
+            duplicates_dropped.clone(),
+        );
+        registry.register(
+            "odin_invalid_events",
+            "Events dropped at ingest because they broke the protocol",
+            invalid_events.clone(),
+        );
+        registry.register(
+            "odin_conflated",
+            "Pending price/volume updates replaced by a newer one of the same token",
+            conflated.clone(),
+        );
+        registry.register(
+            "odin_slow_consumer_disconnects",
+            "Connections closed with 4008 (slow consumer)",
+            slow_consumer_disconnects.clone(),
+        );
+        registry.register(
+            "odin_auth_failures",
+            "Upgrade requests refused with 401",
+            auth_failures.clone(),
+        );
+        registry.register(
+            "odin_ingest_latency_seconds",
+            "Seconds from an event's timestamp to the server receiving it from NATS",
+            ingest_latency.clone(),
+        );
+        Self {
+            registry,
+            started: Instant::now(),
+            connections,
+            messages_received,
+            messages_delivered,
+            duplicates_dropped,
+            invalid_events,
+            conflated,
+            slow_consumer_disconnects,
+            auth_failures,
+            ingest_latency,
+            latency_sum_us: AtomicU64::new(0),
+            latency_count: AtomicU64::new(0),
+            latency_peak_us: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one event's ingest latency (clamped at zero when the
+    /// publisher's clock runs ahead of ours).
+    pub fn observe_ingest_latency(&self, millis: f64) {
+        let millis = if millis.is_finite() { millis.max(0.0) } else { 0.0 };
+        self.ingest_latency.observe(millis / 1000.0);
+        let us = (millis * 1000.0) as u64;
+        self.latency_sum_us.fetch_add(us, Ordering::Relaxed);
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_peak_us.fetch_max(us, Ordering::Relaxed);
+    }
+
+    /// The `/stats` body.
+    pub fn snapshot(&self, server_id: &str, nats_connected: bool) -> StatsSnapshot {
+        let count = self.latency_count.load(Ordering::Relaxed);
+        let sum = self.latency_sum_us.load(Ordering::Relaxed);
+        let average_latency = if count == 0 {
+            0.0
+        } else {
+            sum as f64 / count as f64 / 1000.0
+        };
+        StatsSnapshot {
+            server_id: server_id.to_owned(),
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+            connection_count: self.connections.get().max(0) as u64,
+            messages_received: self.messages_received.get(),
+            messages_delivered: self.messages_delivered.get(),
+            duplicates_dropped: self.duplicates_dropped.get(),
+            invalid_events: self.invalid_events.get(),
+            conflated: self.conflated.get(),
+            slow_consumer_disconnects: self.slow_consumer_disconnects.get(),
+            auth_failures: self.auth_failures.get(),
+            average_latency,
+            peak_latency: self.latency_peak_us.load(Ordering::Relaxed) as f64 / 1000.0,
+            nats_connected,
+        }
+    }
+
+    /// The `/metrics` body in the Prometheus (OpenMetrics) text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+
+    /// Seconds since the server started.
+    pub fn uptime_seconds(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_views_carry_the_protocol_names() {
+        let m = Metrics::new();
+        m.messages_received.inc();
+        m.observe_ingest_latency(2.5);
+        m.observe_ingest_latency(0.5);
+        let text = m.encode();
+        for name in [
+            "odin_connections ",
+            "odin_messages_received_total 1",
+            "odin_messages_delivered_total",
+            "odin_duplicates_dropped_total",
+            "odin_invalid_events_total",
+            "odin_conflated_total",
+            "odin_slow_consumer_disconnects_total",
+            "odin_auth_failures_total",
+            "odin_ingest_latency_seconds_bucket",
+            "odin_ingest_latency_seconds_count 2",
+        ] {
+            assert!(text.contains(name), "{name} missing from\n{text}");
+        }
+        let s = m.snapshot("s1", true);
+        assert_eq!(s.average_latency, 1.5);
+        assert_eq!(s.peak_latency, 2.5);
+    }
+}

@@ -1,0 +1,219 @@
+//! What a client's messages mean: subscribe, unsubscribe and ping, with the
+//! bad-input rules of `PROTOCOL.md` §5 (invalid messages, invalid channels,
+//! the channel limit, the rate limit, and the close after ten strikes).
+//!
+//! The session never touches the socket: it turns one text payload into
+//! frames pushed to the connection's outbox and, at worst, a close request.
+
+use std::collections::{HashSet, VecDeque};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use odin_protocol::close::POLICY_VIOLATION;
+use odin_protocol::message::{ChannelRequest, ChannelsAck, ErrorCode, Pong};
+use odin_protocol::{Channel, ClientMessage, ServerMessage};
+
+use crate::outbox::{CloseRequest, Outbox};
+use crate::router::ConnId;
+use crate::shared::Shared;
+
+/// Invalid or rate-limited messages within [`STRIKE_WINDOW`] that close the
+/// connection with `1008`.
+pub(crate) const MAX_STRIKES: usize = 10;
+/// The window strikes are counted in.
+pub(crate) const STRIKE_WINDOW: Duration = Duration::from_secs(60);
+
+/// One connection's subscriptions and abuse counters.
+pub(crate) struct Session {
+    conn: ConnId,
+    outbox: Arc<Outbox>,
+    shared: Arc<Shared>,
+    /// Invariant: at most `config.max_channels` entries; mirrors the router.
+    channels: HashSet<Channel>,
+    limiter: DefaultDirectRateLimiter,
+    /// Times of recent strikes, oldest first, none older than the window.
+    strikes: VecDeque<Instant>,
+}
+
+impl Session {
+    pub(crate) fn new(conn: ConnId, outbox: Arc<Outbox>, shared: Arc<Shared>) -> Self {
+        let per_second = NonZeroU32::new(shared.config.rate_limit_per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(shared.config.rate_limit_burst).unwrap_or(NonZeroU32::MIN);
+        Self {
+            conn,
+            outbox,
+            limiter: RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)),
+            shared,
+            channels: HashSet::new(),
+            strikes: VecDeque::new(),
+        }
+    }
+
+    /// Handles one text message from the client.
+    pub(crate) fn on_text(&mut self, text: &str) {
+        if self.limiter.check().is_err() {
+            let id = request_id(text);
+            self.reject(ErrorCode::RateLimited, "rate limit exceeded; slow down".into(), id);
+            return;
+        }
+        match serde_json::from_str::<ClientMessage>(text) {
+            Ok(ClientMessage::Subscribe(req)) => self.subscribe(req),
+            Ok(ClientMessage::Unsubscribe(req)) => self.unsubscribe(req),
+            Ok(ClientMessage::Ping(req)) => {
+                let frame = self.shared.frame(|timestamp, nonce| {
+                    ServerMessage::Pong(Pong {
+                        id: req.id,
+                        timestamp,
+                        nonce,
+                    })
+                });
+                self.outbox.push(frame);
+            }
+            Err(e) => {
+                let id = request_id(text);
+                self.reject(ErrorCode::InvalidMessage, format!("invalid message: {e}"), id);
+            }
+        }
+    }
+
+    /// Sends an error that counts as a strike; the tenth strike within the
+    /// window also closes the connection with `1008`, after the error.
+    fn reject(&mut self, code: ErrorCode, message: String, id: Option<String>) {
+        self.outbox.push(self.shared.error_frame(code, message, id));
+        let now = Instant::now();
+        while self
+            .strikes
+            .front()
+            .is_some_and(|&t| now.duration_since(t) >= STRIKE_WINDOW)
+        {
+            self.strikes.pop_front();
+        }
+        self.strikes.push_back(now);
+        if self.strikes.len() >= MAX_STRIKES {
+            self.outbox.close(CloseRequest {
+                code: POLICY_VIOLATION,
+                drain: true,
+            });
+        }
+    }
+
+    fn subscribe(&mut self, req: ChannelRequest) {
+        let max = self.shared.config.max_channels;
+        let mut acked = Vec::new();
+        let mut newly = Vec::new();
+        let mut errors = Vec::new();
+        let mut refused_for_limit = 0usize;
+        let mut seen = HashSet::new();
+        for raw in &req.channels {
+            if !seen.insert(raw.as_str()) {
+                continue;
+            }
+            match Channel::parse(raw) {
+                Err(e) => errors.push(format!("invalid channel {raw:?}: {e}")),
+                Ok(ch) if self.channels.contains(&ch) => acked.push(raw.clone()),
+                Ok(ch) if self.channels.len() < max => {
+                    self.channels.insert(ch.clone());
+                    newly.push(ch);
+                    acked.push(raw.clone());
+                }
+                Ok(_) => refused_for_limit += 1,
+            }
+        }
+        let ack = self.shared.frame(|timestamp, nonce| {
+            ServerMessage::Subscribed(ChannelsAck {
+                channels: acked,
+                id: req.id.clone(),
+                timestamp,
+                nonce,
+            })
+        });
+        self.shared
+            .router
+            .subscribe(self.conn, &self.outbox, &newly, ack);
+        for message in errors {
+            let frame = self
+                .shared
+                .error_frame(ErrorCode::InvalidChannel, message, req.id.clone());
+            self.outbox.push(frame);
+        }
+        if refused_for_limit > 0 {
+            let message = format!(
+                "channel limit of {max} reached; {refused_for_limit} channel(s) not subscribed"
+            );
+            let frame = self
+                .shared
+                .error_frame(ErrorCode::TooManyChannels, message, req.id);
+            self.outbox.push(frame);
+        }
+    }
+
+    fn unsubscribe(&mut self, req: ChannelRequest) {
+        let mut acked = Vec::new();
+        let mut removed = Vec::new();
+        let mut errors = Vec::new();
+        let mut seen = HashSet::new();
+        for raw in &req.channels {
+            if !seen.insert(raw.as_str()) {
+                continue;
+            }
+            match Channel::parse(raw) {
+                Err(e) => errors.push(format!("invalid channel {raw:?}: {e}")),
+                Ok(ch) => {
+                    if self.channels.remove(&ch) {
+                        removed.push(ch);
+                    }
+                    acked.push(raw.clone());
+                }
+            }
+        }
+        self.shared.router.unsubscribe(self.conn, &removed);
+        let ack = self.shared.frame(|timestamp, nonce| {
+            ServerMessage::Unsubscribed(ChannelsAck {
+                channels: acked,
+                id: req.id.clone(),
+                timestamp,
+                nonce,
+            })
+        });
+        self.outbox.push(ack);
+        for message in errors {
+            let frame = self
+                .shared
+                .error_frame(ErrorCode::InvalidChannel, message, req.id.clone());
+            self.outbox.push(frame);
+        }
+    }
+
+    /// Leaves every channel; called once when the connection ends.
+    pub(crate) fn finish(&mut self) {
+        let channels: Vec<Channel> = self.channels.drain().collect();
+        self.shared.router.unsubscribe(self.conn, &channels);
+    }
+}
+
+/// The `id` of a message that failed to parse, when it has a string one, so
+/// the error can still be matched to its request.
+fn request_id(text: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        id: Option<serde_json::Value>,
+    }
+    match serde_json::from_str::<IdOnly>(text).ok()?.id? {
+        serde_json::Value::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_id;
+
+    #[test]
+    fn recovers_string_ids_only() {
+        assert_eq!(request_id(r#"{"type":"x","id":"7"}"#), Some("7".into()));
+        assert_eq!(request_id(r#"{"type":"x","id":7}"#), None);
+        assert_eq!(request_id("not json"), None);
+    }
+}

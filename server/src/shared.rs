@@ -1,0 +1,112 @@
+//! State every part of a running server shares: configuration, counters, the
+//! routing table, the NATS client, and the shutdown signal.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use odin_protocol::ids::NonceSource;
+use odin_protocol::message::{ErrorCode, ErrorMessage};
+use odin_protocol::time::now_millis;
+use odin_protocol::{Nonce, ServerMessage};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Authenticator;
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+use crate::outbox::Frame;
+use crate::router::{ConnId, Router};
+
+/// Shared by the listener, ingest, HTTP endpoints and every connection.
+pub(crate) struct Shared {
+    pub(crate) config: ServerConfig,
+    pub(crate) server_id: String,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) router: Router,
+    pub(crate) authenticator: Authenticator,
+    pub(crate) nats: async_nats::Client,
+    /// Cancelled when the server starts shutting down.
+    pub(crate) shutdown: CancellationToken,
+    nonces: NonceSource,
+    next_conn: AtomicU64,
+    /// Connections admitted and not yet finished (the `--max-connections` count).
+    admitted: AtomicUsize,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        config: ServerConfig,
+        server_id: String,
+        nats: async_nats::Client,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let metrics = Arc::new(Metrics::new());
+        Self {
+            authenticator: Authenticator::new(&config.auth),
+            router: Router::new(metrics.clone()),
+            metrics,
+            config,
+            server_id,
+            nats,
+            shutdown,
+            nonces: NonceSource::random(),
+            next_conn: AtomicU64::new(1),
+            admitted: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn next_conn_id(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A fresh nonce for a message the server itself writes.
+    pub(crate) fn nonce(&self) -> Nonce {
+        self.nonces.next()
+    }
+
+    /// Serialises a server-made message into a frame; `build` gets the
+    /// timestamp and nonce every message carries.
+    pub(crate) fn frame(&self, build: impl FnOnce(f64, Nonce) -> ServerMessage) -> Frame {
+        Frame::plain(build(now_millis(), self.nonce()).to_json())
+    }
+
+    /// An `error` frame.
+    pub(crate) fn error_frame(&self, code: ErrorCode, message: String, id: Option<String>) -> Frame {
+        self.frame(|timestamp, nonce| {
+            ServerMessage::Error(ErrorMessage {
+                code,
+                message,
+                id,
+                timestamp,
+                nonce,
+            })
+        })
+    }
+
+    pub(crate) fn nats_connected(&self) -> bool {
+        self.nats.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Takes one connection slot, or `None` when the server is full.
+    pub(crate) fn admit(self: &Arc<Self>) -> Option<AdmissionGuard> {
+        let max = self.config.max_connections;
+        self.admitted
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| AdmissionGuard {
+                shared: self.clone(),
+            })
+    }
+}
+
+/// Holds one connection slot; gives it back on drop.
+pub(crate) struct AdmissionGuard {
+    shared: Arc<Shared>,
+}
+
+impl Drop for AdmissionGuard {
+    fn drop(&mut self) {
+        self.shared.admitted.fetch_sub(1, Ordering::AcqRel);
+    }
+}
