@@ -145,14 +145,19 @@ impl Authenticator {
     pub fn new(config: &AuthConfig) -> Self {
         let mut validation = Validation::new(config.algorithm.to_jwt());
         validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        let mut required = vec!["exp", "sub"];
         match &config.audience {
-            Some(aud) => validation.set_audience(&[aud]),
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
         if let Some(iss) = &config.issuer {
             validation.set_issuer(&[iss]);
+            required.push("iss");
         }
+        validation.set_required_spec_claims(&required);
         Self {
             key: DecodingKey::from_secret(&config.secret),
             validation,
@@ -171,8 +176,8 @@ impl Authenticator {
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .map_err(|e| match e.kind() {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
+            |e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
                 ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
                 ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
@@ -184,7 +189,8 @@ impl Authenticator {
                 ErrorKind::InvalidAudience => AuthError::Invalid("wrong audience".into()),
                 ErrorKind::InvalidIssuer => AuthError::Invalid("wrong issuer".into()),
                 _ => AuthError::Invalid("malformed token".into()),
-            })?;
+            },
+        )?;
         let now_secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         if data.claims.exp <= now_secs {
             return Err(AuthError::Expired);
@@ -243,7 +249,10 @@ mod tests {
     use serde_json::json;
 
     fn now_secs() -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
     }
 
     #[test]
@@ -253,18 +262,34 @@ mod tests {
         let good = mint_token(&cfg, "alice", Duration::from_secs(60));
         assert_eq!(auth.verify(&good).unwrap().sub, "alice");
 
-        let other = mint_token(&AuthConfig::with_secret("other"), "a", Duration::from_secs(60));
-        assert_eq!(auth.verify(&other).unwrap_err().code(), AuthErrorCode::AuthInvalid);
+        let other = mint_token(
+            &AuthConfig::with_secret("other"),
+            "a",
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            auth.verify(&other).unwrap_err().code(),
+            AuthErrorCode::AuthInvalid
+        );
 
         let no_sub = sign(&cfg, &json!({"exp": now_secs() + 60}));
-        assert_eq!(auth.verify(&no_sub).unwrap_err().code(), AuthErrorCode::AuthInvalid);
+        assert_eq!(
+            auth.verify(&no_sub).unwrap_err().code(),
+            AuthErrorCode::AuthInvalid
+        );
         let no_exp = sign(&cfg, &json!({"sub": "a"}));
-        assert_eq!(auth.verify(&no_exp).unwrap_err().code(), AuthErrorCode::AuthInvalid);
+        assert_eq!(
+            auth.verify(&no_exp).unwrap_err().code(),
+            AuthErrorCode::AuthInvalid
+        );
 
         let expired = sign(&cfg, &json!({"sub": "a", "exp": now_secs() - 1}));
         assert_eq!(auth.verify(&expired).unwrap_err(), AuthError::Expired);
         assert_eq!(auth.verify("").unwrap_err(), AuthError::Missing);
-        assert_eq!(auth.verify("a.b.c").unwrap_err().code(), AuthErrorCode::AuthInvalid);
+        assert_eq!(
+            auth.verify("a.b.c").unwrap_err().code(),
+            AuthErrorCode::AuthInvalid
+        );
     }
 
     #[test]
@@ -284,7 +309,10 @@ mod tests {
         let auth = Authenticator::new(&cfg);
         let body = base64_url(&json!({"sub": "a", "exp": now_secs() + 60}).to_string());
         let none = format!("{}.{body}.", base64_url(r#"{"alg":"none","typ":"JWT"}"#));
-        assert_eq!(auth.verify(&none).unwrap_err().code(), AuthErrorCode::AuthInvalid);
+        assert_eq!(
+            auth.verify(&none).unwrap_err().code(),
+            AuthErrorCode::AuthInvalid
+        );
         let hs512 = AuthConfig {
             algorithm: JwtAlgorithm::Hs512,
             ..cfg.clone()
@@ -301,7 +329,8 @@ mod tests {
         let b = s.as_bytes();
         let mut out = String::new();
         for chunk in b.chunks(3) {
-            let n = chunk.iter().fold(0u32, |acc, &x| acc << 8 | x as u32) << (8 * (3 - chunk.len()));
+            let n =
+                chunk.iter().fold(0u32, |acc, &x| acc << 8 | x as u32) << (8 * (3 - chunk.len()));
             for i in 0..=chunk.len() {
                 out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
             }
@@ -311,11 +340,23 @@ mod tests {
 
     #[test]
     fn query_token_wins_and_empty_counts_as_missing() {
-        assert_eq!(token_from_request(Some("token=q"), Some(b"Bearer h")), Some("q".into()));
-        assert_eq!(token_from_request(Some("token="), Some(b"Bearer h")), Some("h".into()));
+        assert_eq!(
+            token_from_request(Some("token=q"), Some(b"Bearer h")),
+            Some("q".into())
+        );
+        assert_eq!(
+            token_from_request(Some("token="), Some(b"Bearer h")),
+            Some("h".into())
+        );
         assert_eq!(token_from_request(Some("token="), None), None);
-        assert_eq!(token_from_request(None, Some(b"bearer  h ")), Some("h".into()));
+        assert_eq!(
+            token_from_request(None, Some(b"bearer  h ")),
+            Some("h".into())
+        );
         assert_eq!(token_from_request(None, Some(b"Basic h")), None);
-        assert_eq!(token_from_request(Some("a=1&token=x%2Ey"), None), Some("x.y".into()));
+        assert_eq!(
+            token_from_request(Some("a=1&token=x%2Ey"), None),
+            Some("x.y".into())
+        );
     }
 }

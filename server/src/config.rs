@@ -30,6 +30,9 @@ pub struct ServerConfig {
     pub heartbeat_interval: Duration,
     /// Bound on a connection's pending frames, in bytes.
     pub max_queue_bytes: usize,
+    /// A connection with more than this many bytes pending is "behind":
+    /// its price and volume updates are conflated from then on.
+    pub conflate_above_bytes: usize,
     /// A socket that accepts nothing for this long is a slow consumer.
     pub write_timeout: Duration,
     /// How long shutdown waits for connections to close.
@@ -63,6 +66,7 @@ impl Default for ServerConfig {
             max_connections: 50_000,
             heartbeat_interval: Duration::from_secs(30),
             max_queue_bytes: 1 << 20,
+            conflate_above_bytes: 64 << 10,
             write_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(10),
@@ -118,7 +122,7 @@ pub struct JwtArgs {
     #[arg(long, env = "ODIN_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
     /// Development mode: allows the built-in secret (and says so loudly).
-    #[arg(long, env = "ODIN_DEV")]
+    #[arg(long, env = "ODIN_DEV", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub dev: bool,
 }
 
@@ -182,6 +186,10 @@ pub struct ServerArgs {
     /// Bound on a connection's pending frames, in bytes.
     #[arg(long, env = "ODIN_MAX_QUEUE_BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1024..))]
     pub max_queue_bytes: u64,
+    /// Pending bytes beyond which a connection counts as behind and its price
+    /// and volume updates are conflated.
+    #[arg(long, env = "ODIN_CONFLATE_ABOVE_BYTES", default_value_t = 64 << 10)]
+    pub conflate_above_bytes: u64,
     /// How long shutdown waits for clients to close (e.g. `5s`).
     #[arg(long, env = "ODIN_DRAIN_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
@@ -271,6 +279,7 @@ impl ServerArgs {
             max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
             max_queue_bytes: usize::try_from(self.max_queue_bytes).unwrap_or(usize::MAX),
+            conflate_above_bytes: usize::try_from(self.conflate_above_bytes).unwrap_or(usize::MAX),
             write_timeout: self.write_timeout,
             drain_timeout: self.drain_timeout,
             handshake_timeout: Duration::from_secs(10),

@@ -41,7 +41,10 @@ where
     shared.metrics.connections.inc();
     tracing::debug!(%client_id, sub = %admitted.subject, "connected");
 
-    let outbox = Arc::new(Outbox::new(shared.config.max_queue_bytes));
+    let outbox = Arc::new(Outbox::new(
+        shared.config.max_queue_bytes,
+        shared.config.conflate_above_bytes,
+    ));
     outbox.push(shared.frame(|timestamp, nonce| {
         ServerMessage::ConnectionEstablished(ConnectionEstablished {
             client_id: client_id.clone(),
@@ -116,7 +119,9 @@ where
     if writer.await.is_err() {
         tracing::warn!(%client_id, "writer task panicked");
     }
-    shared.metrics.connections.dec();
+    // Free the slot before the gauge drops, so whoever sees the count fall
+    // can connect.
     drop(admitted.slot);
+    shared.metrics.connections.dec();
     tracing::debug!(%client_id, "disconnected");
 }

@@ -41,7 +41,12 @@ async fn health(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn stats(State(shared): State<Arc<Shared>>) -> Response {
-    Json(shared.metrics.snapshot(&shared.server_id, shared.nats_connected())).into_response()
+    Json(
+        shared
+            .metrics
+            .snapshot(&shared.server_id, shared.nats_connected()),
+    )
+    .into_response()
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {

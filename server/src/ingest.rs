@@ -62,7 +62,10 @@ pub fn validate(
     if event.type_name() != kind.event_type()
         || event.token_id().map(|t| t.as_str()) != kind.token_id()
     {
-        return Err(InvalidEvent::Mismatch(event.type_name(), subject.to_owned()));
+        return Err(InvalidEvent::Mismatch(
+            event.type_name(),
+            subject.to_owned(),
+        ));
     }
     let dedup_key = match msg_id.filter(|id| validate_nonce(id).is_ok()) {
         Some(id) => id.to_owned(),
@@ -97,8 +100,12 @@ pub(crate) async fn run(mut subscription: async_nats::Subscriber, shared: Arc<Sh
             .as_ref()
             .and_then(|h| h.get(NATS_MESSAGE_ID))
             .map(|v| v.as_str());
-        let valid = match validate(&config.subjects, msg.subject.as_str(), msg_id, msg.payload.clone())
-        {
+        let valid = match validate(
+            &config.subjects,
+            msg.subject.as_str(),
+            msg_id,
+            msg.payload.clone(),
+        ) {
             Ok(v) => v,
             Err(e) => {
                 shared.metrics.invalid_events.inc();
@@ -127,7 +134,13 @@ mod tests {
     #[test]
     fn accepts_a_valid_event_and_keeps_its_bytes() {
         let s = Subjects::default();
-        let v = validate(&s, "odin.token.BTC.price", None, Bytes::from_static(PRICE.as_bytes())).unwrap();
+        let v = validate(
+            &s,
+            "odin.token.BTC.price",
+            None,
+            Bytes::from_static(PRICE.as_bytes()),
+        )
+        .unwrap();
         assert_eq!(v.text.as_str(), PRICE);
         assert_eq!(v.dedup_key, "body");
     }
@@ -135,9 +148,21 @@ mod tests {
     #[test]
     fn header_wins_over_body_nonce() {
         let s = Subjects::default();
-        let v = validate(&s, "odin.token.BTC.price", Some("hdr"), Bytes::from_static(PRICE.as_bytes())).unwrap();
+        let v = validate(
+            &s,
+            "odin.token.BTC.price",
+            Some("hdr"),
+            Bytes::from_static(PRICE.as_bytes()),
+        )
+        .unwrap();
         assert_eq!(v.dedup_key, "hdr");
-        let v = validate(&s, "odin.token.BTC.price", Some(""), Bytes::from_static(PRICE.as_bytes())).unwrap();
+        let v = validate(
+            &s,
+            "odin.token.BTC.price",
+            Some(""),
+            Bytes::from_static(PRICE.as_bytes()),
+        )
+        .unwrap();
         assert_eq!(v.dedup_key, "body");
     }
 
@@ -145,15 +170,29 @@ mod tests {
     fn refuses_mismatches_and_garbage() {
         let s = Subjects::default();
         let p = || Bytes::from_static(PRICE.as_bytes());
-        assert!(matches!(validate(&s, "odin.token.ETH.price", None, p()), Err(InvalidEvent::Mismatch(..))));
-        assert!(matches!(validate(&s, "odin.trades.BTC", None, p()), Err(InvalidEvent::Mismatch(..))));
-        assert!(matches!(validate(&s, "odin.nope", None, p()), Err(InvalidEvent::Subject(_))));
+        assert!(matches!(
+            validate(&s, "odin.token.ETH.price", None, p()),
+            Err(InvalidEvent::Mismatch(..))
+        ));
+        assert!(matches!(
+            validate(&s, "odin.trades.BTC", None, p()),
+            Err(InvalidEvent::Mismatch(..))
+        ));
+        assert!(matches!(
+            validate(&s, "odin.nope", None, p()),
+            Err(InvalidEvent::Subject(_))
+        ));
         assert!(matches!(
             validate(&s, "odin.token.BTC.price", None, Bytes::from_static(b"{}")),
             Err(InvalidEvent::Payload(_))
         ));
         assert!(matches!(
-            validate(&s, "odin.token.BTC.price", None, Bytes::from_static(b"\xff")),
+            validate(
+                &s,
+                "odin.token.BTC.price",
+                None,
+                Bytes::from_static(b"\xff")
+            ),
             Err(InvalidEvent::Utf8)
         ));
     }

@@ -68,7 +68,12 @@ impl Server {
             .subscribe(config.subjects.all())
             .await
             .context("cannot subscribe to NATS")?;
-        let shared = Arc::new(Shared::new(config, server_id, nats, CancellationToken::new()));
+        let shared = Arc::new(Shared::new(
+            config,
+            server_id,
+            nats,
+            CancellationToken::new(),
+        ));
         Ok(Server {
             shared,
             ws,
@@ -84,7 +89,9 @@ impl Server {
 
     /// The bound HTTP address.
     pub fn http_addr(&self) -> SocketAddr {
-        self.http.local_addr().expect("bound listener has an address")
+        self.http
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     /// This instance's id.

@@ -4,9 +4,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use odin_server::Server;
 use odin_server::auth::mint_token;
 use odin_server::config::{Cli, Command, LogFormat};
-use odin_server::Server;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {

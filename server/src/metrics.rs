@@ -131,7 +131,11 @@ impl Metrics {
     /// Records one event's ingest latency (clamped at zero when the
     /// publisher's clock runs ahead of ours).
     pub fn observe_ingest_latency(&self, millis: f64) {
-        let millis = if millis.is_finite() { millis.max(0.0) } else { 0.0 };
+        let millis = if millis.is_finite() {
+            millis.max(0.0)
+        } else {
+            0.0
+        };
         self.ingest_latency.observe(millis / 1000.0);
         let us = (millis * 1000.0) as u64;
         self.latency_sum_us.fetch_add(us, Ordering::Relaxed);

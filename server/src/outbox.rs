@@ -2,10 +2,13 @@
 //! (ingest fan-out, the connection's own replies) and the connection's single
 //! writer task.
 //!
-//! It is bounded in bytes. While a client is behind, a newer `price_update` or
-//! `volume_update` of a token replaces the unsent older one of the same token
-//! and kind *in place* (conflation), so a slow reader still ends on the latest
-//! price. Anything else that does not fit makes the client a slow consumer:
+//! It is bounded in bytes. While a client is behind — more than the
+//! conflation threshold is pending, which happens only when its socket stops
+//! taking data — a newer `price_update` or `volume_update` of a token replaces
+//! the unsent older one of the same token and kind *in place* (conflation),
+//! so a slow reader still ends on the latest price. A client that keeps up
+//! gets every update, even in a burst that arrives faster than its writer
+//! wakes up. Anything else that does not fit makes the client a slow consumer:
 //! the outbox asks its writer to close with `4008`. A producer never waits.
 
 use std::collections::{HashMap, VecDeque};
@@ -69,8 +72,8 @@ struct State {
     head_seq: u64,
     /// Sum of the queued frames' lengths.
     bytes: usize,
-    /// Pending conflatable frames by key, as sequence numbers.
-    /// Invariant: every entry points inside `frames`.
+    /// The newest pending conflatable frame of each key, as a sequence
+    /// number. Invariant: every entry points inside `frames`.
     pending: HashMap<ConflationKey, u64>,
     close: Option<CloseRequest>,
 }
@@ -81,15 +84,19 @@ pub struct Outbox {
     state: Mutex<State>,
     ready: Notify,
     max_bytes: usize,
+    /// Conflate only while more than this many bytes are pending.
+    conflate_above: usize,
 }
 
 impl Outbox {
-    /// An empty outbox holding at most `max_bytes` of pending frames.
-    pub fn new(max_bytes: usize) -> Self {
+    /// An empty outbox holding at most `max_bytes` of pending frames, which
+    /// starts conflating once more than `conflate_above` bytes are pending.
+    pub fn new(max_bytes: usize, conflate_above: usize) -> Self {
         Self {
             state: Mutex::new(State::default()),
             ready: Notify::new(),
             max_bytes,
+            conflate_above,
         }
     }
 
@@ -100,6 +107,7 @@ impl Outbox {
             return Pushed::Closed;
         }
         if let Some(key) = frame.conflation
+            && st.bytes > self.conflate_above
             && let Some(&seq) = st.pending.get(&key)
         {
             let idx = (seq - st.head_seq) as usize;
@@ -201,7 +209,7 @@ mod tests {
 
     #[test]
     fn conflates_in_place_and_keeps_other_frames() {
-        let o = Outbox::new(1 << 20);
+        let o = Outbox::new(1 << 20, 0);
         assert_eq!(o.push(f("p1", Some(1))), Pushed::Queued);
         assert_eq!(o.push(f("t1", None)), Pushed::Queued);
         assert_eq!(o.push(f("v1", Some(2))), Pushed::Queued);
@@ -218,8 +226,22 @@ mod tests {
     }
 
     #[test]
+    fn keeps_every_update_while_under_the_threshold() {
+        let o = Outbox::new(1 << 20, 6);
+        assert_eq!(o.push(f("p1", Some(1))), Pushed::Queued);
+        assert_eq!(o.push(f("p2", Some(1))), Pushed::Queued);
+        assert_eq!(o.push(f("p3", Some(1))), Pushed::Queued);
+        // Now 6 bytes are pending: over the threshold the newest is replaced.
+        assert_eq!(o.push(f("p4", Some(1))), Pushed::Queued);
+        assert_eq!(o.push(f("p5", Some(1))), Pushed::Conflated);
+        let mut out = VecDeque::new();
+        o.take(&mut out);
+        assert_eq!(texts(&out), ["p1", "p2", "p3", "p5"]);
+    }
+
+    #[test]
     fn overflow_closes_with_slow_consumer_and_discards() {
-        let o = Outbox::new(10);
+        let o = Outbox::new(10, 0);
         assert_eq!(o.push(f("0123456789abc", None)), Pushed::Queued);
         assert_eq!(o.push(f("x", None)), Pushed::Overflow);
         assert_eq!(o.push(f("y", None)), Pushed::Closed);
@@ -231,7 +253,7 @@ mod tests {
 
     #[test]
     fn draining_close_keeps_queued_frames() {
-        let o = Outbox::new(100);
+        let o = Outbox::new(100, 0);
         o.push(f("error", None));
         assert!(o.close(CloseRequest {
             code: odin_protocol::close::POLICY_VIOLATION,

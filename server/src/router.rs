@@ -219,7 +219,7 @@ mod tests {
     fn routes_by_channel_and_snapshots_on_subscribe() {
         let router = Router::new(Arc::new(Metrics::new()));
         let btc = TokenId::parse("BTC").unwrap();
-        let a = Arc::new(Outbox::new(1 << 20));
+        let a = Arc::new(Outbox::new(1 << 20, 0));
         router.deliver(Route::Token(&btc, TokenEventKind::Price), &"p1".into());
         router.subscribe(1, &a, &[Channel::Token(btc.clone())], Frame::plain("ack"));
         router.deliver(Route::Token(&btc, TokenEventKind::Trade), &"t1".into());
@@ -235,7 +235,7 @@ mod tests {
     #[test]
     fn idle_slots_are_forgotten() {
         let router = Router::new(Arc::new(Metrics::new()));
-        let a = Arc::new(Outbox::new(1 << 20));
+        let a = Arc::new(Outbox::new(1 << 20, 0));
         let x = Channel::Token(TokenId::parse("X").unwrap());
         router.subscribe(1, &a, std::slice::from_ref(&x), Frame::plain("ack"));
         assert_eq!(router.token_count(), 1);

@@ -39,7 +39,8 @@ pub(crate) struct Session {
 
 impl Session {
     pub(crate) fn new(conn: ConnId, outbox: Arc<Outbox>, shared: Arc<Shared>) -> Self {
-        let per_second = NonZeroU32::new(shared.config.rate_limit_per_second).unwrap_or(NonZeroU32::MIN);
+        let per_second =
+            NonZeroU32::new(shared.config.rate_limit_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(shared.config.rate_limit_burst).unwrap_or(NonZeroU32::MIN);
         Self {
             conn,
@@ -55,7 +56,11 @@ impl Session {
     pub(crate) fn on_text(&mut self, text: &str) {
         if self.limiter.check().is_err() {
             let id = request_id(text);
-            self.reject(ErrorCode::RateLimited, "rate limit exceeded; slow down".into(), id);
+            self.reject(
+                ErrorCode::RateLimited,
+                "rate limit exceeded; slow down".into(),
+                id,
+            );
             return;
         }
         match serde_json::from_str::<ClientMessage>(text) {
@@ -73,7 +78,11 @@ impl Session {
             }
             Err(e) => {
                 let id = request_id(text);
-                self.reject(ErrorCode::InvalidMessage, format!("invalid message: {e}"), id);
+                self.reject(
+                    ErrorCode::InvalidMessage,
+                    format!("invalid message: {e}"),
+                    id,
+                );
             }
         }
     }

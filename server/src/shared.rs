@@ -70,7 +70,12 @@ impl Shared {
     }
 
     /// An `error` frame.
-    pub(crate) fn error_frame(&self, code: ErrorCode, message: String, id: Option<String>) -> Frame {
+    pub(crate) fn error_frame(
+        &self,
+        code: ErrorCode,
+        message: String,
+        id: Option<String>,
+    ) -> Frame {
         self.frame(|timestamp, nonce| {
             ServerMessage::Error(ErrorMessage {
                 code,

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::{Sink, SinkExt};
+use odin_protocol::ServerMessage;
 use odin_protocol::close::{self, CloseCode};
 use odin_protocol::message::Heartbeat;
-use odin_protocol::ServerMessage;
 use tokio::time::{Instant, MissedTickBehavior, timeout, timeout_at};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
