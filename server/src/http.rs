@@ -18,6 +18,7 @@ pub(crate) fn routes(shared: Arc<Shared>) -> Router {
         .route("/health", get(health))
         .route("/stats", get(stats))
         .route("/metrics", get(metrics))
+        .merge(crate::client_page::routes())
         .with_state(shared)
 }
 

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod router;
 
+mod client_page;
 mod connection;
 mod http;
 mod listener;
