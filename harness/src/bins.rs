@@ -1,67 +1,82 @@
-//! Finds the workspace's built binaries (`odin-server`, `odin-publisher`) so
-//! fault tests and load runs can start them as real child processes.
+//! Finds the workspace's binaries (`odin-server`, `odin-publisher`) so fault
+//! tests and load runs can start them as real child processes.
 //!
-//! Cargo builds a crate's binaries only for that crate's own tests, so the
-//! harness looks next to the running executable (`target/<profile>/`) and,
-//! when a binary is missing, builds it once with the same cargo and profile.
+//! - With `ODIN_BIN_DIR` set (what `make test` and the load targets do after
+//!   building every binary), binaries are taken from there as they are.
+//! - Otherwise the harness builds the binary itself, once per process, with
+//!   the same cargo and profile into its own target directory
+//!   (`target/harness-bins`). Cargo keeps the outer `cargo test`'s target
+//!   directory locked while tests run, so building there would deadlock; and
+//!   building every time (a no-op when up to date) means a bare `cargo test`
+//!   never runs a stale binary.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
 use anyhow::{Context, bail};
 
-/// Serialises builds: two tests asking for the same binary build it once.
-static BUILD_LOCK: Mutex<()> = Mutex::new(());
+/// Binaries already built by this process, by name.
+static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
 
-/// The path of workspace binary `name`, building it first when it is absent.
-///
-/// `ODIN_BIN_DIR` overrides where binaries are looked for (e.g. a release
-/// build for load runs).
+/// The path of workspace binary `name` (which is also its package's name).
 pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
-    let dir = bin_dir()?;
-    let path = dir.join(name);
-    let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    if !path.exists() {
-        build(name, &dir)?;
+    if let Some(dir) = std::env::var_os("ODIN_BIN_DIR") {
+        let path = PathBuf::from(dir).join(name);
+        if !path.exists() {
+            bail!("ODIN_BIN_DIR is set but {} does not exist", path.display());
+        }
+        return Ok(path);
     }
-    if !path.exists() {
-        bail!("{} is still missing after building it", path.display());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let built = built.get_or_insert_with(HashMap::new);
+    if let Some(path) = built.get(name) {
+        return Ok(path.clone());
     }
+    let path = build(name)?;
+    built.insert(name.to_owned(), path.clone());
     Ok(path)
 }
 
-/// Where binaries of the current profile live.
-fn bin_dir() -> anyhow::Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("ODIN_BIN_DIR") {
-        return Ok(PathBuf::from(dir));
-    }
-    let exe = std::env::current_exe().context("cannot find the running executable")?;
-    let mut dir = exe.parent().context("executable has no folder")?;
-    // Test binaries live in target/<profile>/deps, other binaries one up.
-    if dir.file_name().is_some_and(|n| n == "deps") {
-        dir = dir.parent().context("deps folder has no parent")?;
-    }
-    Ok(dir.to_path_buf())
-}
-
-fn build(name: &str, dir: &Path) -> anyhow::Result<()> {
+/// Builds `name` into `<workspace target>/harness-bins` and returns its path.
+fn build(name: &str) -> anyhow::Result<PathBuf> {
+    let (target, release) = target_dir_and_profile()?;
+    let target = target.join("harness-bins");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "--bin", name]);
-    if dir.file_name().is_some_and(|n| n == "release") {
+    cmd.args(["build", "--quiet", "--package", name, "--bin", name])
+        .arg("--target-dir")
+        .arg(&target)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if release {
         cmd.arg("--release");
     }
-    // target/<profile> → target, so the build lands where we look.
-    if let Some(target) = dir.parent() {
-        cmd.arg("--target-dir").arg(target);
-    }
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
     let status = cmd
         .status()
         .with_context(|| format!("cannot run cargo to build {name}"))?;
     if !status.success() {
         bail!("building {name} failed ({status})");
     }
-    Ok(())
+    let path = target
+        .join(if release { "release" } else { "debug" })
+        .join(name);
+    if !path.exists() {
+        bail!("{} is missing after building it", path.display());
+    }
+    Ok(path)
+}
+
+/// The workspace's target directory and whether the running executable is a
+/// release build, read off the executable's own path
+/// (`target/<profile>/deps/<test>` or `target/<profile>/<bin>`).
+fn target_dir_and_profile() -> anyhow::Result<(PathBuf, bool)> {
+    let exe = std::env::current_exe().context("cannot find the running executable")?;
+    let mut dir: &Path = exe.parent().context("executable has no folder")?;
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir = dir.parent().context("deps folder has no parent")?;
+    }
+    let release = dir.file_name().is_some_and(|n| n == "release");
+    let target = dir.parent().context("profile folder has no parent")?;
+    Ok((target.to_path_buf(), release))
 }

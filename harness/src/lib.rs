@@ -3,6 +3,15 @@
 
 pub mod bins;
 pub mod client;
+pub mod http;
 pub mod nats;
 pub mod publisher;
 pub mod server;
+
+/// Reports a test that cannot run here, with its reason, on the process's
+/// real stderr: `cargo test` captures `eprintln!` of passing tests, and a
+/// skip must never look like a silent pass.
+pub fn report_skip(reason: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {reason}");
+}

@@ -1,1 +1,23 @@
-//! Odin load tests (lands with the load-test issue).
+//! Odin's load tests: Goose scenarios of WebSocket users (the harness's
+//! reference client) against an embedded or running Odin, with end-to-end
+//! latency in HdrHistograms, loss accounting against what the publisher
+//! published, thresholds as data, and reports.
+//!
+//! The `odin-load` binary drives [`run::run`]; `LOAD_TESTING.md` at the
+//! repository's top explains the scenarios and every figure.
+
+pub mod baseline;
+pub mod lag;
+pub mod limits;
+pub mod merge;
+pub mod observer;
+pub mod progress;
+pub mod render;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod stack;
+pub mod sysstat;
+pub mod thresholds;
+pub mod timeline;
+pub mod user;

@@ -7,14 +7,15 @@ use std::time::Instant;
 
 use async_nats::header::NATS_MESSAGE_ID;
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use odin_protocol::dedup::Seen;
 use odin_protocol::ids::validate_nonce;
 use odin_protocol::time::now_millis;
 use odin_protocol::{DedupWindow, Event, Subjects};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::router::{Route, TokenEventKind};
+use crate::outbox::Outbox;
+use crate::router::{Route, Router, TokenEventKind};
 use crate::shared::Shared;
 
 /// An event that passed validation, with the bytes to forward unchanged.
@@ -89,40 +90,153 @@ fn route_of(event: &Event) -> Route<'_> {
     }
 }
 
+/// The ingest loop and the NATS client's connection task on a thread of
+/// their own (a current-thread runtime), so that a burst of events is read
+/// and routed without queueing behind the connection tasks it wakes: the
+/// writers run on the main runtime, the operating system shares the cores.
+pub(crate) struct IngestThread {
+    handle: std::thread::JoinHandle<()>,
+    start: tokio::sync::oneshot::Sender<Arc<Shared>>,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl IngestThread {
+    /// Starts the thread and runs `connect` there; returns once it has the
+    /// client and subscription (the client, handed back, is shared for
+    /// `/health` and shutdown).
+    pub(crate) async fn start<C, F>(connect: C) -> anyhow::Result<(Self, async_nats::Client)>
+    where
+        C: FnOnce() -> F + Send + 'static,
+        F: std::future::Future<
+                Output = anyhow::Result<(async_nats::Client, async_nats::Subscriber)>,
+            >,
+    {
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let (start, start_rx) = tokio::sync::oneshot::channel::<Arc<Shared>>();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let thread_stop = stop.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = std::thread::Builder::new()
+            .name("odin-ingest".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let (client, subscription) = match connect().await {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(client));
+                    let Ok(shared) = start_rx.await else { return };
+                    tokio::select! {
+                        () = run(subscription, shared) => {}
+                        () = thread_stop.cancelled() => {}
+                    }
+                });
+            })?;
+        let client = ready_rx
+            .await
+            .map_err(|_| anyhow::anyhow!("the ingest thread died while connecting"))??;
+        Ok((
+            Self {
+                handle,
+                start,
+                stop,
+            },
+            client,
+        ))
+    }
+
+    /// Starts ingesting into `shared`.
+    pub(crate) fn run(self, shared: Arc<Shared>) -> RunningIngest {
+        let _ = self.start.send(shared);
+        RunningIngest {
+            handle: self.handle,
+            stop: self.stop,
+        }
+    }
+}
+
+/// The ingest thread once started.
+pub(crate) struct RunningIngest {
+    handle: std::thread::JoinHandle<()>,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl RunningIngest {
+    /// Stops the loop and waits (at most a second) for the thread.
+    pub(crate) async fn stop(self) {
+        self.stop.cancel();
+        let handle = self.handle;
+        let joined = tokio::task::spawn_blocking(move || handle.join());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), joined).await;
+    }
+}
+
+/// Most events handled before the writers they fed are woken.
+const BURST: usize = 256;
+
 /// Consumes the server's NATS subscription until it ends (at shutdown).
+///
+/// Events that have already arrived are handled as one burst (up to
+/// [`BURST`]) before any writer is woken, so each client gets a burst in one
+/// write; a lone event is woken at once, as before.
 pub(crate) async fn run(mut subscription: async_nats::Subscriber, shared: Arc<Shared>) {
     let config = &shared.config;
     let mut window = DedupWindow::new(config.dedup_window, config.dedup_capacity);
+    let mut wakes = Vec::new();
     while let Some(msg) = subscription.next().await {
-        shared.metrics.messages_received.inc();
-        let msg_id = msg
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(NATS_MESSAGE_ID))
-            .map(|v| v.as_str());
-        let valid = match validate(
-            &config.subjects,
-            msg.subject.as_str(),
-            msg_id,
-            msg.payload.clone(),
-        ) {
-            Ok(v) => v,
-            Err(e) => {
-                shared.metrics.invalid_events.inc();
-                tracing::debug!(subject = %msg.subject, error = %e, "dropped invalid event");
-                continue;
+        ingest_one(&shared, &mut window, msg, &mut wakes);
+        for _ in 1..BURST {
+            match subscription.next().now_or_never() {
+                Some(Some(msg)) => ingest_one(&shared, &mut window, msg, &mut wakes),
+                _ => break,
             }
-        };
-        if window.observe(&valid.dedup_key, Instant::now()) == Seen::Duplicate {
-            shared.metrics.duplicates_dropped.inc();
-            continue;
         }
-        shared
-            .metrics
-            .observe_ingest_latency(now_millis() - valid.event.timestamp());
-        shared.router.deliver(route_of(&valid.event), &valid.text);
+        Router::wake_all(&mut wakes);
     }
     tracing::debug!("NATS subscription ended");
+}
+
+/// Validates, de-duplicates, measures and routes one NATS message.
+fn ingest_one(
+    shared: &Shared,
+    window: &mut DedupWindow,
+    msg: async_nats::Message,
+    wakes: &mut Vec<Arc<Outbox>>,
+) {
+    shared.metrics.messages_received.inc();
+    let msg_id = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(NATS_MESSAGE_ID))
+        .map(|v| v.as_str());
+    let valid = match validate(
+        &shared.config.subjects,
+        msg.subject.as_str(),
+        msg_id,
+        msg.payload.clone(),
+    ) {
+        Ok(v) => v,
+        Err(e) => {
+            shared.metrics.invalid_events.inc();
+            tracing::debug!(subject = %msg.subject, error = %e, "dropped invalid event");
+            return;
+        }
+    };
+    if window.observe(&valid.dedup_key, Instant::now()) == Seen::Duplicate {
+        shared.metrics.duplicates_dropped.inc();
+        return;
+    }
+    shared
+        .metrics
+        .observe_ingest_latency(now_millis() - valid.event.timestamp());
+    shared
+        .router
+        .deliver(route_of(&valid.event), &valid.text, wakes);
 }
 
 #[cfg(test)]

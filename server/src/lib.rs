@@ -46,7 +46,7 @@ pub struct Server {
     shared: Arc<Shared>,
     ws: TcpListener,
     http: TcpListener,
-    subscription: async_nats::Subscriber,
+    ingest: ingest::IngestThread,
 }
 
 impl Server {
@@ -64,11 +64,18 @@ impl Server {
             .server_id
             .clone()
             .unwrap_or_else(|| format!("odin-{:08x}", rand::random::<u32>()));
-        let nats = connect_nats(&config.nats_url, &server_id).await?;
-        let subscription = nats
-            .subscribe(config.subjects.all())
-            .await
-            .context("cannot subscribe to NATS")?;
+        let url = config.nats_url.clone();
+        let subject = config.subjects.all();
+        let name = server_id.clone();
+        let (ingest, nats) = ingest::IngestThread::start(move || async move {
+            let nats = connect_nats(&url, &name).await?;
+            let subscription = nats
+                .subscribe(subject)
+                .await
+                .context("cannot subscribe to NATS")?;
+            Ok((nats, subscription))
+        })
+        .await?;
         let shared = Arc::new(Shared::new(
             config,
             server_id,
@@ -79,7 +86,7 @@ impl Server {
             shared,
             ws,
             http,
-            subscription,
+            ingest,
         })
     }
 
@@ -108,10 +115,10 @@ impl Server {
             shared,
             ws,
             http,
-            subscription,
+            ingest,
         } = self;
         let tracker = TaskTracker::new();
-        let ingest = tokio::spawn(ingest::run(subscription, shared.clone()));
+        let ingest = ingest.run(shared.clone());
         let accept = tokio::spawn(listener::accept_loop(ws, shared.clone(), tracker.clone()));
         let http_shutdown = shared.shutdown.clone();
         let http_shared = shared.clone();
@@ -139,7 +146,7 @@ impl Server {
             );
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), shared.nats.drain()).await;
-        ingest.abort();
+        ingest.stop().await;
         let _ = tokio::time::timeout(Duration::from_secs(1), http_task).await;
         tracing::info!("stopped");
         Ok(())

@@ -100,11 +100,24 @@ impl Outbox {
         }
     }
 
-    /// Queues `frame`, conflating it with a pending one of the same key.
+    /// Queues `frame`, conflating it with a pending one of the same key, and
+    /// wakes the writer.
     pub fn push(&self, frame: Frame) -> Pushed {
+        let (pushed, wake) = self.push_deferred(frame);
+        if wake {
+            self.wake();
+        }
+        pushed
+    }
+
+    /// Queues `frame` like [`Outbox::push`] but leaves waking the writer to
+    /// the caller: `true` when a [`Outbox::wake`] is owed. Fan-out uses it to
+    /// wake each writer once per burst of events instead of once per event,
+    /// so a burst goes out in one write per client.
+    pub fn push_deferred(&self, frame: Frame) -> (Pushed, bool) {
         let mut st = self.state.lock();
         if st.close.is_some() {
-            return Pushed::Closed;
+            return (Pushed::Closed, false);
         }
         if let Some(key) = frame.conflation
             && st.bytes > self.conflate_above
@@ -117,7 +130,7 @@ impl Outbox {
             // one frame per key the bound has already paid for (±a few bytes).
             st.bytes = st.bytes - old_len + new_len;
             st.frames[idx] = frame;
-            return Pushed::Conflated;
+            return (Pushed::Conflated, false);
         }
         let len = frame.text.len();
         // An empty queue always takes one frame, however large, so a single
@@ -129,7 +142,7 @@ impl Outbox {
             });
             drop(st);
             self.ready.notify_one();
-            return Pushed::Overflow;
+            return (Pushed::Overflow, false);
         }
         let was_empty = st.frames.is_empty();
         let seq = st.head_seq + st.frames.len() as u64;
@@ -138,11 +151,12 @@ impl Outbox {
         }
         st.bytes += len;
         st.frames.push_back(frame);
-        drop(st);
-        if was_empty {
-            self.ready.notify_one();
-        }
-        Pushed::Queued
+        (Pushed::Queued, was_empty)
+    }
+
+    /// Wakes the writer (after [`Outbox::push_deferred`]).
+    pub fn wake(&self) {
+        self.ready.notify_one();
     }
 
     /// Asks the writer to close the connection with `request`. The first

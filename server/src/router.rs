@@ -113,8 +113,10 @@ impl Router {
         }
     }
 
-    /// Routes one ingested event to its subscribers.
-    pub fn deliver(&self, route: Route<'_>, text: &Utf8Bytes) {
+    /// Routes one ingested event to its subscribers. Writers that now have
+    /// something to send are added to `wakes` rather than woken, so a burst
+    /// of events wakes each writer once ([`Router::wake_all`]).
+    pub fn deliver(&self, route: Route<'_>, text: &Utf8Bytes, wakes: &mut Vec<Arc<Outbox>>) {
         let mut index = self.index.write();
         let (subscribers, conflation) = match route {
             Route::Token(id, kind) => {
@@ -143,16 +145,26 @@ impl Router {
         };
         let mut conflated = 0;
         for outbox in subscribers.values() {
-            let pushed = outbox.push(Frame {
+            let (pushed, wake) = outbox.push_deferred(Frame {
                 text: text.clone(),
                 conflation,
             });
             if pushed == Pushed::Conflated {
                 conflated += 1;
             }
+            if wake {
+                wakes.push(outbox.clone());
+            }
         }
         if conflated > 0 {
             self.metrics.conflated.inc_by(conflated);
+        }
+    }
+
+    /// Wakes every writer collected by [`Router::deliver`].
+    pub fn wake_all(wakes: &mut Vec<Arc<Outbox>>) {
+        for outbox in wakes.drain(..) {
+            outbox.wake();
         }
     }
 
@@ -220,14 +232,43 @@ mod tests {
         let router = Router::new(Arc::new(Metrics::new()));
         let btc = TokenId::parse("BTC").unwrap();
         let a = Arc::new(Outbox::new(1 << 20, 0));
-        router.deliver(Route::Token(&btc, TokenEventKind::Price), &"p1".into());
+        let mut w = Vec::new();
+        router.deliver(
+            Route::Token(&btc, TokenEventKind::Price),
+            &"p1".into(),
+            &mut w,
+        );
         router.subscribe(1, &a, &[Channel::Token(btc.clone())], Frame::plain("ack"));
-        router.deliver(Route::Token(&btc, TokenEventKind::Trade), &"t1".into());
-        router.deliver(Route::Batch, &"b1".into());
+        router.deliver(
+            Route::Token(&btc, TokenEventKind::Trade),
+            &"t1".into(),
+            &mut w,
+        );
+        router.deliver(Route::Batch, &"b1".into(), &mut w);
+        assert!(w.is_empty(), "the ack already woke the writer");
         assert_eq!(drain(&a), ["ack", "p1", "t1"]);
 
+        router.deliver(
+            Route::Token(&btc, TokenEventKind::Trade),
+            &"t2".into(),
+            &mut w,
+        );
+        router.deliver(
+            Route::Token(&btc, TokenEventKind::Trade),
+            &"t3".into(),
+            &mut w,
+        );
+        assert_eq!(w.len(), 1, "one wake per writer per burst");
+        Router::wake_all(&mut w);
+        assert!(w.is_empty());
+        assert_eq!(drain(&a), ["t2", "t3"]);
+
         router.unsubscribe(1, &[Channel::Token(btc.clone())]);
-        router.deliver(Route::Token(&btc, TokenEventKind::Price), &"p2".into());
+        router.deliver(
+            Route::Token(&btc, TokenEventKind::Price),
+            &"p2".into(),
+            &mut w,
+        );
         assert!(drain(&a).is_empty());
         assert_eq!(router.last_price("BTC").unwrap().as_str(), "p2");
     }

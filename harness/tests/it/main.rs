@@ -1,6 +1,7 @@
 //! The harness's one integration-test binary: every end-to-end test of Odin
 //! against real NATS, real sockets and real processes, by topic.
 
+mod browser;
 mod client;
 mod nats;
 mod publisher;

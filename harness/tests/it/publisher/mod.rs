@@ -1,1 +1,10 @@
-//! (in progress)
+//! End-to-end tests of `odin-publisher` against a real NATS server: what a
+//! short run puts on the wire (subjects, `Nats-Msg-Id` headers, bodies and
+//! their consistency), a replay of the committed fixture, the binary's
+//! signals, exit codes and one-line errors, and a NATS restart mid-run.
+
+mod process;
+mod replay;
+mod restart;
+mod support;
+mod wire;

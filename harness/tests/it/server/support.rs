@@ -1,0 +1,347 @@
+//! Helpers for the server's protocol tests: a bare WebSocket peer that sees
+//! every frame and close code, and a NATS publisher of protocol events.
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use futures_util::{SinkExt, StreamExt};
+use odin_harness::nats::NatsServer;
+use odin_harness::server::{Endpoint, TestServer};
+use odin_protocol::ids::NonceSource;
+use odin_protocol::message::{PriceSource, PriceUpdate, Side, TradeExecuted};
+use odin_protocol::time::now_millis;
+use odin_protocol::{Event, Nonce, Subjects, TokenId};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Every wait in these tests is bounded by this.
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
+
+/// A real NATS server and an in-process odin-server on it.
+pub(crate) struct Stack {
+    pub(crate) nats: NatsServer,
+    pub(crate) server: TestServer,
+    pub(crate) publisher: Publisher,
+    /// The subjects the server ingests (its configured prefix).
+    server_subjects: Subjects,
+}
+
+impl Stack {
+    pub(crate) async fn start() -> Stack {
+        Self::start_with(|_| {}).await
+    }
+
+    pub(crate) async fn start_with(tune: impl FnOnce(&mut odin_server::ServerConfig)) -> Stack {
+        let nats = NatsServer::start().await.expect("NATS starts");
+        let mut config = odin_harness::server::test_config(&nats.url());
+        tune(&mut config);
+        let server_subjects = config.subjects.clone();
+        let server = TestServer::start_with(config).await.expect("server starts");
+        let publisher = Publisher::connect(&nats.url()).await;
+        let stack = Stack {
+            nats,
+            server,
+            publisher,
+            server_subjects,
+        };
+        stack.wait_nats_connected().await;
+        stack
+    }
+
+    /// Waits until the server is connected and NATS itself lists the
+    /// server's `odin.>` subscription, so nothing published afterwards can
+    /// miss it.
+    pub(crate) async fn wait_nats_connected(&self) {
+        self.server
+            .wait_for_stats(WAIT, |s| s.nats_connected)
+            .await
+            .expect("server connects to NATS");
+        let subject = self.server_subjects.all();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let connz = self
+                .nats
+                .monitor_json("/connz?subs=1")
+                .await
+                .expect("NATS monitoring answers");
+            let subscribed = connz["connections"].as_array().is_some_and(|conns| {
+                conns.iter().any(|c| {
+                    c["subscriptions_list"]
+                        .as_array()
+                        .is_some_and(|subs| subs.iter().any(|s| s == subject.as_str()))
+                })
+            });
+            if subscribed {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the server's subscription never showed in /connz: {connz}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// A connected client that has read `connection_established`.
+    pub(crate) async fn client(&self) -> Ws {
+        Ws::connect_ok(self.server.endpoint()).await
+    }
+}
+
+/// A bare WebSocket client.
+pub(crate) struct Ws {
+    inner: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// The `connection_established` message.
+    pub(crate) hello: Value,
+}
+
+impl Ws {
+    /// Connects with a fresh token and reads `connection_established`.
+    pub(crate) async fn connect_ok(endpoint: &Endpoint) -> Ws {
+        let url = endpoint.ws_url_with_token("tester");
+        let (inner, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connect in time")
+            .expect("upgrade accepted");
+        let mut ws = Ws {
+            inner,
+            hello: Value::Null,
+        };
+        ws.hello = ws.next_json().await;
+        assert_eq!(ws.hello["type"], "connection_established", "{}", ws.hello);
+        ws
+    }
+
+    /// Connects to `url` with extra headers; `Ok` when upgraded.
+    pub(crate) async fn try_connect(
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Ws, (u16, Value)> {
+        let mut req = url.into_client_request().expect("valid URL");
+        for (k, v) in headers {
+            req.headers_mut().insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+            .await
+            .expect("answer in time")
+        {
+            Ok((inner, _)) => {
+                let mut ws = Ws {
+                    inner,
+                    hello: Value::Null,
+                };
+                ws.hello = ws.next_json().await;
+                Ok(ws)
+            }
+            Err(WsError::Http(resp)) => {
+                let body = resp
+                    .body()
+                    .as_deref()
+                    .map(|b| serde_json::from_slice(b).unwrap_or(Value::Null))
+                    .unwrap_or(Value::Null);
+                Err((resp.status().as_u16(), body))
+            }
+            Err(e) => panic!("unexpected connect error: {e}"),
+        }
+    }
+
+    pub(crate) async fn send_text(&mut self, text: impl Into<String>) {
+        self.inner
+            .send(Message::text(text.into()))
+            .await
+            .expect("send");
+    }
+
+    pub(crate) async fn send_json(&mut self, v: Value) {
+        self.send_text(v.to_string()).await;
+    }
+
+    pub(crate) async fn send_raw(&mut self, msg: Message) {
+        self.inner.send(msg).await.expect("send");
+    }
+
+    /// The underlying stream, for tests that read control frames.
+    pub(crate) fn inner_mut(&mut self) -> &mut WebSocketStream<MaybeTlsStream<TcpStream>> {
+        &mut self.inner
+    }
+
+    /// Writes bytes straight to the TCP socket, bypassing the WebSocket
+    /// framing (for malformed or hostile frames).
+    pub(crate) async fn send_raw_bytes(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        match self.inner.get_mut() {
+            MaybeTlsStream::Plain(s) => s.write_all(bytes).await.expect("raw write"),
+            _ => unreachable!("tests use plain TCP"),
+        }
+    }
+
+    /// The next text frame, skipping control frames; fails on close.
+    pub(crate) async fn next_text(&mut self) -> String {
+        match self.try_next_text(WAIT).await {
+            Ok(Some(t)) => t,
+            Ok(None) => panic!("no text frame within {WAIT:?}"),
+            Err(code) => panic!("connection closed ({code:?}) while waiting for a frame"),
+        }
+    }
+
+    /// The next text frame within `limit`: `Ok(None)` on timeout, `Err` with
+    /// the close code when the connection closes.
+    pub(crate) async fn try_next_text(
+        &mut self,
+        limit: Duration,
+    ) -> Result<Option<String>, Option<u16>> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, self.inner.next()).await {
+                Err(_) => return Ok(None),
+                Ok(Some(Ok(Message::Text(t)))) => return Ok(Some(t.to_string())),
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    return Err(frame.map(|f| u16::from(f.code)));
+                }
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(_)) | None) => return Err(None),
+            }
+        }
+    }
+
+    pub(crate) async fn next_json(&mut self) -> Value {
+        serde_json::from_str(&self.next_text().await).expect("server sends JSON")
+    }
+
+    /// The next message of `ty`, skipping heartbeats only.
+    pub(crate) async fn next_of_type(&mut self, ty: &str) -> Value {
+        loop {
+            let v = self.next_json().await;
+            if v["type"] == "heartbeat" && ty != "heartbeat" {
+                continue;
+            }
+            assert_eq!(v["type"], ty, "expected {ty}, got {v}");
+            return v;
+        }
+    }
+
+    /// Asserts nothing but heartbeats arrives within `limit`.
+    pub(crate) async fn expect_silence(&mut self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.try_next_text(left).await {
+                Ok(None) => return,
+                Ok(Some(t)) if t.contains(r#""type":"heartbeat""#) => continue,
+                Ok(Some(t)) => panic!("expected silence, got {t}"),
+                Err(code) => panic!("connection closed ({code:?})"),
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns its close code (`None` when the
+    /// TCP connection ended without a close frame).
+    pub(crate) async fn closed(&mut self) -> Option<u16> {
+        loop {
+            match self.try_next_text(WAIT).await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("connection not closed within {WAIT:?}"),
+                Err(code) => return code,
+            }
+        }
+    }
+
+    /// Subscribes and returns the `subscribed` answer.
+    pub(crate) async fn subscribe(&mut self, channels: &[&str]) -> Value {
+        self.send_json(json!({"type": "subscribe", "channels": channels}))
+            .await;
+        self.next_of_type("subscribed").await
+    }
+}
+
+/// Publishes protocol events to NATS the way the publisher does.
+pub(crate) struct Publisher {
+    pub(crate) client: async_nats::Client,
+    pub(crate) subjects: Subjects,
+    nonces: NonceSource,
+}
+
+impl Publisher {
+    pub(crate) async fn connect(url: &str) -> Publisher {
+        let client = async_nats::connect(url).await.expect("publisher connects");
+        Publisher {
+            client,
+            subjects: Subjects::default(),
+            nonces: NonceSource::random(),
+        }
+    }
+
+    fn nonce(&mut self) -> String {
+        self.nonces.next_string()
+    }
+
+    /// Publishes raw bytes on `subject` with an optional `Nats-Msg-Id`.
+    pub(crate) async fn raw(
+        &self,
+        subject: String,
+        msg_id: Option<&str>,
+        payload: impl Into<bytes::Bytes>,
+    ) {
+        let payload = payload.into();
+        match msg_id {
+            Some(id) => {
+                let mut headers = HeaderMap::new();
+                headers.insert("Nats-Msg-Id", id);
+                self.client
+                    .publish_with_headers(subject, headers, payload)
+                    .await
+            }
+            None => self.client.publish(subject, payload).await,
+        }
+        .expect("publish");
+    }
+
+    /// Publishes `event` on its subject with the header, and flushes.
+    pub(crate) async fn event(&self, event: &Event) -> String {
+        let text = event.to_json();
+        self.raw(
+            event.subject(&self.subjects),
+            Some(event.nonce().as_str()),
+            text.clone(),
+        )
+        .await;
+        self.client.flush().await.expect("flush");
+        text
+    }
+
+    pub(crate) fn price_event(&mut self, token: &str, price: f64) -> Event {
+        Event::PriceUpdate(PriceUpdate {
+            token_id: TokenId::parse(token).unwrap(),
+            price,
+            source: PriceSource::Trade,
+            previous_price: None,
+            change_24h: None,
+            timestamp: now_millis(),
+            nonce: Nonce::parse(&self.nonce()).unwrap(),
+        })
+    }
+
+    pub(crate) fn trade_event(&mut self, token: &str, seq: u64) -> Event {
+        Event::TradeExecuted(TradeExecuted {
+            token_id: TokenId::parse(token).unwrap(),
+            trade_id: format!("t{seq}"),
+            side: Side::Buy,
+            price: 1.0,
+            amount: seq as f64,
+            timestamp: now_millis(),
+            nonce: Nonce::parse(&self.nonce()).unwrap(),
+        })
+    }
+
+    /// Publishes a price update and returns the exact JSON sent.
+    pub(crate) async fn price(&mut self, token: &str, price: f64) -> String {
+        let e = self.price_event(token, price);
+        self.event(&e).await
+    }
+}

@@ -1,0 +1,349 @@
+//! `odin-load`: run a load scenario (or the progressive series) and exit
+//! 0 when every threshold passes, 1 when one fails, 2 when the run could not
+//! give a verdict, 3 on a setup error.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use odin_loadtests::render::{self, terminal};
+use odin_loadtests::report::{Outcome, RunReport};
+use odin_loadtests::run::{RunOptions, SetupError};
+use odin_loadtests::scenario::{Scenario, ScenarioFile};
+use odin_loadtests::stack::Target;
+use odin_loadtests::{baseline, merge};
+
+/// Exit code of a setup error (bad flags, a stack that would not start).
+const SETUP_ERROR: u8 = 3;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "odin-load",
+    version,
+    about = "Odin's load tests: WebSocket users, end-to-end latency, loss accounting, thresholds and reports.",
+    after_help = "Exit codes: 0 every threshold passed; 1 a threshold failed; 2 the run was invalid \
+                  (no verdict: the load generator saturated or could not open its connections); 3 setup error."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one scenario of the scenario file, or `progressive`.
+    Run(Box<RunArgs>),
+    /// Merge the report.json files of several load processes into one verdict.
+    Merge {
+        /// The reports to merge.
+        #[arg(required = true)]
+        reports: Vec<PathBuf>,
+        /// Where the merged report goes.
+        #[arg(long, default_value = "runs/merged")]
+        out: PathBuf,
+    },
+    /// List the scenarios of the scenario file.
+    List {
+        /// The scenario file.
+        #[arg(long, default_value = odin_loadtests::scenario::DEFAULT_FILE)]
+        scenario_file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Scenario name (`quick`, `medium`, `stress`, …) or `progressive`.
+    #[arg(default_value = "quick")]
+    scenario: String,
+    /// The scenario file.
+    #[arg(long, default_value = odin_loadtests::scenario::DEFAULT_FILE)]
+    scenario_file: PathBuf,
+    /// Override: WebSocket users.
+    #[arg(long)]
+    users: Option<usize>,
+    /// Override: users started per second.
+    #[arg(long)]
+    ramp_rate: Option<f64>,
+    /// Override: how long the publisher runs (e.g. `30s`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    hold: Option<Duration>,
+    /// Override: how long deliveries may trail the last publish.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    drain: Option<Duration>,
+    /// Override: start of publishing whose latencies are not measured.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    warmup: Option<Duration>,
+    /// Override: simulated tokens.
+    #[arg(long)]
+    tokens: Option<usize>,
+    /// Override: token channels per user.
+    #[arg(long)]
+    subscriptions: Option<usize>,
+    /// Override: price events per second across all tokens.
+    #[arg(long)]
+    publish_rate: Option<f64>,
+    /// Override: the publisher's scheduler interval (e.g. `5s`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    tick: Option<Duration>,
+    /// Add a threshold rule (e.g. `latency-p99<5ms`); repeatable.
+    #[arg(long = "threshold")]
+    thresholds: Vec<String>,
+    /// Add a Goose threshold rule (e.g. `p95<100ms for WS connect`); repeatable.
+    #[arg(long = "goose-threshold")]
+    goose_thresholds: Vec<String>,
+    /// Test a running server at this WebSocket URL instead of an embedded one.
+    #[arg(long, requires_all = ["nats_url"])]
+    url: Option<String>,
+    /// Its HTTP address (host:port) for `/stats`, with `--url`.
+    #[arg(long)]
+    http_addr: Option<SocketAddr>,
+    /// The NATS the publisher publishes to, with `--url`.
+    #[arg(long)]
+    nats_url: Option<String>,
+    /// The running server's JWT secret, with `--url`.
+    #[arg(long, env = "ODIN_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// Extra flag for the embedded odin-server; repeatable (`--server-arg=--max-queue-bytes=65536`).
+    #[arg(long = "server-arg", allow_hyphen_values = true)]
+    server_args: Vec<String>,
+    /// Folder for this run's files (default `runs/<time>-<scenario>`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Compare with an earlier run's report.json.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// How much worse than the baseline p99 and throughput may be, in percent.
+    #[arg(long, default_value_t = 10.0)]
+    baseline_tolerance: f64,
+    /// How long a user may take to connect and subscribe.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    connect_timeout: Duration,
+    /// Generator scheduling lag (p99) beyond which the run is invalid.
+    #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
+    max_generator_lag: Duration,
+    /// No live progress line.
+    #[arg(long)]
+    no_progress: bool,
+    /// Extra Goose flags, after `--`.
+    #[arg(last = true)]
+    goose_args: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { SETUP_ERROR } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return setup_error(anyhow::Error::from(e)),
+    };
+    match cli.command {
+        Command::Run(args) => runtime.block_on(run(*args)),
+        Command::Merge { reports, out } => match merge_reports(&reports, &out) {
+            Ok(code) => code,
+            Err(e) => setup_error(e),
+        },
+        Command::List { scenario_file } => match ScenarioFile::load(&scenario_file) {
+            Ok(file) => {
+                for name in file.names() {
+                    let s = file.resolve(name).expect("validated on load");
+                    println!("{name:<12} {:>6} users  {}", s.users, s.description);
+                }
+                if let Some(p) = &file.progressive {
+                    println!("{:<12} {}", "progressive", p.scenarios.join(" → "));
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => setup_error(e),
+        },
+    }
+}
+
+fn setup_error(e: anyhow::Error) -> ExitCode {
+    eprintln!("odin-load: setup error: {e:#}");
+    ExitCode::from(SETUP_ERROR)
+}
+
+async fn run(args: RunArgs) -> ExitCode {
+    let file = match ScenarioFile::load(&args.scenario_file) {
+        Ok(f) => f,
+        Err(e) => return setup_error(e),
+    };
+    let (names, cooldown) = if args.scenario == "progressive" {
+        match &file.progressive {
+            Some(p) => (p.scenarios.clone(), p.cooldown),
+            None => return setup_error(anyhow::anyhow!("the scenario file has no [progressive]")),
+        }
+    } else {
+        (vec![args.scenario.clone()], Duration::ZERO)
+    };
+    let mut scenarios = Vec::new();
+    for name in &names {
+        match file.resolve(name).and_then(|s| apply_overrides(s, &args)) {
+            Ok(s) => scenarios.push(s),
+            Err(e) => return setup_error(e),
+        }
+    }
+    let target = match target(&args) {
+        Ok(t) => t,
+        Err(e) => return setup_error(e),
+    };
+    let baseline = match args.baseline.as_deref().map(baseline::load).transpose() {
+        Ok(b) => b,
+        Err(e) => return setup_error(e),
+    };
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace(':', "");
+    let series_dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{stamp}-{}", args.scenario)));
+
+    let mut reports: Vec<RunReport> = Vec::new();
+    for (i, scenario) in scenarios.iter().enumerate() {
+        if i > 0 {
+            eprintln!("cooling down for {}", humantime::format_duration(cooldown));
+            tokio::time::sleep(cooldown).await;
+        }
+        let out_dir = if scenarios.len() > 1 {
+            series_dir.join(&scenario.name)
+        } else {
+            series_dir.clone()
+        };
+        let opts = RunOptions {
+            target: target.clone(),
+            out_dir: out_dir.clone(),
+            connect_timeout: args.connect_timeout,
+            max_generator_lag: args.max_generator_lag,
+            goose_args: args.goose_args.clone(),
+            progress: !args.no_progress,
+        };
+        eprintln!(
+            "odin-load: {} — {} users, {} of {} tokens, {} price events/s, hold {}",
+            scenario.name,
+            scenario.users,
+            scenario.subscriptions,
+            scenario.tokens,
+            scenario.publish_rate,
+            humantime::format_duration(scenario.hold)
+        );
+        let mut report = match odin_loadtests::run::run(scenario, &opts).await {
+            Ok(r) => r,
+            Err(SetupError(e)) => return setup_error(e),
+        };
+        if let Some(b) = &baseline
+            && b.scenario.name == scenario.name
+        {
+            baseline::compare(&mut report, b, args.baseline_tolerance);
+        }
+        if let Err(e) = render::write_run_folder(&report, &out_dir) {
+            return setup_error(e);
+        }
+        print!("{}", terminal::render(&report));
+        println!(
+            "  reports: {}/report.html (and report.json, report.md, goose-report.html)",
+            out_dir.display()
+        );
+        reports.push(report);
+    }
+    if reports.len() > 1 {
+        println!("\nProgressive series:");
+        for r in &reports {
+            println!(
+                "  {:<8} {:>6} users  p99 {:>9}  {:>9.0} deliveries/s  lost {:>6}  {}",
+                r.scenario.name,
+                r.scenario.users,
+                odin_loadtests::thresholds::format_micros(r.latency.p99_us as f64),
+                r.accounting.throughput_per_sec,
+                r.accounting.lost,
+                verdict_word(&r.outcome)
+            );
+        }
+    }
+    // The worst outcome decides: invalid (2) over fail (1) over pass (0).
+    let code = reports
+        .iter()
+        .map(|r| r.outcome.exit_code())
+        .max()
+        .unwrap_or(0);
+    ExitCode::from(code as u8)
+}
+
+fn verdict_word(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Pass => "PASS",
+        Outcome::Fail => "FAIL",
+        Outcome::Invalid { .. } => "INVALID",
+    }
+}
+
+fn apply_overrides(mut s: Scenario, a: &RunArgs) -> anyhow::Result<Scenario> {
+    if let Some(v) = a.users {
+        s.users = v;
+    }
+    if let Some(v) = a.ramp_rate {
+        s.ramp_rate = v;
+    }
+    if let Some(v) = a.hold {
+        s.hold = v;
+    }
+    if let Some(v) = a.drain {
+        s.drain = v;
+    }
+    if let Some(v) = a.warmup {
+        s.warmup = v;
+    }
+    if let Some(v) = a.tokens {
+        s.tokens = v;
+    }
+    if let Some(v) = a.subscriptions {
+        s.subscriptions = v;
+    }
+    if let Some(v) = a.publish_rate {
+        s.publish_rate = v;
+    }
+    if let Some(v) = a.tick {
+        s.tick = v;
+    }
+    s.thresholds.extend(a.thresholds.iter().cloned());
+    s.goose_thresholds
+        .extend(a.goose_thresholds.iter().cloned());
+    s.validate()?;
+    Ok(s)
+}
+
+fn target(a: &RunArgs) -> anyhow::Result<Target> {
+    match &a.url {
+        None => Ok(Target::Embedded {
+            server_args: a.server_args.clone(),
+        }),
+        Some(url) => Ok(Target::External {
+            ws_url: url.clone(),
+            http_addr: a.http_addr,
+            nats_url: a.nats_url.clone().context("--url needs --nats-url")?,
+            jwt_secret: a.jwt_secret.clone().context(
+                "--url needs --jwt-secret (or ODIN_JWT_SECRET) to sign the users' tokens",
+            )?,
+        }),
+    }
+}
+
+fn merge_reports(paths: &[PathBuf], out: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let reports = paths
+        .iter()
+        .map(|p| baseline::load(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let merged = merge::merge(reports)?;
+    render::write_run_folder(&merged, out)?;
+    print!("{}", terminal::render(&merged));
+    Ok(ExitCode::from(merged.outcome.exit_code() as u8))
+}

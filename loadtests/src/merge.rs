@@ -1,0 +1,119 @@
+//! One verdict from several load processes: a run beyond one process's file
+//! limit is split over processes (each with its own `report.json`), whose
+//! histograms and counters merge here into one report.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, bail};
+
+use crate::observer::latency_histogram;
+use crate::report::{LatencySummary, Outcome, RunReport, TimelinePoint, encode_histogram};
+use crate::thresholds::Rule;
+
+/// Merges `reports` (of the same scenario) into one, re-judging the first
+/// report's thresholds on the merged figures.
+pub fn merge(reports: Vec<RunReport>) -> anyhow::Result<RunReport> {
+    let Some(first) = reports.first().cloned() else {
+        bail!("nothing to merge");
+    };
+    let mut out = first.clone();
+    let mut hist = latency_histogram();
+    let mut timeline: BTreeMap<usize, TimelinePoint> = BTreeMap::new();
+    out.users = Default::default();
+    out.accounting = Default::default();
+    out.accounting.kinds = first.accounting.kinds.clone();
+    out.processes = 0;
+    let mut invalid = Vec::new();
+    for r in &reports {
+        if r.scenario.name != first.scenario.name {
+            bail!(
+                "cannot merge scenario {} with {}",
+                r.scenario.name,
+                first.scenario.name
+            );
+        }
+        hist.add(
+            r.histogram()
+                .context("a report's histogram is unreadable")?,
+        )
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        out.processes += r.processes;
+        let (u, ru) = (&mut out.users, &r.users);
+        u.wanted += ru.wanted;
+        u.live += ru.live;
+        u.failed += ru.failed;
+        u.reconnects += ru.reconnects;
+        u.connect_failures += ru.connect_failures;
+        // Percentiles do not add up; keep the worst process's.
+        u.connect.p99_us = u.connect.p99_us.max(ru.connect.p99_us);
+        u.connect.max_us = u.connect.max_us.max(ru.connect.max_us);
+        u.subscribe.p99_us = u.subscribe.p99_us.max(ru.subscribe.p99_us);
+        u.subscribe.max_us = u.subscribe.max_us.max(ru.subscribe.max_us);
+        let (a, ra) = (&mut out.accounting, &r.accounting);
+        a.expected += ra.expected;
+        a.delivered += ra.delivered;
+        a.lost += ra.lost;
+        a.duplicates += ra.duplicates;
+        a.out_of_order += ra.out_of_order;
+        a.before_run += ra.before_run;
+        a.throughput_per_sec += ra.throughput_per_sec;
+        for p in &r.timeline {
+            let e = timeline.entry(p.second).or_insert(TimelinePoint {
+                second: p.second,
+                count: 0,
+                p50_us: 0,
+                p99_us: 0,
+                max_us: 0,
+            });
+            e.count += p.count;
+            e.p50_us = e.p50_us.max(p.p50_us);
+            e.p99_us = e.p99_us.max(p.p99_us);
+            e.max_us = e.max_us.max(p.max_us);
+        }
+        out.generator.cpu_share += r.generator.cpu_share;
+        out.generator.lag_p99_us = out.generator.lag_p99_us.max(r.generator.lag_p99_us);
+        out.generator.lag_max_us = out.generator.lag_max_us.max(r.generator.lag_max_us);
+        if let Outcome::Invalid { reason } = &r.outcome {
+            invalid.push(reason.clone());
+        }
+    }
+    out.latency = LatencySummary::of(&hist);
+    out.latency_histogram = encode_histogram(&hist);
+    out.timeline = timeline.into_values().collect();
+    out.generator.cpu_per_delivery_us = reports
+        .iter()
+        .map(|r| r.generator.cpu_per_delivery_us * r.accounting.delivered as f64)
+        .sum::<f64>()
+        / out.accounting.delivered.max(1) as f64;
+    out.thresholds = first
+        .scenario
+        .thresholds
+        .iter()
+        .map(|text| {
+            let rule = Rule::parse(text)?;
+            Ok(rule.judge(crate::run::observe(
+                rule.metric,
+                &hist,
+                &out.accounting,
+                &out.users,
+            )))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    out.goose_thresholds = reports
+        .iter()
+        .flat_map(|r| r.goose_thresholds.clone())
+        .collect();
+    out.baseline.clear();
+    out.outcome = if !invalid.is_empty() {
+        Outcome::Invalid {
+            reason: invalid.join("; "),
+        }
+    } else if out.thresholds.iter().all(|v| v.passed)
+        && out.goose_thresholds.iter().all(|g| g.passed)
+    {
+        Outcome::Pass
+    } else {
+        Outcome::Fail
+    };
+    Ok(out)
+}

@@ -1,0 +1,190 @@
+//! Turning a [`crate::report::RunReport`] into what people read: a terminal
+//! summary, Markdown for a pull request, an HTML page with plots, and the
+//! files of the run folder.
+
+pub mod html;
+pub mod markdown;
+pub mod terminal;
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::report::RunReport;
+
+/// Writes `report.json`, `report.md`, `report.html` and the server's
+/// `/stats` before and after into `dir`.
+pub fn write_run_folder(report: &RunReport, dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+    };
+    write("report.json", serde_json::to_string_pretty(report)?)?;
+    write("report.md", markdown::render(report))?;
+    write("report.html", html::render(report))?;
+    if let Some(s) = &report.server.stats_before {
+        write("server-stats-before.json", serde_json::to_string_pretty(s)?)?;
+    }
+    if let Some(s) = &report.server.stats_after {
+        write("server-stats-after.json", serde_json::to_string_pretty(s)?)?;
+    }
+    Ok(())
+}
+
+/// Bytes as a short human figure.
+pub fn format_bytes(bytes: f64) -> String {
+    let abs = bytes.abs();
+    if abs >= (1u64 << 30) as f64 {
+        format!("{:.2} GiB", bytes / (1u64 << 30) as f64)
+    } else if abs >= (1u64 << 20) as f64 {
+        format!("{:.1} MiB", bytes / (1u64 << 20) as f64)
+    } else if abs >= 1024.0 {
+        format!("{:.1} KiB", bytes / 1024.0)
+    } else {
+        format!("{bytes:.0} B")
+    }
+}
+
+/// A count with thousands separators.
+pub fn format_count(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The rows every renderer shows, as (label, value) pairs.
+pub fn summary_rows(r: &RunReport) -> Vec<(&'static str, String)> {
+    use crate::thresholds::format_micros as t;
+    let l = &r.latency;
+    let a = &r.accounting;
+    let u = &r.users;
+    let mut rows = vec![
+        (
+            "users",
+            format!(
+                "{} live of {} ({} failed, {} reconnects)",
+                u.live, u.wanted, u.failed, u.reconnects
+            ),
+        ),
+        (
+            "connect / subscribe p99",
+            format!(
+                "{} / {}",
+                t(u.connect.p99_us as f64),
+                t(u.subscribe.p99_us as f64)
+            ),
+        ),
+        (
+            "publisher",
+            format!(
+                "{:.1} price events/s (asked {}) for {:.1} s",
+                r.publisher.achieved_rate, r.publisher.asked_rate, r.publisher.elapsed_secs
+            ),
+        ),
+        (
+            "deliveries",
+            format!(
+                "{} of {} expected ({:.0}/s)",
+                format_count(a.delivered),
+                format_count(a.expected),
+                a.throughput_per_sec
+            ),
+        ),
+        (
+            "lost / duplicated / out of order",
+            format!("{} / {} / {}", a.lost, a.duplicates, a.out_of_order),
+        ),
+        (
+            "latency p50 / p90 / p99 / p99.9",
+            format!(
+                "{} / {} / {} / {}",
+                t(l.p50_us as f64),
+                t(l.p90_us as f64),
+                t(l.p99_us as f64),
+                t(l.p999_us as f64)
+            ),
+        ),
+        (
+            "latency max / mean",
+            format!("{} / {}", t(l.max_us as f64), t(l.mean_us)),
+        ),
+    ];
+    if let Some(share) = r.server.cpu_share {
+        rows.push((
+            "server CPU",
+            format!(
+                "{:.0}% of a core, {:.2} µs per delivery",
+                share * 100.0,
+                r.server.cpu_per_delivery_us.unwrap_or_default()
+            ),
+        ));
+    }
+    if let Some(after) = &r.server.process_after {
+        rows.push((
+            "server memory",
+            format!(
+                "RSS {} (peak {}), {} per user",
+                format_bytes(after.rss_bytes as f64),
+                format_bytes(after.peak_rss_bytes as f64),
+                format_bytes(r.server.rss_per_user_bytes.unwrap_or_default())
+            ),
+        ));
+    }
+    rows.push((
+        "load generator",
+        format!(
+            "{:.0}% of a core, {:.2} µs per delivery, lag p99 {}",
+            r.generator.cpu_share * 100.0,
+            r.generator.cpu_per_delivery_us,
+            t(r.generator.lag_p99_us as f64)
+        ),
+    ));
+    if let Some(s) = &r.server.stats_after {
+        rows.push((
+            "server /stats",
+            format!(
+                "{} received, {} delivered, {} dup dropped, {} conflated, {} slow consumers",
+                format_count(s.messages_received),
+                format_count(s.messages_delivered),
+                s.duplicates_dropped,
+                s.conflated,
+                s.slow_consumer_disconnects
+            ),
+        ));
+    }
+    rows
+}
+
+/// Every rule's result as (rule, observed, limit, passed), ours, Goose's
+/// and the baseline's.
+pub fn verdict_rows(r: &RunReport) -> Vec<(String, String, String, bool)> {
+    let mut rows: Vec<_> = r
+        .thresholds
+        .iter()
+        .chain(&r.baseline)
+        .map(|v| {
+            (
+                v.rule.clone(),
+                v.observed.clone(),
+                v.limit.clone(),
+                v.passed,
+            )
+        })
+        .collect();
+    rows.extend(r.goose_thresholds.iter().map(|g| {
+        (
+            format!("goose: {}", g.rule),
+            g.observed.clone(),
+            String::new(),
+            g.passed,
+        )
+    }));
+    rows
+}

@@ -1,0 +1,288 @@
+//! The result of one run as data: everything the terminal summary, the JSON,
+//! Markdown and HTML reports, the baseline comparison and the merge of
+//! several load processes read.
+
+use base64::Engine as _;
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
+use odin_protocol::stats::StatsSnapshot;
+use serde::{Deserialize, Serialize};
+
+use crate::scenario::Scenario;
+use crate::sysstat::ProcSample;
+use crate::thresholds::Verdict;
+
+/// How the run ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum Outcome {
+    /// Every threshold passed (exit 0).
+    Pass,
+    /// At least one threshold failed (exit 1).
+    Fail,
+    /// The run could not give a verdict (exit 2): the load generator
+    /// saturated, or connections could not be opened for reasons of its own.
+    Invalid {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Outcome {
+    /// The process exit code of this outcome.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Outcome::Pass => 0,
+            Outcome::Fail => 1,
+            Outcome::Invalid { .. } => 2,
+        }
+    }
+}
+
+/// Latency percentiles, in microseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LatencySummary {
+    /// Number of samples.
+    pub count: u64,
+    /// Mean.
+    pub mean_us: f64,
+    /// Median.
+    pub p50_us: u64,
+    /// 90th percentile.
+    pub p90_us: u64,
+    /// 95th percentile.
+    pub p95_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// 99.9th percentile.
+    pub p999_us: u64,
+    /// Largest.
+    pub max_us: u64,
+}
+
+impl LatencySummary {
+    /// Summarises `h`.
+    pub fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        Self {
+            count: h.len(),
+            mean_us: h.mean(),
+            p50_us: h.value_at_quantile(0.50),
+            p90_us: h.value_at_quantile(0.90),
+            p95_us: h.value_at_quantile(0.95),
+            p99_us: h.value_at_quantile(0.99),
+            p999_us: h.value_at_quantile(0.999),
+            max_us: h.max(),
+        }
+    }
+}
+
+/// One second of the latency timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimelinePoint {
+    /// Seconds since the run started.
+    pub second: usize,
+    /// Deliveries in that second.
+    pub count: u64,
+    /// Median latency, µs.
+    pub p50_us: u64,
+    /// 99th percentile, µs.
+    pub p99_us: u64,
+    /// Largest, µs.
+    pub max_us: u64,
+}
+
+/// Users and their connections.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsersSummary {
+    /// Users the scenario asked for.
+    pub wanted: usize,
+    /// Users that connected and subscribed.
+    pub live: usize,
+    /// Users whose first connect or subscribe failed.
+    pub failed: usize,
+    /// Reconnections after a first connection.
+    pub reconnects: u64,
+    /// Connection attempts that failed (first ones and reconnects).
+    pub connect_failures: u64,
+    /// Connect time percentiles from Goose's `WS connect` request, µs.
+    pub connect: LatencySummary,
+    /// Subscribe time percentiles from Goose's `WS subscribe` request, µs.
+    pub subscribe: LatencySummary,
+}
+
+/// Deliveries against what the publisher published.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Accounting {
+    /// Deliveries the users should have had (events of their tokens).
+    pub expected: u64,
+    /// Deliveries they had (unique, in the run).
+    pub delivered: u64,
+    /// `expected − delivered` when positive.
+    pub lost: u64,
+    /// Events a user received twice.
+    pub duplicates: u64,
+    /// Events older than one already received of the same token and kind.
+    pub out_of_order: u64,
+    /// Snapshots of prices from before the run (not counted above).
+    pub before_run: u64,
+    /// Deliveries per second over the publishing time.
+    pub throughput_per_sec: f64,
+    /// Which kinds the accounting covers.
+    pub kinds: Vec<String>,
+}
+
+/// What the publisher reported.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PublisherSummary {
+    /// Price events per second asked for.
+    pub asked_rate: f64,
+    /// Price events per second achieved.
+    pub achieved_rate: f64,
+    /// How long it published, seconds.
+    pub elapsed_secs: f64,
+    /// Events published, by kind.
+    pub events: serde_json::Value,
+    /// Its one-line summary.
+    pub summary: String,
+}
+
+/// The server's figures over the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerSummary {
+    /// `/stats` before the users connected.
+    pub stats_before: Option<StatsSnapshot>,
+    /// `/stats` after the run.
+    pub stats_after: Option<StatsSnapshot>,
+    /// Process readings before and after (embedded runs only).
+    pub process_before: Option<ProcSample>,
+    /// Process readings after.
+    pub process_after: Option<ProcSample>,
+    /// CPU used during the run as a share of one core.
+    pub cpu_share: Option<f64>,
+    /// Server CPU per delivery, µs.
+    pub cpu_per_delivery_us: Option<f64>,
+    /// RSS growth per connected user, bytes.
+    pub rss_per_user_bytes: Option<f64>,
+}
+
+/// The load generator's own cost.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GeneratorSummary {
+    /// CPU used during the run as a share of one core.
+    pub cpu_share: f64,
+    /// CPU per delivered message, µs.
+    pub cpu_per_delivery_us: f64,
+    /// 99th percentile of its runtime's scheduling lag, µs.
+    pub lag_p99_us: u64,
+    /// Largest scheduling lag, µs.
+    pub lag_max_us: u64,
+    /// Peak RSS, bytes.
+    pub peak_rss_bytes: u64,
+}
+
+/// One Goose threshold's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GooseVerdict {
+    /// The rule.
+    pub rule: String,
+    /// What Goose observed.
+    pub observed: String,
+    /// Whether it passed.
+    pub passed: bool,
+}
+
+/// One run, complete.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunReport {
+    /// Format version of this file.
+    pub version: u32,
+    /// The scenario as run (after overrides).
+    pub scenario: Scenario,
+    /// When it started (RFC 3339, UTC).
+    pub started_at: String,
+    /// Wall time of the whole run, seconds.
+    pub duration_secs: f64,
+    /// What was tested: `embedded` or the URL.
+    pub target: String,
+    /// How many load processes contributed (more than one after a merge).
+    pub processes: usize,
+    /// Users.
+    pub users: UsersSummary,
+    /// The publisher.
+    pub publisher: PublisherSummary,
+    /// Loss accounting.
+    pub accounting: Accounting,
+    /// End-to-end latency.
+    pub latency: LatencySummary,
+    /// The merged latency histogram, HdrHistogram V2, base64.
+    pub latency_histogram: String,
+    /// Latency per second.
+    pub timeline: Vec<TimelinePoint>,
+    /// The server.
+    pub server: ServerSummary,
+    /// The generator.
+    pub generator: GeneratorSummary,
+    /// Our rules.
+    pub thresholds: Vec<Verdict>,
+    /// Goose's rules.
+    pub goose_thresholds: Vec<GooseVerdict>,
+    /// Comparison with a baseline run, when asked for.
+    pub baseline: Vec<Verdict>,
+    /// The verdict.
+    pub outcome: Outcome,
+}
+
+/// Current format version of [`RunReport`].
+pub const REPORT_VERSION: u32 = 1;
+
+/// Serialises a histogram for the report (V2, base64).
+pub fn encode_histogram(h: &Histogram<u64>) -> String {
+    let mut bytes = Vec::new();
+    V2Serializer::new()
+        .serialize(h, &mut bytes)
+        .expect("serialising to memory cannot fail");
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Reads a histogram written by [`encode_histogram`].
+pub fn decode_histogram(text: &str) -> anyhow::Result<Histogram<u64>> {
+    let bytes = base64::engine::general_purpose::STANDARD.decode(text)?;
+    let h: Histogram<u64> = Deserializer::new().deserialize(&mut bytes.as_slice())?;
+    Ok(h)
+}
+
+impl RunReport {
+    /// The merged latency histogram.
+    pub fn histogram(&self) -> anyhow::Result<Histogram<u64>> {
+        decode_histogram(&self.latency_histogram)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_survive_the_report() {
+        let mut h = crate::observer::latency_histogram();
+        for v in [10u64, 200, 3000, 45_000] {
+            h.record(v).unwrap();
+        }
+        let back = decode_histogram(&encode_histogram(&h)).unwrap();
+        assert_eq!(back.len(), 4);
+        assert_eq!(back.max(), h.max());
+        assert_eq!(LatencySummary::of(&back), LatencySummary::of(&h));
+    }
+}

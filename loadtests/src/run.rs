@@ -1,0 +1,501 @@
+//! One scenario from start to verdict: bring the target up, ramp the Goose
+//! users, publish for the hold once every user is subscribed, let deliveries
+//! drain, then account, judge and report.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use goose::config::GooseConfiguration;
+use goose::prelude::*;
+use odin_harness::publisher::PublisherProcess;
+use odin_publisher::{PublisherConfig, Totals};
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::lag::LagMonitor;
+use crate::observer::{RunClock, Tracked, latency_histogram};
+use crate::report::{
+    Accounting, GeneratorSummary, GooseVerdict, LatencySummary, Outcome, PublisherSummary,
+    REPORT_VERSION, RunReport, ServerSummary, TimelinePoint, UsersSummary, encode_histogram,
+};
+use crate::scenario::Scenario;
+use crate::stack::{Stack, Target};
+use crate::sysstat;
+use crate::thresholds::{Metric, Rule};
+use crate::timeline::Timeline;
+use crate::user::{LoadContext, METHOD, UserResult};
+
+/// How a run is set up besides its scenario.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// What to test.
+    pub target: Target,
+    /// Where this run's files go.
+    pub out_dir: std::path::PathBuf,
+    /// How long a user may take to connect and subscribe.
+    pub connect_timeout: Duration,
+    /// Generator scheduling lag (p99) beyond which the run is invalid.
+    pub max_generator_lag: Duration,
+    /// Extra Goose flags, passed as they are.
+    pub goose_args: Vec<String>,
+    /// Print a progress line every second.
+    pub progress: bool,
+}
+
+/// Why a run could not even start (exit code 3).
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+pub struct SetupError(pub anyhow::Error);
+
+/// Runs `scenario` and returns its report (the verdict is in
+/// [`RunReport::outcome`]).
+pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunReport, SetupError> {
+    let started_at = now_rfc3339();
+    let wall = Instant::now();
+    crate::limits::ensure_files_for(scenario.users).map_err(SetupError)?;
+    std::fs::create_dir_all(&opts.out_dir)
+        .with_context(|| format!("cannot create {}", opts.out_dir.display()))
+        .map_err(SetupError)?;
+    let stack = Stack::start(&opts.target, scenario.users)
+        .await
+        .map_err(SetupError)?;
+    let result = run_on(scenario, opts, &stack, started_at, wall).await;
+    stack.shutdown().await;
+    result
+}
+
+async fn run_on(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    stack: &Stack,
+    started_at: String,
+    wall: Instant,
+) -> Result<RunReport, SetupError> {
+    let token_ids: Vec<String> = (0..scenario.tokens)
+        .map(|rank| odin_publisher::universe::token_id(rank).to_string())
+        .collect();
+    let ctx = Arc::new(LoadContext {
+        ws_url: stack.ws_url().to_owned(),
+        token: stack.token_source(),
+        scenario: scenario.clone(),
+        token_ids,
+        clock: Arc::new(RunClock::default()),
+        timeline: Timeline::new(),
+        subscribed: AtomicUsize::new(0),
+        failed: AtomicUsize::new(0),
+        clients: Mutex::new(Vec::new()),
+        stop: CancellationToken::new(),
+        finished: CancellationToken::new(),
+        connect_timeout: opts.connect_timeout,
+    });
+    let stats_before = stack.stats().await;
+    let server_before = stack.server_pid().and_then(|p| sysstat::sample(Some(p)));
+    let lag_stop = CancellationToken::new();
+    let lag = LagMonitor::start(lag_stop.clone());
+
+    let attack = build_attack(scenario, opts, stack, ctx.clone()).map_err(SetupError)?;
+    let goose = tokio::spawn(attack.execute());
+    let progress = opts
+        .progress
+        .then(|| crate::progress::start(ctx.clone(), scenario.clone()));
+
+    // Publish once every user is in (or has given up).
+    let all_in = wait_for_users(&ctx, scenario, opts).await;
+    let generator_before = sysstat::sample(None).unwrap_or_default();
+    let publish_wall = Instant::now();
+    let publisher_result = publish(scenario, stack, &ctx).await;
+    let publish_secs = publish_wall.elapsed().as_secs_f64();
+    tokio::time::sleep(scenario.drain).await;
+    let generator_after = sysstat::sample(None).unwrap_or_default();
+    let generator_wall = publish_wall.elapsed();
+    ctx.finished.cancel();
+
+    let goose_result = goose
+        .await
+        .context("the Goose run panicked")
+        .map_err(SetupError)?;
+    lag_stop.cancel();
+    if let Some(p) = progress {
+        p.abort();
+        eprintln!();
+    }
+    let results = ctx.collect().await;
+    let stats_after = stack.stats().await;
+    let server_after = stack.server_pid().and_then(|p| sysstat::sample(Some(p)));
+    let totals = match publisher_result {
+        Ok(t) => t,
+        Err(e) => return Err(SetupError(e.context("the publisher failed"))),
+    };
+
+    let (goose_metrics, goose_failed) = match goose_result {
+        Ok(m) => (m, Vec::new()),
+        Err(GooseError::ThresholdsFailed { failed, metrics }) => (*metrics.0, failed),
+        Err(e) => return Err(SetupError(anyhow::anyhow!("Goose failed: {e}"))),
+    };
+
+    // Accounting.
+    let accounting = account(&results, &totals, publish_secs);
+    let mut latency = latency_histogram();
+    for r in &results {
+        latency.add(&r.observer.latency).expect("same bounds");
+    }
+    let timeline = ctx
+        .timeline
+        .seconds()
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| !h.is_empty())
+        .map(|(second, h)| TimelinePoint {
+            second,
+            count: h.len(),
+            p50_us: h.value_at_quantile(0.5),
+            p99_us: h.value_at_quantile(0.99),
+            max_us: h.max(),
+        })
+        .collect();
+    let users = users_summary(scenario, &ctx, &results, &goose_metrics);
+
+    let deliveries = accounting.delivered.max(1) as f64;
+    let server = server_summary(
+        stats_before,
+        stats_after,
+        server_before,
+        server_after,
+        generator_wall,
+        deliveries,
+        users.live,
+    );
+    let generator = GeneratorSummary {
+        cpu_share: sysstat::cpu_share(&generator_before, &generator_after, generator_wall),
+        cpu_per_delivery_us: (generator_after.cpu_seconds - generator_before.cpu_seconds).max(0.0)
+            * 1e6
+            / deliveries,
+        lag_p99_us: lag.quantile_us(0.99),
+        lag_max_us: lag.max_us(),
+        peak_rss_bytes: generator_after.peak_rss_bytes,
+    };
+
+    // Verdicts.
+    let thresholds: Vec<_> = scenario
+        .thresholds
+        .iter()
+        .map(|text| {
+            let rule = Rule::parse(text).expect("validated with the scenario");
+            rule.judge(observe(rule.metric, &latency, &accounting, &users))
+        })
+        .collect();
+    let goose_thresholds: Vec<GooseVerdict> = goose_metrics
+        .thresholds
+        .iter()
+        .map(|t| GooseVerdict {
+            rule: t.rule.clone(),
+            observed: t.observed.clone(),
+            passed: t.passed,
+        })
+        .collect();
+    let invalid = invalid_reason(scenario, opts, &users, &generator, &totals, all_in);
+    let outcome = match invalid {
+        Some(reason) => Outcome::Invalid { reason },
+        None if thresholds.iter().all(|v| v.passed)
+            && goose_thresholds.iter().all(|v| v.passed)
+            && goose_failed.is_empty() =>
+        {
+            Outcome::Pass
+        }
+        None => Outcome::Fail,
+    };
+
+    Ok(RunReport {
+        version: REPORT_VERSION,
+        scenario: scenario.clone(),
+        started_at,
+        duration_secs: wall.elapsed().as_secs_f64(),
+        target: stack.describe(),
+        processes: 1,
+        users,
+        publisher: PublisherSummary {
+            asked_rate: scenario.publish_rate,
+            achieved_rate: totals.achieved_rate,
+            elapsed_secs: totals.elapsed_secs,
+            events: serde_json::to_value(totals.events).unwrap_or_default(),
+            summary: totals.summary_line(),
+        },
+        accounting,
+        latency: LatencySummary::of(&latency),
+        latency_histogram: encode_histogram(&latency),
+        timeline,
+        server,
+        generator,
+        thresholds,
+        goose_thresholds,
+        baseline: Vec::new(),
+        outcome,
+    })
+}
+
+/// The Goose attack: our scenario, with users, ramp and run time from the
+/// scenario, reports into the run folder, and any extra Goose flags.
+fn build_attack(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    stack: &Stack,
+    ctx: Arc<LoadContext>,
+) -> anyhow::Result<GooseAttack> {
+    let host = format!(
+        "http://{}",
+        stack
+            .ws_url()
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .unwrap_or("127.0.0.1")
+    );
+    // Goose's run time counts from when every user is started; users wait in
+    // their on-stop transaction until publishing and draining are over, so
+    // this only has to be long enough for the hold to begin.
+    let run_time = (scenario.hold + scenario.drain).as_secs().max(1) + 1;
+    let out = opts.out_dir.display().to_string();
+    let mut args: Vec<String> = vec![
+        "--host".into(),
+        host,
+        "--users".into(),
+        scenario.users.to_string(),
+        "--increase-rate".into(),
+        format!("{}", scenario.ramp_rate),
+        "--run-time".into(),
+        format!("{run_time}s"),
+        "--report-file".into(),
+        format!("{out}/goose-report.html"),
+        "--report-file".into(),
+        format!("{out}/goose-report.json"),
+        "--report-file".into(),
+        format!("{out}/goose-report.md"),
+        "--no-telnet".into(),
+        "--no-print-metrics".into(),
+        "--no-reset-metrics".into(),
+        "--no-threshold-abort".into(),
+        "--quiet".into(),
+    ];
+    for rule in &scenario.goose_thresholds {
+        args.push("--threshold".into());
+        args.push(rule.clone());
+    }
+    args.extend(opts.goose_args.iter().cloned());
+    let config = GooseConfiguration::parse_args_default(&args)
+        .map_err(|e| anyhow::anyhow!("invalid Goose settings {args:?}: {e}"))?;
+    Ok(GooseAttack::initialize_with_config(config)?.register_scenario(crate::user::scenario(ctx)?))
+}
+
+/// Waits until every user is subscribed or has failed; `false` on timeout.
+async fn wait_for_users(ctx: &LoadContext, scenario: &Scenario, opts: &RunOptions) -> bool {
+    let limit = scenario.ramp_time() + opts.connect_timeout + Duration::from_secs(5);
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let done = ctx.subscribed.load(Ordering::Acquire) + ctx.failed.load(Ordering::Acquire);
+        if done >= scenario.users {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs the publisher for the hold and returns what it published.
+async fn publish(scenario: &Scenario, stack: &Stack, ctx: &LoadContext) -> anyhow::Result<Totals> {
+    let config = PublisherConfig {
+        nats_url: stack.nats_url().to_owned(),
+        tokens: scenario.tokens,
+        rate: scenario.publish_rate,
+        duration: Some(scenario.hold),
+        tick: scenario.tick,
+        ..PublisherConfig::default()
+    };
+    // Every event the publisher makes is younger than this: it belongs to
+    // the run. (Marking it after the publisher reports "connected" would race
+    // with its first events.)
+    ctx.clock
+        .set_publish_started(odin_protocol::time::now_millis(), scenario.warmup);
+    let publisher = PublisherProcess::start(&config).await?;
+    publisher
+        .wait(scenario.hold + Duration::from_secs(30))
+        .await
+}
+
+/// Deliveries against what was published, per user, token and kind.
+fn account(results: &[UserResult], totals: &Totals, publish_secs: f64) -> Accounting {
+    let counts = |map: &std::collections::BTreeMap<String, u64>| -> HashMap<String, u64> {
+        map.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    };
+    let published = [
+        (Tracked::Price, counts(&totals.price_updates_by_token)),
+        (Tracked::Volume, counts(&totals.volume_updates_by_token)),
+        (Tracked::Trade, counts(&totals.trades_by_token)),
+    ];
+    let mut acc = Accounting {
+        kinds: vec![
+            "price_update".into(),
+            "volume_update".into(),
+            "trade_executed".into(),
+        ],
+        ..Accounting::default()
+    };
+    for r in results.iter().filter(|r| r.live) {
+        for (kind, by_token) in &published {
+            for (token, delivered) in r.observer.delivered(*kind) {
+                let expected = by_token.get(token).copied().unwrap_or(0);
+                acc.expected += expected;
+                acc.delivered += delivered;
+                acc.lost += expected.saturating_sub(delivered);
+            }
+        }
+        acc.duplicates += r.observer.duplicates;
+        acc.out_of_order += r.observer.out_of_order;
+        acc.before_run += r.observer.before_run;
+    }
+    acc.throughput_per_sec = if publish_secs > 0.0 {
+        acc.delivered as f64 / publish_secs
+    } else {
+        0.0
+    };
+    acc
+}
+
+fn users_summary(
+    scenario: &Scenario,
+    ctx: &LoadContext,
+    results: &[UserResult],
+    goose: &GooseMetrics,
+) -> UsersSummary {
+    let request = |name: &str| {
+        goose
+            .requests
+            .values()
+            .find(|r| r.path == name && r.custom_method == METHOD)
+            .map(|r| {
+                let t = &r.raw_data;
+                LatencySummary {
+                    count: t.counter as u64,
+                    mean_us: if t.counter == 0 {
+                        0.0
+                    } else {
+                        t.total_time_us as f64 / t.counter as f64
+                    },
+                    p50_us: t.percentile_us(0.50),
+                    p90_us: t.percentile_us(0.90),
+                    p95_us: t.percentile_us(0.95),
+                    p99_us: t.percentile_us(0.99),
+                    p999_us: t.percentile_us(0.999),
+                    max_us: t.maximum_time_us,
+                }
+            })
+            .unwrap_or_default()
+    };
+    UsersSummary {
+        wanted: scenario.users,
+        live: ctx.subscribed.load(Ordering::Acquire),
+        failed: ctx.failed.load(Ordering::Acquire),
+        reconnects: results.iter().map(|r| r.counters.reconnects).sum(),
+        connect_failures: results.iter().map(|r| r.counters.connect_failures).sum(),
+        connect: request("connect"),
+        subscribe: request("subscribe"),
+    }
+}
+
+fn server_summary(
+    stats_before: Option<odin_protocol::stats::StatsSnapshot>,
+    stats_after: Option<odin_protocol::stats::StatsSnapshot>,
+    before: Option<sysstat::ProcSample>,
+    after: Option<sysstat::ProcSample>,
+    wall: Duration,
+    deliveries: f64,
+    users: usize,
+) -> ServerSummary {
+    let (cpu_share, cpu_per_delivery_us, rss_per_user_bytes) = match (&before, &after) {
+        (Some(b), Some(a)) => (
+            Some(sysstat::cpu_share(b, a, wall)),
+            Some((a.cpu_seconds - b.cpu_seconds).max(0.0) * 1e6 / deliveries),
+            (users > 0).then(|| (a.rss_bytes as f64 - b.rss_bytes as f64) / users as f64),
+        ),
+        _ => (None, None, None),
+    };
+    ServerSummary {
+        stats_before,
+        stats_after,
+        process_before: before,
+        process_after: after,
+        cpu_share,
+        cpu_per_delivery_us,
+        rss_per_user_bytes,
+    }
+}
+
+/// What a rule's metric observed in this run.
+pub(crate) fn observe(
+    metric: Metric,
+    latency: &hdrhistogram::Histogram<u64>,
+    acc: &Accounting,
+    users: &UsersSummary,
+) -> Option<f64> {
+    let has_latency = !latency.is_empty();
+    match metric {
+        Metric::LatencyPercentile(p) => {
+            has_latency.then(|| latency.value_at_quantile(p / 100.0) as f64)
+        }
+        Metric::LatencyAvg => has_latency.then(|| latency.mean()),
+        Metric::LatencyMax => has_latency.then(|| latency.max() as f64),
+        Metric::ConnectSuccess => Some(users.live as f64 * 100.0 / users.wanted.max(1) as f64),
+        Metric::Loss => (acc.expected > 0).then_some(acc.lost as f64),
+        Metric::LossRate => {
+            (acc.expected > 0).then(|| acc.lost as f64 * 100.0 / acc.expected as f64)
+        }
+        Metric::Duplicates => Some(acc.duplicates as f64),
+        Metric::OutOfOrder => Some(acc.out_of_order as f64),
+        Metric::Throughput => Some(acc.throughput_per_sec),
+        Metric::Reconnects => Some(users.reconnects as f64),
+    }
+}
+
+/// Why the run gives no verdict, if it cannot.
+fn invalid_reason(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    users: &UsersSummary,
+    generator: &GeneratorSummary,
+    totals: &Totals,
+    all_in: bool,
+) -> Option<String> {
+    if users.live == 0 {
+        return Some("no user could connect and subscribe".into());
+    }
+    if !all_in {
+        return Some(format!(
+            "only {} of {} users had connected or failed when the ramp ended",
+            users.live + users.failed,
+            scenario.users
+        ));
+    }
+    let max_lag = opts.max_generator_lag.as_micros() as u64;
+    if generator.lag_p99_us > max_lag {
+        return Some(format!(
+            "the load generator saturated: its scheduling lag p99 was {} (limit {})",
+            crate::thresholds::format_micros(generator.lag_p99_us as f64),
+            crate::thresholds::format_micros(max_lag as f64)
+        ));
+    }
+    if totals.achieved_rate < scenario.publish_rate * 0.95 {
+        return Some(format!(
+            "the publisher reached only {:.1} of {} events/s",
+            totals.achieved_rate, scenario.publish_rate
+        ));
+    }
+    None
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}

@@ -1,0 +1,300 @@
+//! Load scenarios as data: `fixtures/scenarios.toml` names each scenario's
+//! users, ramp, hold, tokens, subscriptions, publish rate and thresholds;
+//! the command line can override any of them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+/// The scenario file shipped with the repository.
+pub const DEFAULT_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/scenarios.toml");
+
+/// Values a scenario may set; unset ones come from `[defaults]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFields {
+    /// What the scenario is for.
+    pub description: Option<String>,
+    /// WebSocket users.
+    pub users: Option<usize>,
+    /// Users started per second.
+    pub ramp_rate: Option<f64>,
+    /// How long the publisher runs once every user is subscribed.
+    #[serde(default, with = "opt_duration")]
+    pub hold: Option<Duration>,
+    /// How long deliveries may trail the last publish.
+    #[serde(default, with = "opt_duration")]
+    pub drain: Option<Duration>,
+    /// Start of publishing whose latencies are not measured (still counted).
+    #[serde(default, with = "opt_duration")]
+    pub warmup: Option<Duration>,
+    /// Simulated tokens.
+    pub tokens: Option<usize>,
+    /// Token channels each user subscribes to.
+    pub subscriptions: Option<usize>,
+    /// Price events per second across all tokens.
+    pub publish_rate: Option<f64>,
+    /// The publisher's scheduler interval (batch, volume and market events).
+    #[serde(default, with = "opt_duration")]
+    pub tick: Option<Duration>,
+    /// Our rules (latency, loss, …).
+    pub thresholds: Option<Vec<String>>,
+    /// Goose's rules on the connect and subscribe requests.
+    pub goose_thresholds: Option<Vec<String>>,
+}
+
+/// The progressive run: several scenarios in turn.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Progressive {
+    /// What it is for.
+    pub description: Option<String>,
+    /// Scenario names, in order.
+    pub scenarios: Vec<String>,
+    /// Pause between two scenarios.
+    #[serde(with = "humantime_serde_compat")]
+    pub cooldown: Duration,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    /// Values every scenario starts from.
+    #[serde(default)]
+    pub defaults: ScenarioFields,
+    /// Scenarios by name.
+    #[serde(default)]
+    pub scenario: BTreeMap<String, ScenarioFields>,
+    /// The progressive run, if defined.
+    pub progressive: Option<Progressive>,
+}
+
+/// A fully resolved scenario, ready to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scenario {
+    /// Its name in the file (`quick`, `medium`, …).
+    pub name: String,
+    /// What it is for.
+    pub description: String,
+    /// WebSocket users.
+    pub users: usize,
+    /// Users started per second.
+    pub ramp_rate: f64,
+    /// How long the publisher runs.
+    #[serde(with = "humantime_serde_compat")]
+    pub hold: Duration,
+    /// How long deliveries may trail the last publish.
+    #[serde(with = "humantime_serde_compat")]
+    pub drain: Duration,
+    /// Start of publishing whose latencies are not measured (still counted).
+    #[serde(with = "humantime_serde_compat")]
+    pub warmup: Duration,
+    /// Simulated tokens.
+    pub tokens: usize,
+    /// Token channels per user.
+    pub subscriptions: usize,
+    /// Price events per second across all tokens.
+    pub publish_rate: f64,
+    /// The publisher's scheduler interval.
+    #[serde(with = "humantime_serde_compat")]
+    pub tick: Duration,
+    /// Our rules.
+    pub thresholds: Vec<String>,
+    /// Goose's rules.
+    pub goose_thresholds: Vec<String>,
+}
+
+impl ScenarioFile {
+    /// Reads and checks a scenario file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read scenario file {}", path.display()))?;
+        let file: ScenarioFile = toml::from_str(&text)
+            .with_context(|| format!("scenario file {} is not valid", path.display()))?;
+        for name in file.scenario.keys() {
+            file.resolve(name)?;
+        }
+        if let Some(p) = &file.progressive {
+            for name in &p.scenarios {
+                if !file.scenario.contains_key(name) {
+                    bail!("[progressive] names unknown scenario {name:?}");
+                }
+            }
+        }
+        Ok(file)
+    }
+
+    /// The scenario `name` with defaults filled in.
+    pub fn resolve(&self, name: &str) -> anyhow::Result<Scenario> {
+        let s = self.scenario.get(name).with_context(|| {
+            let known: Vec<_> = self.scenario.keys().map(String::as_str).collect();
+            format!("no scenario {name:?}; known: {}", known.join(", "))
+        })?;
+        merge(name, &self.defaults, s)
+    }
+
+    /// Scenario names in file order of their keys.
+    pub fn names(&self) -> Vec<&str> {
+        self.scenario.keys().map(String::as_str).collect()
+    }
+}
+
+/// `over` on top of `base`, every field required in the result.
+fn merge(name: &str, base: &ScenarioFields, over: &ScenarioFields) -> anyhow::Result<Scenario> {
+    macro_rules! pick {
+        ($field:ident) => {
+            over.$field
+                .clone()
+                .or_else(|| base.$field.clone())
+                .with_context(|| {
+                    format!(
+                        "scenario {name:?} has no {} (and [defaults] neither)",
+                        stringify!($field)
+                    )
+                })?
+        };
+    }
+    let scenario = Scenario {
+        name: name.to_owned(),
+        description: over.description.clone().unwrap_or_default(),
+        users: pick!(users),
+        ramp_rate: pick!(ramp_rate),
+        hold: pick!(hold),
+        drain: pick!(drain),
+        warmup: pick!(warmup),
+        tokens: pick!(tokens),
+        subscriptions: pick!(subscriptions),
+        publish_rate: pick!(publish_rate),
+        tick: pick!(tick),
+        thresholds: pick!(thresholds),
+        goose_thresholds: over
+            .goose_thresholds
+            .clone()
+            .or_else(|| base.goose_thresholds.clone())
+            .unwrap_or_default(),
+    };
+    scenario.validate()?;
+    Ok(scenario)
+}
+
+impl Scenario {
+    /// Refuses values that cannot make a meaningful run.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let n = &self.name;
+        if self.users == 0 {
+            bail!("scenario {n}: users must be at least 1");
+        }
+        if !(self.ramp_rate.is_finite() && self.ramp_rate > 0.0) {
+            bail!("scenario {n}: ramp_rate must be a positive number");
+        }
+        if !(self.publish_rate.is_finite() && self.publish_rate > 0.0) {
+            bail!("scenario {n}: publish_rate must be a positive number");
+        }
+        if self.tokens == 0 {
+            bail!("scenario {n}: tokens must be at least 1");
+        }
+        if self.subscriptions == 0 || self.subscriptions > self.tokens {
+            bail!(
+                "scenario {n}: subscriptions must be between 1 and tokens ({})",
+                self.tokens
+            );
+        }
+        if self.hold.is_zero() {
+            bail!("scenario {n}: hold must be longer than zero");
+        }
+        if self.warmup >= self.hold {
+            bail!("scenario {n}: warmup must be shorter than hold");
+        }
+        for rule in &self.thresholds {
+            crate::thresholds::Rule::parse(rule)
+                .with_context(|| format!("scenario {n}: threshold {rule:?}"))?;
+        }
+        Ok(())
+    }
+
+    /// How long starting every user takes.
+    pub fn ramp_time(&self) -> Duration {
+        Duration::from_secs_f64(self.users as f64 / self.ramp_rate)
+    }
+
+    /// The token channels user `index` subscribes to: `subscriptions`
+    /// consecutive tokens starting at a user-dependent offset, so every
+    /// token has about the same number of subscribers.
+    pub fn channels_of(&self, index: usize, token_ids: &[String]) -> Vec<String> {
+        let start = (index * self.subscriptions) % token_ids.len();
+        (0..self.subscriptions)
+            .map(|i| format!("token.{}", token_ids[(start + i) % token_ids.len()]))
+            .collect()
+    }
+}
+
+/// Durations as `"15s"`-style strings in TOML and JSON.
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Optional durations as strings.
+mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        let text = Option::<String>::deserialize(d)?;
+        text.map(|t| humantime::parse_duration(&t).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_file_resolves_every_scenario() {
+        let file = ScenarioFile::load(Path::new(DEFAULT_FILE)).unwrap();
+        for name in ["quick", "medium", "stress"] {
+            let s = file.resolve(name).unwrap();
+            assert!(s.users > 0 && !s.thresholds.is_empty(), "{s:?}");
+        }
+        assert_eq!(file.resolve("quick").unwrap().users, 100);
+        assert_eq!(file.resolve("stress").unwrap().users, 5000);
+        assert!(file.resolve("nope").is_err());
+    }
+
+    #[test]
+    fn channels_spread_over_tokens() {
+        let file = ScenarioFile::load(Path::new(DEFAULT_FILE)).unwrap();
+        let s = file.resolve("quick").unwrap();
+        let ids: Vec<String> = (0..s.tokens).map(|i| format!("T{i}")).collect();
+        let c = s.channels_of(3, &ids);
+        assert_eq!(c.len(), s.subscriptions);
+        let mut unique = c.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), c.len());
+    }
+}
