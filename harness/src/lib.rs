@@ -5,6 +5,7 @@ pub mod bins;
 pub mod client;
 pub mod http;
 pub mod nats;
+pub mod process;
 pub mod publisher;
 pub mod server;
 

@@ -224,15 +224,7 @@ impl PublisherProcess {
     /// Sends `signal` (`"TERM"`, `"INT"`, `"KILL"`) to the process.
     pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
         let pid = self.pid().context("odin-publisher is not running")?;
-        let status = std::process::Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .status()
-            .context("cannot run kill")?;
-        if !status.success() {
-            bail!("kill -{signal} {pid} failed");
-        }
-        Ok(())
+        crate::process::send_signal(pid, signal)
     }
 
     /// Waits up to `limit` for the process to exit, with what it printed.

@@ -278,15 +278,7 @@ impl ServerProcess {
     /// Sends `signal` (e.g. `"TERM"`, `"INT"`, `"KILL"`) to the process.
     pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
         let pid = self.pid().context("process already exited")?;
-        let status = std::process::Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .status()
-            .context("cannot run kill")?;
-        if !status.success() {
-            bail!("kill -{signal} {pid} failed");
-        }
-        Ok(())
+        crate::process::send_signal(pid, signal)
     }
 
     /// Waits for the process to exit (at most `limit`) and returns its code.

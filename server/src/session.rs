@@ -110,43 +110,26 @@ impl Session {
 
     fn subscribe(&mut self, req: ChannelRequest) {
         let max = self.shared.config.max_channels;
+        let (valid, errors) = parse_channels(&req.channels);
         let mut acked = Vec::new();
         let mut newly = Vec::new();
-        let mut errors = Vec::new();
         let mut refused_for_limit = 0usize;
-        let mut seen = HashSet::new();
-        for raw in &req.channels {
-            if !seen.insert(raw.as_str()) {
-                continue;
-            }
-            match Channel::parse(raw) {
-                Err(e) => errors.push(format!("invalid channel {raw:?}: {e}")),
-                Ok(ch) if self.channels.contains(&ch) => acked.push(raw.clone()),
-                Ok(ch) if self.channels.len() < max => {
-                    self.channels.insert(ch.clone());
-                    newly.push(ch);
-                    acked.push(raw.clone());
-                }
-                Ok(_) => refused_for_limit += 1,
+        for (raw, ch) in valid {
+            if self.channels.contains(&ch) {
+                acked.push(raw.to_owned());
+            } else if self.channels.len() < max {
+                self.channels.insert(ch.clone());
+                newly.push(ch);
+                acked.push(raw.to_owned());
+            } else {
+                refused_for_limit += 1;
             }
         }
-        let ack = self.shared.frame(|timestamp, nonce| {
-            ServerMessage::Subscribed(ChannelsAck {
-                channels: acked,
-                id: req.id.clone(),
-                timestamp,
-                nonce,
-            })
-        });
+        let ack = self.ack(acked, &req.id, ServerMessage::Subscribed);
         self.shared
             .router
             .subscribe(self.conn, &self.outbox, &newly, ack);
-        for message in errors {
-            let frame = self
-                .shared
-                .error_frame(ErrorCode::InvalidChannel, message, req.id.clone());
-            self.outbox.push(frame);
-        }
+        self.send_channel_errors(errors, &req.id);
         if refused_for_limit > 0 {
             let message = format!(
                 "channel limit of {max} reached; {refused_for_limit} channel(s) not subscribed"
@@ -159,38 +142,44 @@ impl Session {
     }
 
     fn unsubscribe(&mut self, req: ChannelRequest) {
+        let (valid, errors) = parse_channels(&req.channels);
         let mut acked = Vec::new();
         let mut removed = Vec::new();
-        let mut errors = Vec::new();
-        let mut seen = HashSet::new();
-        for raw in &req.channels {
-            if !seen.insert(raw.as_str()) {
-                continue;
+        for (raw, ch) in valid {
+            if self.channels.remove(&ch) {
+                removed.push(ch);
             }
-            match Channel::parse(raw) {
-                Err(e) => errors.push(format!("invalid channel {raw:?}: {e}")),
-                Ok(ch) => {
-                    if self.channels.remove(&ch) {
-                        removed.push(ch);
-                    }
-                    acked.push(raw.clone());
-                }
-            }
+            acked.push(raw.to_owned());
         }
         self.shared.router.unsubscribe(self.conn, &removed);
-        let ack = self.shared.frame(|timestamp, nonce| {
-            ServerMessage::Unsubscribed(ChannelsAck {
-                channels: acked,
-                id: req.id.clone(),
+        let ack = self.ack(acked, &req.id, ServerMessage::Unsubscribed);
+        self.outbox.push(ack);
+        self.send_channel_errors(errors, &req.id);
+    }
+
+    /// A `subscribed`/`unsubscribed` frame (`variant`) for `channels`.
+    fn ack(
+        &self,
+        channels: Vec<String>,
+        id: &Option<String>,
+        variant: fn(ChannelsAck) -> ServerMessage,
+    ) -> crate::outbox::Frame {
+        self.shared.frame(|timestamp, nonce| {
+            variant(ChannelsAck {
+                channels,
+                id: id.clone(),
                 timestamp,
                 nonce,
             })
-        });
-        self.outbox.push(ack);
+        })
+    }
+
+    /// One `invalid_channel` error per refused channel.
+    fn send_channel_errors(&self, errors: Vec<String>, id: &Option<String>) {
         for message in errors {
             let frame = self
                 .shared
-                .error_frame(ErrorCode::InvalidChannel, message, req.id.clone());
+                .error_frame(ErrorCode::InvalidChannel, message, id.clone());
             self.outbox.push(frame);
         }
     }
@@ -200,6 +189,24 @@ impl Session {
         let channels: Vec<Channel> = self.channels.drain().collect();
         self.shared.router.unsubscribe(self.conn, &channels);
     }
+}
+
+/// The distinct channels of a request, parsed: the valid ones with their
+/// text, and an error message naming each invalid one.
+fn parse_channels(channels: &[String]) -> (Vec<(&str, Channel)>, Vec<String>) {
+    let mut seen = HashSet::new();
+    let mut valid = Vec::new();
+    let mut errors = Vec::new();
+    for raw in channels {
+        if !seen.insert(raw.as_str()) {
+            continue;
+        }
+        match Channel::parse(raw) {
+            Ok(ch) => valid.push((raw.as_str(), ch)),
+            Err(e) => errors.push(format!("invalid channel {raw:?}: {e}")),
+        }
+    }
+    (valid, errors)
 }
 
 /// The `id` of a message that failed to parse, when it has a string one, so

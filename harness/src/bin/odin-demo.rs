@@ -331,9 +331,7 @@ async fn stop(name: &str, child: &mut Child, grace: Duration) {
     let Some(pid) = child.id() else {
         return; // already reaped
     };
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
+    let _ = odin_harness::process::send_signal(pid, "TERM");
     match tokio::time::timeout(grace, child.wait()).await {
         Ok(Ok(status)) if status.success() || name == "nats-server" => {}
         Ok(Ok(status)) => eprintln!("odin-demo: {name} exited with {status}"),

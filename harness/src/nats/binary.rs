@@ -146,15 +146,7 @@ impl BinaryServer {
         let pid = self
             .pid()
             .with_context(|| format!("cannot send SIG{signal}: nats-server is stopped"))?;
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .status()
-            .context("cannot run kill(1)")?;
-        if !status.success() {
-            bail!("kill -{signal} {pid} failed ({status})");
-        }
-        Ok(())
+        crate::process::send_signal(pid, signal)
     }
 
     /// The last `lines` lines of the server's log and of its stderr.

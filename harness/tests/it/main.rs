@@ -3,6 +3,9 @@
 
 mod browser;
 mod client;
+mod faults;
 mod nats;
 mod publisher;
+mod schema;
 mod server;
+mod support;

@@ -5,7 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use odin_server::auth::{AuthConfig, JwtAlgorithm, mint_token, sign};
 use serde_json::{Value, json};
 
-use super::support::{Stack, WAIT, Ws};
+use super::support::{Stack, Ws};
+use crate::support::WAIT;
 
 fn now() -> u64 {
     SystemTime::now()

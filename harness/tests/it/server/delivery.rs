@@ -8,7 +8,8 @@ use odin_protocol::time::now_millis;
 use odin_protocol::{Event, Nonce, TokenId};
 use serde_json::json;
 
-use super::support::{Stack, WAIT};
+use super::support::Stack;
+use crate::support::WAIT;
 
 #[tokio::test]
 async fn greets_then_answers_subscribe_unsubscribe_and_ping_with_ids() {

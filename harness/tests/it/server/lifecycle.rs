@@ -8,7 +8,8 @@ use odin_harness::nats::NatsServer;
 use odin_harness::server::ServerProcess;
 use serde_json::json;
 
-use super::support::{Publisher, Stack, WAIT, Ws};
+use super::support::{Stack, Ws};
+use crate::support::{Publisher, WAIT};
 
 #[tokio::test]
 async fn nats_outage_degrades_health_and_live_events_resume_without_resubscribing() {

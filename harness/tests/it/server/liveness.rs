@@ -7,7 +7,8 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::support::{Stack, WAIT};
+use super::support::Stack;
+use crate::support::WAIT;
 
 #[tokio::test]
 async fn heartbeats_and_pings_arrive_every_interval() {

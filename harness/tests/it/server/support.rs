@@ -1,24 +1,24 @@
-//! Helpers for the server's protocol tests: a bare WebSocket peer that sees
-//! every frame and close code, and a NATS publisher of protocol events.
+//! Helpers for the server's protocol tests: a real NATS with an in-process
+//! server on it, and a bare WebSocket peer that sees every frame and close
+//! code. The NATS publisher of protocol events is shared with other topics
+//! (`crate::support`).
 
 use std::time::Duration;
 
-use async_nats::HeaderMap;
 use futures_util::{SinkExt, StreamExt};
 use odin_harness::nats::NatsServer;
 use odin_harness::server::{Endpoint, TestServer};
-use odin_protocol::ids::NonceSource;
-use odin_protocol::message::{PriceSource, PriceUpdate, Side, TradeExecuted};
-use odin_protocol::time::now_millis;
-use odin_protocol::{Event, Nonce, Subjects, TokenId};
+use odin_protocol::Subjects;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-/// Every wait in these tests is bounded by this.
-pub(crate) const WAIT: Duration = Duration::from_secs(10);
+use crate::support::{Publisher, wait_subscribed_in_nats};
+// Re-exported because `bad_input.rs` names it by path
+// (`super::support::WAIT`) outside its `use` lines.
+pub(crate) use crate::support::WAIT;
 
 /// A real NATS server and an in-process odin-server on it.
 pub(crate) struct Stack {
@@ -55,34 +55,12 @@ impl Stack {
     /// server's `odin.>` subscription, so nothing published afterwards can
     /// miss it.
     pub(crate) async fn wait_nats_connected(&self) {
-        self.server
-            .wait_for_stats(WAIT, |s| s.nats_connected)
-            .await
-            .expect("server connects to NATS");
-        let subject = self.server_subjects.all();
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let connz = self
-                .nats
-                .monitor_json("/connz?subs=1")
-                .await
-                .expect("NATS monitoring answers");
-            let subscribed = connz["connections"].as_array().is_some_and(|conns| {
-                conns.iter().any(|c| {
-                    c["subscriptions_list"]
-                        .as_array()
-                        .is_some_and(|subs| subs.iter().any(|s| s == subject.as_str()))
-                })
-            });
-            if subscribed {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the server's subscription never showed in /connz: {connz}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_subscribed_in_nats(
+            &self.nats,
+            self.server.endpoint(),
+            &self.server_subjects.all(),
+        )
+        .await;
     }
 
     /// A connected client that has read `connection_established`.
@@ -257,91 +235,5 @@ impl Ws {
         self.send_json(json!({"type": "subscribe", "channels": channels}))
             .await;
         self.next_of_type("subscribed").await
-    }
-}
-
-/// Publishes protocol events to NATS the way the publisher does.
-pub(crate) struct Publisher {
-    pub(crate) client: async_nats::Client,
-    pub(crate) subjects: Subjects,
-    nonces: NonceSource,
-}
-
-impl Publisher {
-    pub(crate) async fn connect(url: &str) -> Publisher {
-        let client = async_nats::connect(url).await.expect("publisher connects");
-        Publisher {
-            client,
-            subjects: Subjects::default(),
-            nonces: NonceSource::random(),
-        }
-    }
-
-    fn nonce(&mut self) -> String {
-        self.nonces.next_string()
-    }
-
-    /// Publishes raw bytes on `subject` with an optional `Nats-Msg-Id`.
-    pub(crate) async fn raw(
-        &self,
-        subject: String,
-        msg_id: Option<&str>,
-        payload: impl Into<bytes::Bytes>,
-    ) {
-        let payload = payload.into();
-        match msg_id {
-            Some(id) => {
-                let mut headers = HeaderMap::new();
-                headers.insert("Nats-Msg-Id", id);
-                self.client
-                    .publish_with_headers(subject, headers, payload)
-                    .await
-            }
-            None => self.client.publish(subject, payload).await,
-        }
-        .expect("publish");
-    }
-
-    /// Publishes `event` on its subject with the header, and flushes.
-    pub(crate) async fn event(&self, event: &Event) -> String {
-        let text = event.to_json();
-        self.raw(
-            event.subject(&self.subjects),
-            Some(event.nonce().as_str()),
-            text.clone(),
-        )
-        .await;
-        self.client.flush().await.expect("flush");
-        text
-    }
-
-    pub(crate) fn price_event(&mut self, token: &str, price: f64) -> Event {
-        Event::PriceUpdate(PriceUpdate {
-            token_id: TokenId::parse(token).unwrap(),
-            price,
-            source: PriceSource::Trade,
-            previous_price: None,
-            change_24h: None,
-            timestamp: now_millis(),
-            nonce: Nonce::parse(&self.nonce()).unwrap(),
-        })
-    }
-
-    pub(crate) fn trade_event(&mut self, token: &str, seq: u64) -> Event {
-        Event::TradeExecuted(TradeExecuted {
-            token_id: TokenId::parse(token).unwrap(),
-            trade_id: format!("t{seq}"),
-            side: Side::Buy,
-            price: 1.0,
-            amount: seq as f64,
-            timestamp: now_millis(),
-            nonce: Nonce::parse(&self.nonce()).unwrap(),
-        })
-    }
-
-    /// Publishes a price update and returns the exact JSON sent.
-    pub(crate) async fn price(&mut self, token: &str, price: f64) -> String {
-        let e = self.price_event(token, price);
-        self.event(&e).await
     }
 }

@@ -1,0 +1,14 @@
+//! End-to-end fault tests against real NATS and the real binaries: the
+//! server killed and restarted under its clients, a publisher's duplicate
+//! storm, two servers on one NATS, a NATS cluster losing nodes under two
+//! servers, and a thousand clients reconnecting at once.
+//!
+//! Each checks what a client's application sees (the reference client's
+//! delivered events, or a bare connection's frames) against what was
+//! published, and the server's own `/stats`.
+
+mod duplicates;
+mod reconnect_storm;
+mod scale_out;
+mod server_restart;
+mod support;
