@@ -55,7 +55,8 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// Scenario name (`quick`, `medium`, `stress`, …) or `progressive`.
+    /// Scenario name (`quick`, `medium`, `stress`, …), `progressive`, or a
+    /// stepped run (`ceiling`, `fanout`).
     #[arg(default_value = "quick")]
     scenario: String,
     /// The scenario file.
@@ -85,6 +86,9 @@ struct RunArgs {
     /// Override: price events per second across all tokens.
     #[arg(long)]
     publish_rate: Option<f64>,
+    /// Override, for a stepped run: its rates (e.g. `100,200,400`).
+    #[arg(long, value_delimiter = ',')]
+    rates: Option<Vec<f64>>,
     /// Override: the publisher's scheduler interval (e.g. `5s`).
     #[arg(long, value_parser = humantime::parse_duration)]
     tick: Option<Duration>,
@@ -160,6 +164,15 @@ fn main() -> ExitCode {
                 if let Some(p) = &file.progressive {
                     println!("{:<12} {}", "progressive", p.scenarios.join(" → "));
                 }
+                for (name, step) in &file.step {
+                    let rates: Vec<String> = step.rates.iter().map(f64::to_string).collect();
+                    println!(
+                        "{name:<12} {} at {} price events/s: {}",
+                        step.scenario,
+                        rates.join(", "),
+                        step.description.as_deref().unwrap_or("")
+                    );
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => setup_error(e),
@@ -177,21 +190,12 @@ async fn run(args: RunArgs) -> ExitCode {
         Ok(f) => f,
         Err(e) => return setup_error(e),
     };
-    let (names, cooldown) = if args.scenario == "progressive" {
-        match &file.progressive {
-            Some(p) => (p.scenarios.clone(), p.cooldown),
-            None => return setup_error(anyhow::anyhow!("the scenario file has no [progressive]")),
-        }
-    } else {
-        (vec![args.scenario.clone()], Duration::ZERO)
+    let series = match series(&file, &args) {
+        Ok(s) => s,
+        Err(e) => return setup_error(e),
     };
-    let mut scenarios = Vec::new();
-    for name in &names {
-        match file.resolve(name).and_then(|s| apply_overrides(s, &args)) {
-            Ok(s) => scenarios.push(s),
-            Err(e) => return setup_error(e),
-        }
-    }
+    let cooldown = series.cooldown;
+    let scenarios = series.scenarios;
     let target = match target(&args) {
         Ok(t) => t,
         Err(e) => return setup_error(e),
@@ -253,7 +257,30 @@ async fn run(args: RunArgs) -> ExitCode {
             "  reports: {}/report.html (and report.json, report.md, goose-report.html)",
             out_dir.display()
         );
+        let passed = report.outcome == Outcome::Pass;
         reports.push(report);
+        if series.stop_at_first_miss && !passed && i + 1 < scenarios.len() {
+            eprintln!(
+                "odin-load: {} did not hold its thresholds; the steps above it are skipped \
+                 (run_every_rate = true runs them all)",
+                scenarios[i].name
+            );
+            break;
+        }
+    }
+    if series.stepped {
+        let table = render::steps::render(&args.scenario, &reports);
+        println!("\n{table}");
+        if let Err(e) = std::fs::write(series_dir.join("steps.md"), &table) {
+            return setup_error(anyhow::anyhow!("cannot write steps.md: {e}"));
+        }
+        println!("  table: {}/steps.md", series_dir.display());
+        // A stepped run measures; it fails only when not even its first
+        // step held (or could be judged).
+        return match render::steps::ceiling(&reports) {
+            Some(_) => ExitCode::SUCCESS,
+            None => ExitCode::from(reports[0].outcome.exit_code().max(1) as u8),
+        };
     }
     if reports.len() > 1 {
         println!("\nProgressive series:");
@@ -276,6 +303,64 @@ async fn run(args: RunArgs) -> ExitCode {
         .max()
         .unwrap_or(0);
     ExitCode::from(code as u8)
+}
+
+/// The scenarios one `run` goes through, in order.
+struct Series {
+    scenarios: Vec<Scenario>,
+    cooldown: Duration,
+    /// A stepped run: print the step table and judge by its ceiling.
+    stepped: bool,
+    /// Stop after the first step that does not pass.
+    stop_at_first_miss: bool,
+}
+
+/// Resolves the run's name: `progressive`, a stepped run, or one scenario;
+/// the command line's overrides apply to each.
+fn series(file: &ScenarioFile, args: &RunArgs) -> anyhow::Result<Series> {
+    let name = args.scenario.as_str();
+    if let Some(step) = file.step(name) {
+        let scenarios = step
+            .scenarios(name, file, args.rates.as_deref())?
+            .into_iter()
+            .map(|s| {
+                let rate = s.publish_rate;
+                // The step's rate wins over --publish-rate.
+                apply_overrides(s, args).map(|mut s| {
+                    s.publish_rate = rate;
+                    s
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        return Ok(Series {
+            scenarios,
+            cooldown: step.cooldown,
+            stepped: true,
+            stop_at_first_miss: !step.run_every_rate,
+        });
+    }
+    if args.rates.is_some() {
+        anyhow::bail!("--rates is for stepped runs, and {name:?} is none");
+    }
+    let (names, cooldown) = if name == "progressive" {
+        let p = file
+            .progressive
+            .as_ref()
+            .context("the scenario file has no [progressive]")?;
+        (p.scenarios.clone(), p.cooldown)
+    } else {
+        (vec![name.to_owned()], Duration::ZERO)
+    };
+    let scenarios = names
+        .iter()
+        .map(|n| file.resolve(n).and_then(|s| apply_overrides(s, args)))
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Series {
+        scenarios,
+        cooldown,
+        stepped: false,
+        stop_at_first_miss: false,
+    })
 }
 
 fn verdict_word(o: &Outcome) -> &'static str {

@@ -59,6 +59,30 @@ pub struct Progressive {
     pub cooldown: Duration,
 }
 
+/// A stepped run (`[step.<name>]`): one scenario run again and again at
+/// rising publish rates, each on a fresh stack, to find the highest rate at
+/// which its own thresholds still hold (the fan-out ceiling).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// What the series measures, for `odin-load list`.
+    pub description: Option<String>,
+    /// The scenario each step runs, with its `publish_rate` replaced.
+    pub scenario: String,
+    /// Price events per second of each step, rising.
+    pub rates: Vec<f64>,
+    /// The rules a step must hold to count as sustained; they replace the
+    /// scenario's own thresholds.
+    pub thresholds: Vec<String>,
+    /// Pause between two steps.
+    #[serde(with = "humantime_serde_compat")]
+    pub cooldown: Duration,
+    /// Whether to stop at the first step that does not pass (a search for
+    /// the ceiling) or to run every rate (a table for a benchmark).
+    #[serde(default)]
+    pub run_every_rate: bool,
+}
+
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -71,6 +95,9 @@ pub struct ScenarioFile {
     pub scenario: BTreeMap<String, ScenarioFields>,
     /// The progressive run, if defined.
     pub progressive: Option<Progressive>,
+    /// Stepped runs by name.
+    #[serde(default)]
+    pub step: BTreeMap<String, Step>,
 }
 
 /// A fully resolved scenario, ready to run.
@@ -125,6 +152,9 @@ impl ScenarioFile {
                 }
             }
         }
+        for (name, step) in &file.step {
+            step.scenarios(name, &file, None)?;
+        }
         Ok(file)
     }
 
@@ -137,6 +167,11 @@ impl ScenarioFile {
         merge(name, &self.defaults, s)
     }
 
+    /// The stepped run called `name`, if there is one.
+    pub fn step(&self, name: &str) -> Option<&Step> {
+        self.step.get(name)
+    }
+
     /// Scenario names in file order of their keys.
     pub fn names(&self) -> Vec<&str> {
         self.scenario.keys().map(String::as_str).collect()
@@ -144,6 +179,43 @@ impl ScenarioFile {
 }
 
 /// `over` on top of `base`, every field required in the result.
+impl Step {
+    /// The scenario of every step, named `<step>-<rate>`, with `rates`
+    /// replacing the file's own when given.
+    pub fn scenarios(
+        &self,
+        name: &str,
+        file: &ScenarioFile,
+        rates: Option<&[f64]>,
+    ) -> anyhow::Result<Vec<Scenario>> {
+        let rates = rates.unwrap_or(&self.rates);
+        if rates.is_empty() {
+            bail!("step {name:?} has no rates");
+        }
+        if rates.windows(2).any(|w| w[0] >= w[1]) {
+            bail!("step {name:?}: rates must rise strictly, got {rates:?}");
+        }
+        let base = file
+            .resolve(&self.scenario)
+            .with_context(|| format!("step {name:?} names scenario {:?}", self.scenario))?;
+        rates
+            .iter()
+            .map(|&rate| {
+                let mut s = base.clone();
+                s.name = format!("{name}-{rate}");
+                s.description = format!(
+                    "step of {name}: scenario {} at {rate} price events/s",
+                    self.scenario
+                );
+                s.publish_rate = rate;
+                s.thresholds = self.thresholds.clone();
+                s.validate()?;
+                Ok(s)
+            })
+            .collect()
+    }
+}
+
 fn merge(name: &str, base: &ScenarioFields, over: &ScenarioFields) -> anyhow::Result<Scenario> {
     macro_rules! pick {
         ($field:ident) => {
@@ -284,6 +356,26 @@ mod tests {
         assert_eq!(file.resolve("quick").unwrap().users, 100);
         assert_eq!(file.resolve("stress").unwrap().users, 5000);
         assert!(file.resolve("nope").is_err());
+    }
+
+    #[test]
+    fn steps_replace_the_rate_and_thresholds_of_their_scenario() {
+        let file = ScenarioFile::load(Path::new(DEFAULT_FILE)).unwrap();
+        let step = file
+            .step("ceiling")
+            .expect("the shipped file has a ceiling step");
+        let steps = step
+            .scenarios("ceiling", &file, Some(&[50.0, 75.0]))
+            .unwrap();
+        let base = file.resolve(&step.scenario).unwrap();
+        assert_eq!(steps.len(), 2);
+        assert_eq!(steps[1].name, "ceiling-75");
+        assert_eq!(steps[1].publish_rate, 75.0);
+        assert_eq!(steps[1].users, base.users);
+        assert_eq!(steps[1].thresholds, step.thresholds);
+        let falling = step.scenarios("ceiling", &file, Some(&[100.0, 50.0]));
+        assert!(falling.unwrap_err().to_string().contains("rise"));
+        assert!(step.scenarios("ceiling", &file, Some(&[])).is_err());
     }
 
     #[test]

@@ -38,8 +38,17 @@ impl Backoff {
     /// The largest delay the next [`Backoff::next_delay`] may return:
     /// `min(cap, base · 2^failures)`.
     pub fn ceiling(&self) -> Duration {
-        let factor = 1u32.checked_shl(self.failures).unwrap_or(u32::MAX);
-        self.base.saturating_mul(factor).min(self.cap)
+        // Doubling, not base · 2^failures: a 32-bit 2^failures runs out at
+        // 32 failures and would stall the ceiling short of a cap more than
+        // 2^31 bases away. Doubling stops at the cap (at most ~94 rounds).
+        let mut ceiling = self.base;
+        for _ in 0..self.failures {
+            if ceiling >= self.cap || ceiling.is_zero() {
+                break;
+            }
+            ceiling = ceiling.saturating_mul(2);
+        }
+        ceiling.min(self.cap)
     }
 
     /// The delay before the next attempt, uniform in `[0, ceiling]`; counts a

@@ -5,6 +5,7 @@ mod browser;
 mod client;
 mod faults;
 mod nats;
+mod properties;
 mod publisher;
 mod schema;
 mod server;

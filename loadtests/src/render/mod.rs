@@ -4,6 +4,7 @@
 
 pub mod html;
 pub mod markdown;
+pub mod steps;
 pub mod terminal;
 
 use std::path::Path;

@@ -1,0 +1,92 @@
+//! The summary of a stepped run (`[step.<name>]`): one row per rate with
+//! what a fan-out benchmark compares (deliveries/s, latency, loss, CPU per
+//! delivery on both sides, server memory, verdict), and the highest rate at
+//! which every threshold held.
+
+use std::fmt::Write;
+
+use crate::render::{format_bytes, format_count};
+use crate::report::{Outcome, RunReport};
+use crate::thresholds::format_micros;
+
+/// The highest-rate step that passed, when the steps below it passed too
+/// (a pass above a failure is luck, not a ceiling).
+pub fn ceiling(reports: &[RunReport]) -> Option<&RunReport> {
+    reports
+        .iter()
+        .take_while(|r| r.outcome == Outcome::Pass)
+        .last()
+}
+
+/// The table as Markdown, which reads as well in a terminal as in a pull
+/// request.
+pub fn render(name: &str, reports: &[RunReport]) -> String {
+    let mut out = String::new();
+    let users = reports.first().map_or(0, |r| r.scenario.users);
+    let (subs, tokens) = reports
+        .first()
+        .map_or((0, 0), |r| (r.scenario.subscriptions, r.scenario.tokens));
+    let _ = writeln!(
+        out,
+        "Stepped run {name}: {users} users, {subs} of {tokens} tokens each\n"
+    );
+    let _ = writeln!(
+        out,
+        "| rate/s | deliveries/s | p50 | p99 | p99.9 | max | lost | dup | server µs/dlv | generator µs/dlv | gen lag p99 | server RSS | verdict |"
+    );
+    let _ = writeln!(
+        out,
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
+    for r in reports {
+        let rss = r
+            .server
+            .process_after
+            .map_or("-".to_owned(), |p| format_bytes(p.peak_rss_bytes as f64));
+        let server_cpu = r
+            .server
+            .cpu_per_delivery_us
+            .map_or("-".to_owned(), |v| format!("{v:.2}"));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {} | {} | {} |",
+            r.scenario.publish_rate,
+            format_count(r.accounting.throughput_per_sec.round() as u64),
+            format_micros(r.latency.p50_us as f64),
+            format_micros(r.latency.p99_us as f64),
+            format_micros(r.latency.p999_us as f64),
+            format_micros(r.latency.max_us as f64),
+            format_count(r.accounting.lost),
+            format_count(r.accounting.duplicates),
+            server_cpu,
+            r.generator.cpu_per_delivery_us,
+            format_micros(r.generator.lag_p99_us as f64),
+            rss,
+            verdict(&r.outcome),
+        );
+    }
+    out.push('\n');
+    match ceiling(reports) {
+        Some(r) => {
+            let _ = writeln!(
+                out,
+                "Highest sustained: {} price events/s, {} deliveries/s, p99 {} (every threshold held).",
+                r.scenario.publish_rate,
+                format_count(r.accounting.throughput_per_sec.round() as u64),
+                format_micros(r.latency.p99_us as f64),
+            );
+        }
+        None => {
+            let _ = writeln!(out, "No step held every threshold.");
+        }
+    }
+    out
+}
+
+fn verdict(o: &Outcome) -> String {
+    match o {
+        Outcome::Pass => "pass".to_owned(),
+        Outcome::Fail => "FAIL".to_owned(),
+        Outcome::Invalid { reason } => format!("INVALID: {reason}"),
+    }
+}
