@@ -16,7 +16,7 @@ LOAD := ODIN_BIN_DIR=$(RELEASE_BINS) $(RELEASE_BINS)/odin-load run
 
 .PHONY: help setup setup-browser build build-release test lint fmt server publisher auth-token \
         nats-up nats-down demo load-quick load-medium load-stress load-progressive \
-        bench-publisher clean
+        bench-publisher conformance clean
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sort | \
@@ -34,8 +34,12 @@ build: ## Build every crate and binary (debug)
 build-release: ## Build the binaries optimised (what load runs use)
 	$(CARGO) build --release --workspace --bins
 
-test: setup setup-browser build ## Run every test against real NATS, sockets and processes
+test: setup setup-browser build ## Run every test against real NATS, sockets and processes, then the conformance suite
 	ODIN_BIN_DIR=$(DEBUG_BINS) $(CARGO) test --workspace
+	ODIN_SERVER_BIN=$(DEBUG_BINS)/odin-server conformance/run.sh
+
+conformance: setup build ## The black-box suite written from PROTOCOL.md alone (Python, against the built server)
+	ODIN_SERVER_BIN=$(DEBUG_BINS)/odin-server conformance/run.sh
 
 lint: ## cargo fmt --check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check

@@ -19,6 +19,13 @@ pub const UNSUPPORTED_DATA: CloseCode = CloseCode {
     code: 1003,
     reason: "binary frames are not supported",
 };
+/// `1007`: a text frame whose payload is not valid UTF-8 (RFC 6455 §8.1:
+/// the WebSocket layer fails such a connection; it never reaches the JSON
+/// parser, so it is no `invalid_message`).
+pub const INVALID_PAYLOAD: CloseCode = CloseCode {
+    code: 1007,
+    reason: "text is not valid UTF-8",
+};
 /// `1008`: too many invalid or rate-limited messages.
 pub const POLICY_VIOLATION: CloseCode = CloseCode {
     code: 1008,

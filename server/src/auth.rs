@@ -101,11 +101,23 @@ pub struct Claims {
     pub iss: Option<String>,
 }
 
-impl Claims {
-    /// When the token expires, as a point in time.
-    pub fn expires_at(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(self.exp)
-    }
+/// What the server reads of a token it accepted. Only `sub` and `exp` are
+/// typed: `aud` (a string or an array, RFC 7519 §4.1.3) and `iss` are
+/// checked by the JWT library when configured and ignored otherwise,
+/// whatever their JSON type, and `exp` may carry a fraction (a NumericDate).
+#[derive(Debug, Clone, Deserialize)]
+struct ReadClaims {
+    sub: String,
+    exp: f64,
+}
+
+/// A token that passed every check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified {
+    /// Who the client is (`sub`).
+    pub sub: String,
+    /// From when the token is expired (`exp`, its fraction dropped).
+    pub expires_at: SystemTime,
 }
 
 /// Why a token was refused, mapped onto the protocol's codes.
@@ -165,18 +177,18 @@ impl Authenticator {
     }
 
     /// Checks `token` at the current time.
-    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+    pub fn verify(&self, token: &str) -> Result<Verified, AuthError> {
         self.verify_at(token, SystemTime::now())
     }
 
     /// Checks `token` as of `now` (the library also checks `exp` against the
     /// real clock; `now` adds the protocol's "expired from the second of its
     /// `exp`" rule on top).
-    pub fn verify_at(&self, token: &str, now: SystemTime) -> Result<Claims, AuthError> {
+    pub fn verify_at(&self, token: &str, now: SystemTime) -> Result<Verified, AuthError> {
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
+        let data = jsonwebtoken::decode::<ReadClaims>(token, &self.key, &self.validation).map_err(
             |e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
                 ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
@@ -191,11 +203,17 @@ impl Authenticator {
                 _ => AuthError::Invalid("malformed token".into()),
             },
         )?;
+        let ReadClaims { sub, exp } = data.claims;
+        // Expired from the second of `exp` on, a fraction dropped: an `exp`
+        // of 100.5 is expired at 100.0 (the library alone rounds it up).
+        // The library checked that `exp` is a non-negative finite number.
+        let exp_secs = exp.max(0.0).floor() as u64;
         let now_secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        if data.claims.exp <= now_secs {
+        if exp_secs <= now_secs {
             return Err(AuthError::Expired);
         }
-        Ok(data.claims)
+        let expires_at = UNIX_EPOCH + Duration::from_secs(exp_secs);
+        Ok(Verified { sub, expires_at })
     }
 }
 
@@ -300,6 +318,53 @@ mod tests {
         let t = sign(&cfg, &json!({"sub": "a", "exp": exp}));
         let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
         assert!(auth.verify_at(&t, at(exp - 1)).is_ok());
+        assert_eq!(auth.verify_at(&t, at(exp)).unwrap_err(), AuthError::Expired);
+    }
+
+    #[test]
+    fn claims_follow_rfc_7519_types() {
+        let exp = now_secs() + 100;
+        let open = AuthConfig::with_secret("s");
+        let auth = Authenticator::new(&open);
+        // Unconfigured aud and iss are ignored whatever their JSON type.
+        for extra in [
+            json!({"aud": ["app-a", "app-b"]}),
+            json!({"aud": 5}),
+            json!({"iss": 5}),
+            json!({"aud": null, "iss": {"x": 1}}),
+        ] {
+            let mut claims = json!({"sub": "a", "exp": exp});
+            claims
+                .as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            let t = sign(&open, &claims);
+            assert_eq!(
+                auth.verify(&t).map(|v| v.sub),
+                Ok("a".to_owned()),
+                "{claims}"
+            );
+        }
+        // A configured audience matches one entry of an array.
+        let mut strict = AuthConfig::with_secret("s");
+        strict.audience = Some("odin-clients".into());
+        let auth = Authenticator::new(&strict);
+        let one_of = sign(
+            &strict,
+            &json!({"sub": "a", "exp": exp, "aud": ["x", "odin-clients"]}),
+        );
+        assert!(auth.verify(&one_of).is_ok());
+        let none_of = sign(&strict, &json!({"sub": "a", "exp": exp, "aud": ["x", "y"]}));
+        assert_eq!(
+            auth.verify(&none_of).unwrap_err().code(),
+            AuthErrorCode::AuthInvalid
+        );
+        // `exp` may have a fraction; it is expired from its whole second.
+        let auth = Authenticator::new(&open);
+        let t = sign(&open, &json!({"sub": "a", "exp": exp as f64 + 0.5}));
+        let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+        let verified = auth.verify_at(&t, at(exp - 1)).unwrap();
+        assert_eq!(verified.expires_at, at(exp));
         assert_eq!(auth.verify_at(&t, at(exp)).unwrap_err(), AuthError::Expired);
     }
 

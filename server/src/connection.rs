@@ -107,6 +107,13 @@ where
                 writer_done.cancelled().await;
                 break;
             }
+            Some(Err(WsError::Utf8(_))) => {
+                // Not text at all: the WebSocket layer's own failure
+                // (RFC 6455 §8.1), closed like an oversized frame.
+                close(close::INVALID_PAYLOAD);
+                writer_done.cancelled().await;
+                break;
+            }
             Some(Err(e)) => {
                 tracing::debug!(%client_id, error = %e, "read failed");
                 break;

@@ -132,7 +132,7 @@ fn admit(req: &Request, shared: &Arc<Shared>) -> Result<Admitted, Refusal> {
         .and_then(|t| shared.authenticator.verify(&t))
         .map_err(Refusal::Auth)?;
     Ok(Admitted {
-        expires_at: claims.expires_at(),
+        expires_at: claims.expires_at,
         subject: claims.sub,
         slot,
     })

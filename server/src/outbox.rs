@@ -83,6 +83,10 @@ struct State {
 pub struct Outbox {
     state: Mutex<State>,
     ready: Notify,
+    /// Signalled by a close that discards the queue (an overflow): the
+    /// writer gives up a write stuck on a full socket at once instead of
+    /// at the write timeout.
+    abort: Notify,
     max_bytes: usize,
     /// Conflate only while more than this many bytes are pending.
     conflate_above: usize,
@@ -95,6 +99,7 @@ impl Outbox {
         Self {
             state: Mutex::new(State::default()),
             ready: Notify::new(),
+            abort: Notify::new(),
             max_bytes,
             conflate_above,
         }
@@ -142,6 +147,7 @@ impl Outbox {
             });
             drop(st);
             self.ready.notify_one();
+            self.abort.notify_one();
             return (Pushed::Overflow, false);
         }
         let was_empty = st.frames.is_empty();
@@ -169,6 +175,9 @@ impl Outbox {
         st.close = Some(request);
         drop(st);
         self.ready.notify_one();
+        if !request.drain {
+            self.abort.notify_one();
+        }
         true
     }
 
@@ -180,6 +189,12 @@ impl Outbox {
     /// Waits until there is something for the writer to do.
     pub async fn ready(&self) {
         self.ready.notified().await;
+    }
+
+    /// Waits until a close that discards the queue has been requested (a
+    /// stored signal: a request made before the wait counts).
+    pub async fn aborted(&self) {
+        self.abort.notified().await;
     }
 
     /// Moves every pending frame into `out` (which should be empty; its

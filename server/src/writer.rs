@@ -113,7 +113,17 @@ where
         }
         let close = ctx.outbox.take(&mut batch);
         let count = batch.len() as u64;
-        let written = write_batch(sink, &mut batch, ping, shared.config.write_timeout).await;
+        let written = tokio::select! {
+            biased;
+            // An overflow while a write is stuck on a full socket: stop now,
+            // not at the write timeout (the close below may then find the
+            // socket still full and drop it after the grace, as §8 allows).
+            _ = ctx.outbox.aborted() => {
+                let request = ctx.outbox.take(&mut batch);
+                return Stop::Close(request.map_or(close::SLOW_CONSUMER, |r| r.code));
+            }
+            written = write_batch(sink, &mut batch, ping, shared.config.write_timeout) => written,
+        };
         match written {
             Ok(()) => {
                 shared.metrics.messages_delivered.inc_by(count);

@@ -213,6 +213,29 @@ async fn a_binary_frame_closes_with_1003() {
 }
 
 #[tokio::test]
+async fn a_text_frame_that_is_not_utf8_closes_with_1007_and_others_carry_on() {
+    let stack = Stack::start().await;
+    let mut bystander = stack.client().await;
+    let mut ws = stack.client().await;
+    // A masked text frame (mask 0) whose payload is JSON but for two bytes
+    // that are no UTF-8: no text at all, so RFC 6455's 1007, not an error.
+    let payload = b"{\"type\":\"ping\",\"id\":\"\xff\xfe\"}";
+    let mut frame = vec![0x81u8, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(payload);
+    ws.send_raw_bytes(&frame).await;
+    assert_eq!(ws.closed().await, Some(1007));
+    bystander
+        .send_json(json!({"type": "ping", "id": "still"}))
+        .await;
+    assert_eq!(bystander.next_of_type("pong").await["id"], "still");
+    stack
+        .server
+        .wait_for_stats(super::support::WAIT, |s| s.connection_count == 1)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn an_oversized_frame_header_does_not_make_the_server_buffer_it() {
     // A frame that announces 1 GiB: refused from its header, and the
     // connection is gone within the close grace period.

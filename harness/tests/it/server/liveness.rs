@@ -143,7 +143,9 @@ async fn a_stalled_reader_is_conflated_to_the_latest_price() {
 async fn a_client_that_reads_nothing_is_dropped_as_a_slow_consumer() {
     let mut stack = Stack::start_with(|c| {
         c.max_queue_bytes = 256 * 1024;
-        c.write_timeout = Duration::from_secs(1);
+        // Far beyond WAIT: the overflow itself must end the stalled client,
+        // even while its writer is stuck on a full socket.
+        c.write_timeout = Duration::from_secs(600);
     })
     .await;
     let mut stalled = stack.client().await;
