@@ -16,6 +16,7 @@ LOAD := ODIN_BIN_DIR=$(RELEASE_BINS) $(RELEASE_BINS)/odin-load run
 
 .PHONY: help setup setup-browser build build-release test lint fmt server publisher auth-token \
         nats-up nats-down demo load-quick load-medium load-stress load-progressive \
+        load-burst load-ceiling bench-fanout \
         bench-publisher conformance clean
 
 help: ## List the targets
@@ -71,6 +72,15 @@ load-stress: setup build-release ## Load scenario "stress": 5,000 users, ~100,00
 
 load-progressive: setup build-release ## quick, medium and stress in turn, with a cool-down
 	$(LOAD) progressive $(LOAD_ARGS)
+
+load-burst: setup build-release ## Load scenario "burst": 1,000 users through the scheduler's tick bursts
+	$(LOAD) burst $(LOAD_ARGS)
+
+load-ceiling: setup build-release ## Stepped run: stress at rising rates until p99 reaches 50 ms (the highest sustained fan-out)
+	$(LOAD) ceiling $(LOAD_ARGS)
+
+bench-fanout: setup build-release ## Fan-out benchmark: stress at 100 → 1,600 price events/s, one table
+	$(LOAD) fanout $(LOAD_ARGS)
 
 bench-publisher: setup ## Publisher throughput benchmark (asked vs achieved rate up to its ceiling)
 	$(CARGO) bench -p odin-publisher --bench throughput
