@@ -337,5 +337,8 @@ async fn tick(check: &mut Option<(Interval, Duration)>) {
 /// per socket read — the largest single cost of a load user in a burst.
 /// Server messages are small; the buffer still grows for a large frame.
 fn read_config() -> WebSocketConfig {
-    WebSocketConfig::default().read_buffer_size(16 * 1024)
+    // tungstenite zero-fills its whole read buffer before every read: a
+    // small one (events are ~300 bytes; a burst takes a few reads) keeps that
+    // from costing more than the read itself.
+    WebSocketConfig::default().read_buffer_size(4 * 1024)
 }
