@@ -16,6 +16,23 @@ use odin_protocol::{Event, Nonce, Subjects, TokenId};
 /// Every wait in these tests is bounded by this.
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
+/// Every field of `/stats`, as PROTOCOL.md §6 lists them.
+pub(crate) const STATS_FIELDS: &[&str] = &[
+    "serverId",
+    "uptimeSeconds",
+    "connectionCount",
+    "messagesReceived",
+    "messagesDelivered",
+    "duplicatesDropped",
+    "invalidEvents",
+    "conflated",
+    "slowConsumerDisconnects",
+    "authFailures",
+    "averageLatency",
+    "peakLatency",
+    "natsConnected",
+];
+
 /// Whether `nats` has the NATS connection of the odin-server `server_id`
 /// with a subscription to `subject`, as its `/connz` lists them.
 ///

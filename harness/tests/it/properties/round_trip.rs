@@ -391,21 +391,7 @@ const AUTH_ERROR_BODY: Documented = Documented {
 /// §6's fields of `/stats`.
 const STATS: Documented = Documented {
     type_name: None,
-    required: &[
-        "serverId",
-        "uptimeSeconds",
-        "connectionCount",
-        "messagesReceived",
-        "messagesDelivered",
-        "duplicatesDropped",
-        "invalidEvents",
-        "conflated",
-        "slowConsumerDisconnects",
-        "authFailures",
-        "averageLatency",
-        "peakLatency",
-        "natsConnected",
-    ],
+    required: crate::support::STATS_FIELDS,
     optional: &[],
     values: &[],
 };
