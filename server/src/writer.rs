@@ -89,14 +89,20 @@ where
     let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let expiry = tokio::time::sleep_until(ctx.expires_at);
-    tokio::pin!(expiry);
+    // Made once and polled by reference: a fresh `cancelled()` per wake-up
+    // would register with the token again each time (the shutdown token is
+    // shared by every connection, so that is a shared lock per delivery).
+    let reader_done = ctx.reader_done.cancelled();
+    let shutdown = shared.shutdown.cancelled();
+    let aborted = ctx.outbox.aborted();
+    tokio::pin!(expiry, reader_done, shutdown, aborted);
     let mut batch: VecDeque<Frame> = VecDeque::new();
     loop {
         let mut ping = false;
         tokio::select! {
             biased;
-            _ = ctx.reader_done.cancelled() => return Stop::Gone,
-            _ = shared.shutdown.cancelled() => return Stop::Close(close::GOING_AWAY),
+            _ = &mut reader_done => return Stop::Gone,
+            _ = &mut shutdown => return Stop::Close(close::GOING_AWAY),
             _ = &mut expiry => return Stop::Close(close::TOKEN_EXPIRED),
             _ = heartbeat.tick() => {
                 if ctx.liveness.awaiting_pong.swap(true, Ordering::AcqRel) {
@@ -118,7 +124,7 @@ where
             // An overflow while a write is stuck on a full socket: stop now,
             // not at the write timeout (the close below may then find the
             // socket still full and drop it after the grace, as §8 allows).
-            _ = ctx.outbox.aborted() => {
+            _ = &mut aborted => {
                 let request = ctx.outbox.take(&mut batch);
                 return Stop::Close(request.map_or(close::SLOW_CONSUMER, |r| r.code));
             }
