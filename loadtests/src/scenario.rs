@@ -178,7 +178,6 @@ impl ScenarioFile {
     }
 }
 
-/// `over` on top of `base`, every field required in the result.
 impl Step {
     /// The scenario of every step, named `<step>-<rate>`, with `rates`
     /// replacing the file's own when given.
@@ -216,6 +215,7 @@ impl Step {
     }
 }
 
+/// `over` on top of `base`, every field required in the result.
 fn merge(name: &str, base: &ScenarioFields, over: &ScenarioFields) -> anyhow::Result<Scenario> {
     macro_rules! pick {
         ($field:ident) => {

@@ -99,23 +99,16 @@ where
             // Pings are answered by tungstenite; a close is answered by it
             // too, after which the stream ends.
             Some(Ok(Message::Ping(_) | Message::Close(_) | Message::Frame(_))) => {}
-            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
-                // Reading on would make tungstenite buffer the oversized
-                // frame; stop reading and let the writer close within its
-                // grace period.
-                close(close::MESSAGE_TOO_BIG);
-                writer_done.cancelled().await;
-                break;
-            }
-            Some(Err(WsError::Utf8(_))) => {
-                // Not text at all: the WebSocket layer's own failure
-                // (RFC 6455 §8.1), closed like an oversized frame.
-                close(close::INVALID_PAYLOAD);
-                writer_done.cancelled().await;
-                break;
-            }
             Some(Err(e)) => {
-                tracing::debug!(%client_id, error = %e, "read failed");
+                if let Some(code) = refusal_code(&e) {
+                    // Stop reading (for an oversized frame, reading on would
+                    // make tungstenite buffer it) and let the writer close
+                    // within its grace period.
+                    close(code);
+                    writer_done.cancelled().await;
+                } else {
+                    tracing::debug!(%client_id, error = %e, "read failed");
+                }
                 break;
             }
             None => break,
@@ -131,4 +124,16 @@ where
     drop(admitted.slot);
     shared.metrics.connections.dec();
     tracing::debug!(%client_id, "disconnected");
+}
+
+/// The close code for a read error that is the client's fault at the
+/// WebSocket layer: a message over the size limit (`1009`), or a text frame
+/// that is not UTF-8 (`1007`, RFC 6455 §8.1: it never reaches the JSON
+/// parser). Other errors mean the peer is gone.
+fn refusal_code(error: &WsError) -> Option<CloseCode> {
+    match error {
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => Some(close::MESSAGE_TOO_BIG),
+        WsError::Utf8(_) => Some(close::INVALID_PAYLOAD),
+        _ => None,
+    }
 }

@@ -14,7 +14,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use odin_protocol::close::{CloseCode, SLOW_CONSUMER};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -141,13 +141,11 @@ impl Outbox {
         // An empty queue always takes one frame, however large, so a single
         // big event cannot disconnect every client of a small bound.
         if !st.frames.is_empty() && st.bytes + len > self.max_bytes {
-            st.close = Some(CloseRequest {
+            let overflow = CloseRequest {
                 code: SLOW_CONSUMER,
                 drain: false,
-            });
-            drop(st);
-            self.ready.notify_one();
-            self.abort.notify_one();
+            };
+            self.request_close(st, overflow);
             return (Pushed::Overflow, false);
         }
         let was_empty = st.frames.is_empty();
@@ -168,17 +166,24 @@ impl Outbox {
     /// Asks the writer to close the connection with `request`. The first
     /// request wins; returns whether this one did.
     pub fn close(&self, request: CloseRequest) -> bool {
-        let mut st = self.state.lock();
+        let st = self.state.lock();
         if st.close.is_some() {
             return false;
         }
+        self.request_close(st, request);
+        true
+    }
+
+    /// Records `request` (no close is pending: the caller checked under the
+    /// same lock), then wakes the writer, and aborts a write it is stuck in
+    /// when the queue is to be discarded.
+    fn request_close(&self, mut st: MutexGuard<'_, State>, request: CloseRequest) {
         st.close = Some(request);
         drop(st);
         self.ready.notify_one();
         if !request.drain {
             self.abort.notify_one();
         }
-        true
     }
 
     /// Whether a close has been requested.
