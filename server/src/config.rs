@@ -16,6 +16,10 @@ use crate::auth::{AuthConfig, JwtAlgorithm};
 pub struct ServerConfig {
     /// Where the WebSocket endpoint `/ws` listens.
     pub ws_addr: SocketAddr,
+    /// Bind `ws_addr` with `SO_REUSEPORT`, so several gateways on one host
+    /// share one WebSocket port and the kernel spreads new connections over
+    /// them (one process holds only as many sockets as its file limit).
+    pub reuse_port: bool,
     /// Where `/health`, `/stats`, `/metrics` and the client page listen.
     pub http_addr: SocketAddr,
     /// The NATS server(s) to ingest from (comma-separated URLs allowed).
@@ -59,6 +63,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             ws_addr: ([0, 0, 0, 0], 8080).into(),
+            reuse_port: false,
             http_addr: ([0, 0, 0, 0], 3001).into(),
             nats_url: "nats://127.0.0.1:4222".into(),
             subjects: Subjects::default(),
@@ -165,6 +170,11 @@ pub struct ServerArgs {
     /// WebSocket address (`/ws`).
     #[arg(long, env = "ODIN_WS_ADDR", default_value = "0.0.0.0:8080")]
     pub ws_addr: SocketAddr,
+    /// Share the WebSocket port with other gateways on this host
+    /// (`SO_REUSEPORT`): start several with the same `--ws-addr` and their
+    /// own `--http-addr`, and the kernel spreads connections over them.
+    #[arg(long, env = "ODIN_REUSE_PORT")]
+    pub reuse_port: bool,
     /// HTTP address (`/health`, `/stats`, `/metrics`, the client page).
     #[arg(long, env = "ODIN_HTTP_ADDR", default_value = "0.0.0.0:3001")]
     pub http_addr: SocketAddr,
@@ -272,6 +282,7 @@ impl ServerArgs {
         }
         Ok(ServerConfig {
             ws_addr: self.ws_addr,
+            reuse_port: self.reuse_port,
             http_addr: self.http_addr,
             nats_url: self.nats_url,
             subjects,

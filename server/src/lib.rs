@@ -54,8 +54,7 @@ impl Server {
     /// is not reachable yet is not an error: the server starts degraded
     /// (`/health` answers 503) and connects when NATS comes up.
     pub async fn bind(config: ServerConfig) -> anyhow::Result<Server> {
-        let ws = TcpListener::bind(config.ws_addr)
-            .await
+        let ws = bind_ws(config.ws_addr, config.reuse_port)
             .with_context(|| format!("cannot listen on --ws-addr {}", config.ws_addr))?;
         let http = TcpListener::bind(config.http_addr)
             .await
@@ -151,6 +150,23 @@ impl Server {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Binds the WebSocket listener, with `SO_REUSEPORT` when the port is shared
+/// by several gateways. The backlog is large: a ramp of thousands of
+/// connections a second must not see refused or retried SYNs.
+fn bind_ws(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
 
 async fn connect_nats(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {

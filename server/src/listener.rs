@@ -59,7 +59,7 @@ fn websocket_config(shared: &Shared) -> WebSocketConfig {
         .max_frame_size(Some(max))
         // Client messages are small; a small read buffer keeps idle
         // connections cheap (tungstenite's default is 128 KiB).
-        .read_buffer_size(8 * 1024)
+        .read_buffer_size(1024)
         .write_buffer_size(64 * 1024)
 }
 

@@ -90,10 +90,13 @@ where
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let expiry = tokio::time::sleep_until(ctx.expires_at);
     // Made once and polled by reference: a fresh `cancelled()` per wake-up
-    // would register with the token again each time (the shutdown token is
-    // shared by every connection, so that is a shared lock per delivery).
+    // would register with the token again each time. Every poll of a
+    // cancellation future still locks its token's node, so the writer waits
+    // on a child of the server-wide shutdown token: its own lock, not one
+    // every connection contends for on every wake-up.
     let reader_done = ctx.reader_done.cancelled();
-    let shutdown = shared.shutdown.cancelled();
+    let shutdown_token = shared.shutdown.child_token();
+    let shutdown = shutdown_token.cancelled();
     let aborted = ctx.outbox.aborted();
     tokio::pin!(expiry, reader_done, shutdown, aborted);
     let mut batch: VecDeque<Frame> = VecDeque::new();

@@ -1,13 +1,14 @@
 //! More than one server: two servers on one NATS each deliver every event,
-//! and two servers on a three-node NATS cluster carry on when the nodes
-//! they are connected to are killed.
+//! two gateways share one WebSocket port (`SO_REUSEPORT`), and two servers
+//! on a three-node NATS cluster carry on when the nodes they are connected
+//! to are killed.
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
 use odin_harness::nats::{NatsCluster, NatsServer};
 use odin_harness::publisher::InProcessPublisher;
-use odin_harness::server::TestServer;
+use odin_harness::server::{TestServer, test_config};
 use odin_protocol::Event;
 use odin_publisher::PublisherConfig;
 
@@ -113,6 +114,64 @@ async fn two_servers_on_one_nats_each_deliver_every_event() {
     for server in &servers {
         let stats = server.stats().await.unwrap();
         assert_eq!(stats.conflated, 0, "{stats:?}");
+    }
+}
+
+#[tokio::test]
+async fn gateways_sharing_a_port_each_take_connections_and_deliver() {
+    let nats = NatsServer::start().await.expect("NATS starts");
+    let shared = |port: u16| odin_server::ServerConfig {
+        ws_addr: ([127, 0, 0, 1], port).into(),
+        reuse_port: true,
+        ..test_config(&nats.url())
+    };
+    let first = TestServer::start_with(shared(0))
+        .await
+        .expect("gateway a starts");
+    let port = first.endpoint().ws_addr.port();
+    let second = TestServer::start_with(shared(port))
+        .await
+        .expect("gateway b starts on the same port");
+    // Without the option the port is not shared: the bind fails, and says so.
+    let refused = TestServer::start_with(odin_server::ServerConfig {
+        reuse_port: false,
+        ..shared(port)
+    })
+    .await
+    .err()
+    .expect("a gateway without --reuse-port cannot bind a shared port");
+    assert!(
+        format!("{refused:#}").contains("cannot listen on --ws-addr"),
+        "{refused:#}"
+    );
+    let servers = [first, second];
+    for server in &servers {
+        wait_subscribed_in_nats(&nats, server, &all_subjects()).await;
+    }
+
+    // The kernel hashes each connection to one listener: with 32 clients
+    // both get some (all on one: probability 2⁻³¹).
+    const CLIENTS: usize = 32;
+    let tokens = token_ids(TOKENS);
+    let mut clients = Vec::new();
+    for i in 0..CLIENTS {
+        clients.push(client_of(&format!("client {i}"), &servers[0], &tokens).await);
+    }
+    let mut counts = Vec::new();
+    for server in &servers {
+        counts.push(server.stats().await.unwrap().connection_count);
+    }
+    assert_eq!(counts.iter().sum::<u64>(), CLIENTS as u64, "{counts:?}");
+    assert!(
+        counts.iter().all(|&c| c > 0),
+        "one gateway took every connection: {counts:?}"
+    );
+
+    // Every client gets every event, whichever gateway holds it.
+    let mut publisher = Publisher::connect(&nats.url()).await;
+    publish_and_expect(&mut publisher, &mut clients, &tokens, "to a shared port").await;
+    for c in &clients {
+        assert!(c.seen.repeated.is_empty() && c.seen.duplicates == 0);
     }
 }
 
