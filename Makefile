@@ -16,7 +16,7 @@ LOAD := ODIN_BIN_DIR=$(RELEASE_BINS) $(RELEASE_BINS)/odin-load run
 
 .PHONY: help setup setup-browser build build-release test lint fmt server publisher auth-token \
         nats-up nats-down demo load-quick load-medium load-stress load-progressive \
-        load-burst load-ceiling bench-fanout \
+        load-burst load-ceiling bench-fanout load-fleet load-scale fleet \
         bench-publisher conformance clean
 
 help: ## List the targets
@@ -81,6 +81,15 @@ load-ceiling: setup build-release ## Stepped run: stress at rising rates until p
 
 bench-fanout: setup build-release ## Fan-out benchmark: stress at 100 → 1,600 price events/s, one table
 	$(LOAD) fanout $(LOAD_ARGS)
+
+load-fleet: setup build-release ## Load scenario "fleet": 2,000 users over 2 load processes and 2 gateways on one port
+	$(LOAD) fleet $(LOAD_ARGS)
+
+load-scale: setup build-release ## Load scenario "scale": 100,000 users, 6 gateways on one port, 6 load processes
+	$(LOAD) scale $(LOAD_ARGS)
+
+fleet: setup build-release ## NATS and GATEWAYS=4 odin-server gateways sharing ws://127.0.0.1:8080 (SO_REUSEPORT); Ctrl-C stops all
+	ODIN_BIN_DIR=$(RELEASE_BINS) scripts/fleet.sh
 
 bench-publisher: setup ## Publisher throughput benchmark (asked vs achieved rate up to its ceiling)
 	$(CARGO) bench -p odin-publisher --bench throughput

@@ -184,9 +184,20 @@ impl ServerProcess {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
+        Self::start_at(nats_url, "127.0.0.1:0", extra, env).await
+    }
+
+    /// Like [`ServerProcess::start_with_env`], with the WebSocket listener on
+    /// `ws_addr` (e.g. a port several gateways share with `--reuse-port`).
+    pub async fn start_at(
+        nats_url: &str,
+        ws_addr: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let mut args: Vec<String> = [
             "--ws-addr",
-            "127.0.0.1:0",
+            ws_addr,
             "--http-addr",
             "127.0.0.1:0",
             "--nats-url",

@@ -7,6 +7,7 @@
 //! repository's top explains the scenarios and every figure.
 
 pub mod baseline;
+pub mod fleet;
 pub mod lag;
 pub mod limits;
 pub mod merge;
@@ -20,4 +21,5 @@ pub mod stack;
 pub mod sysstat;
 pub mod thresholds;
 pub mod timeline;
+pub mod trust;
 pub mod user;

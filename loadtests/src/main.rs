@@ -45,6 +45,11 @@ enum Command {
         #[arg(long, default_value = "runs/merged")]
         out: PathBuf,
     },
+    /// One load process of a run over several (started by `run`; see
+    /// LOAD_TESTING.md, "Beyond one process"): its users, a control line
+    /// protocol on stdin/stdout, and a report.json for the coordinator.
+    #[command(hide = true)]
+    Worker(WorkerArgs),
     /// List the scenarios of the scenario file.
     List {
         /// The scenario file.
@@ -86,6 +91,12 @@ struct RunArgs {
     /// Override: price events per second across all tokens.
     #[arg(long)]
     publish_rate: Option<f64>,
+    /// Override: load processes the users are split over.
+    #[arg(long)]
+    processes: Option<usize>,
+    /// Override: gateways sharing one port (embedded runs).
+    #[arg(long)]
+    gateways: Option<usize>,
     /// Override, for a stepped run: its rates (e.g. `100,200,400`).
     #[arg(long, value_delimiter = ',')]
     rates: Option<Vec<f64>>,
@@ -136,7 +147,38 @@ struct RunArgs {
     goose_args: Vec<String>,
 }
 
+#[derive(Debug, Args)]
+struct WorkerArgs {
+    /// This worker's share of the scenario, as JSON.
+    #[arg(long)]
+    scenario_json: PathBuf,
+    /// Where its report goes.
+    #[arg(long)]
+    out: PathBuf,
+    /// The gateways' WebSocket URL.
+    #[arg(long)]
+    url: String,
+    /// The run's NATS (for the report).
+    #[arg(long)]
+    nats_url: String,
+    /// The gateways' JWT secret.
+    #[arg(long, env = "ODIN_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: String,
+    /// The local addresses its users connect from, in turn (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    source_ips: Vec<std::net::IpAddr>,
+    /// How long a user may take to connect and subscribe.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    connect_timeout: Duration,
+    /// Generator scheduling lag (p99) beyond which the run is invalid.
+    #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
+    max_generator_lag: Duration,
+}
+
 fn main() -> ExitCode {
+    // First: it may replace this process with one whose environment holds
+    // the one-certificate store.
+    odin_loadtests::trust::reexec_with_minimal_trust_store();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -151,6 +193,10 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run(args) => runtime.block_on(run(*args)),
+        Command::Worker(args) => match runtime.block_on(worker(args)) {
+            Ok(code) => code,
+            Err(e) => setup_error(e),
+        },
         Command::Merge { reports, out } => match merge_reports(&reports, &out) {
             Ok(code) => code,
             Err(e) => setup_error(e),
@@ -178,6 +224,33 @@ fn main() -> ExitCode {
             Err(e) => setup_error(e),
         },
     }
+}
+
+/// Runs one worker's share and writes its report for the coordinator.
+async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read(&args.scenario_json)
+        .with_context(|| format!("cannot read {}", args.scenario_json.display()))?;
+    let scenario: Scenario = serde_json::from_slice(&text).context("not a scenario")?;
+    let opts = RunOptions {
+        target: Target::External {
+            ws_url: args.url,
+            http_addr: None,
+            nats_url: args.nats_url,
+            jwt_secret: args.jwt_secret,
+        },
+        out_dir: args.out.clone(),
+        connect_timeout: args.connect_timeout,
+        max_generator_lag: args.max_generator_lag,
+        goose_args: Vec::new(),
+        progress: false,
+        source_ips: args.source_ips,
+        worker: true,
+    };
+    let report = odin_loadtests::run::run(&scenario, &opts)
+        .await
+        .map_err(|SetupError(e)| e)?;
+    render::write_run_folder(&report, &args.out)?;
+    Ok(ExitCode::from(report.outcome.exit_code() as u8))
 }
 
 fn setup_error(e: anyhow::Error) -> ExitCode {
@@ -230,6 +303,8 @@ async fn run(args: RunArgs) -> ExitCode {
             max_generator_lag: args.max_generator_lag,
             goose_args: args.goose_args.clone(),
             progress: !args.no_progress,
+            source_ips: Vec::new(),
+            worker: false,
         };
         eprintln!(
             "odin-load: {} — {} users, {} of {} tokens, {} price events/s, hold {}",
@@ -240,7 +315,13 @@ async fn run(args: RunArgs) -> ExitCode {
             scenario.publish_rate,
             humantime::format_duration(scenario.hold)
         );
-        let mut report = match odin_loadtests::run::run(scenario, &opts).await {
+        let several = scenario.processes > 1 || scenario.gateways > 1;
+        let result = if several {
+            odin_loadtests::fleet::run(scenario, &opts).await
+        } else {
+            odin_loadtests::run::run(scenario, &opts).await
+        };
+        let mut report = match result {
             Ok(r) => r,
             Err(SetupError(e)) => return setup_error(e),
         };
@@ -398,6 +479,12 @@ fn apply_overrides(mut s: Scenario, a: &RunArgs) -> anyhow::Result<Scenario> {
     }
     if let Some(v) = a.tick {
         s.tick = v;
+    }
+    if let Some(v) = a.processes {
+        s.processes = v;
+    }
+    if let Some(v) = a.gateways {
+        s.gateways = v;
     }
     s.thresholds.extend(a.thresholds.iter().cloned());
     s.goose_thresholds

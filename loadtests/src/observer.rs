@@ -110,6 +110,8 @@ pub struct Timing {
 pub struct UserLink {
     /// Timings not yet recorded into Goose.
     pub timings: Mutex<Vec<Timing>>,
+    /// Signalled when a timing is added (the user's hold waits on it).
+    pub timings_ready: tokio::sync::Notify,
     /// Set once the first `subscribed` arrived.
     pub subscribed: tokio::sync::Notify,
     /// Whether the user ever got live.
@@ -192,6 +194,7 @@ impl LoadObserver {
 
     fn push_timing(&self, timing: Timing) {
         self.link.timings.lock().push(timing);
+        self.link.timings_ready.notify_one();
     }
 }
 

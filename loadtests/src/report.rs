@@ -242,6 +242,9 @@ pub struct RunReport {
     pub baseline: Vec<Verdict>,
     /// The verdict.
     pub outcome: Outcome,
+    /// Gateways and load processes of a run over several processes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<crate::fleet::FleetSummary>,
 }
 
 /// Current format version of [`RunReport`].

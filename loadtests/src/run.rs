@@ -43,6 +43,14 @@ pub struct RunOptions {
     pub goose_args: Vec<String>,
     /// Print a progress line every second.
     pub progress: bool,
+    /// The local addresses users connect from, user `i` from address
+    /// `i % len` (see [`odin_harness::client::ClientConfig::source_ip`]);
+    /// empty lets the kernel choose.
+    pub source_ips: Vec<std::net::IpAddr>,
+    /// One load process of several ([`crate::fleet`]): instead of running the
+    /// publisher, report readiness on stdout and take the publish start and
+    /// the publisher's totals from the coordinator on stdin.
+    pub worker: bool,
 }
 
 /// Why a run could not even start (exit code 3).
@@ -90,6 +98,7 @@ async fn run_on(
         stop: CancellationToken::new(),
         finished: CancellationToken::new(),
         connect_timeout: opts.connect_timeout,
+        source_ips: opts.source_ips.clone(),
     });
     let stats_before = stack.stats().await;
     let server_before = stack.server_pid().and_then(|p| sysstat::sample(Some(p)));
@@ -97,6 +106,7 @@ async fn run_on(
     let lag = LagMonitor::start(lag_stop.clone());
 
     let attack = build_attack(scenario, opts, stack, ctx.clone()).map_err(SetupError)?;
+    let ramp_started_ms = odin_protocol::time::now_millis();
     let goose = tokio::spawn(attack.execute());
     let progress = opts
         .progress
@@ -106,9 +116,14 @@ async fn run_on(
     let all_in = wait_for_users(&ctx, scenario, opts).await;
     let generator_before = sysstat::sample(None).unwrap_or_default();
     let publish_wall = Instant::now();
-    let publisher_result = publish(scenario, stack, &ctx).await;
-    let publish_secs = publish_wall.elapsed().as_secs_f64();
-    tokio::time::sleep(scenario.drain).await;
+    let (publisher_result, publish_secs) = if opts.worker {
+        crate::fleet::worker_publish_phase(&ctx, scenario, ramp_started_ms).await
+    } else {
+        let totals = publish(scenario, stack, &ctx).await;
+        let publish_secs = publish_wall.elapsed().as_secs_f64();
+        tokio::time::sleep(scenario.drain).await;
+        (totals, publish_secs)
+    };
     let generator_after = sysstat::sample(None).unwrap_or_default();
     let generator_wall = publish_wall.elapsed();
     ctx.finished.cancel();
@@ -233,6 +248,7 @@ async fn run_on(
         goose_thresholds,
         baseline: Vec::new(),
         outcome,
+        fleet: None,
     })
 }
 
@@ -327,7 +343,7 @@ async fn publish(scenario: &Scenario, stack: &Stack, ctx: &LoadContext) -> anyho
 }
 
 /// Deliveries against what was published, per user, token and kind.
-fn account(results: &[UserResult], totals: &Totals, publish_secs: f64) -> Accounting {
+pub(crate) fn account(results: &[UserResult], totals: &Totals, publish_secs: f64) -> Accounting {
     let counts = |map: &std::collections::BTreeMap<String, u64>| -> HashMap<String, u64> {
         map.iter().map(|(k, v)| (k.clone(), *v)).collect()
     };

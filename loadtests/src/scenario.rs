@@ -44,6 +44,10 @@ pub struct ScenarioFields {
     pub thresholds: Option<Vec<String>>,
     /// Goose's rules on the connect and subscribe requests.
     pub goose_thresholds: Option<Vec<String>>,
+    /// Load processes (default 1).
+    pub processes: Option<usize>,
+    /// Gateways (default 1).
+    pub gateways: Option<usize>,
 }
 
 /// The progressive run: several scenarios in turn.
@@ -133,6 +137,26 @@ pub struct Scenario {
     pub thresholds: Vec<String>,
     /// Goose's rules.
     pub goose_thresholds: Vec<String>,
+    /// Load processes the users are split over (each holds at most
+    /// [`MAX_USERS_PER_PROCESS`] sockets under the file limit).
+    #[serde(default = "one")]
+    pub processes: usize,
+    /// `odin-server` gateways started for the run, sharing one WebSocket port
+    /// (`--reuse-port`); embedded runs only.
+    #[serde(default = "one")]
+    pub gateways: usize,
+    /// Index of this process's first user among all users of the run: users
+    /// are numbered across processes so that channels spread evenly.
+    #[serde(default)]
+    pub first_user: usize,
+}
+
+/// The most users one load process (or connections one gateway) holds: the
+/// 20,000-file limit less room for the process's own files.
+pub const MAX_USERS_PER_PROCESS: usize = 18_000;
+
+fn one() -> usize {
+    1
 }
 
 impl ScenarioFile {
@@ -248,6 +272,9 @@ fn merge(name: &str, base: &ScenarioFields, over: &ScenarioFields) -> anyhow::Re
             .clone()
             .or_else(|| base.goose_thresholds.clone())
             .unwrap_or_default(),
+        processes: over.processes.or(base.processes).unwrap_or(1),
+        gateways: over.gateways.or(base.gateways).unwrap_or(1),
+        first_user: 0,
     };
     scenario.validate()?;
     Ok(scenario)
@@ -280,6 +307,25 @@ impl Scenario {
         }
         if self.warmup >= self.hold {
             bail!("scenario {n}: warmup must be shorter than hold");
+        }
+        if self.processes == 0 || self.gateways == 0 {
+            bail!("scenario {n}: processes and gateways must be at least 1");
+        }
+        if self.users.div_ceil(self.processes) > MAX_USERS_PER_PROCESS {
+            bail!(
+                "scenario {n}: {} users need at least {} processes ({} users each at most)",
+                self.users,
+                self.users.div_ceil(MAX_USERS_PER_PROCESS),
+                MAX_USERS_PER_PROCESS
+            );
+        }
+        if self.users.div_ceil(self.gateways) > MAX_USERS_PER_PROCESS {
+            bail!(
+                "scenario {n}: {} users need at least {} gateways ({} connections each at most)",
+                self.users,
+                self.users.div_ceil(MAX_USERS_PER_PROCESS),
+                MAX_USERS_PER_PROCESS
+            );
         }
         for rule in &self.thresholds {
             crate::thresholds::Rule::parse(rule)

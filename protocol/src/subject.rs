@@ -93,6 +93,12 @@ impl Subjects {
         format!("{}.>", self.prefix)
     }
 
+    /// The wildcard that matches every token's price subject:
+    /// `<prefix>.token.*.price` (what a store of last prices captures).
+    pub fn all_prices(&self) -> String {
+        format!("{}.token.*.price", self.prefix)
+    }
+
     /// `<prefix>.token.<id>.price`
     pub fn price(&self, id: &TokenId) -> String {
         format!("{}.token.{id}.price", self.prefix)
@@ -155,6 +161,7 @@ mod tests {
         assert_eq!(s.parse(&s.batch()), Some(SubjectKind::Batch));
         assert_eq!(s.parse(&s.market()), Some(SubjectKind::MarketStats));
         assert_eq!(s.all(), "odin.>");
+        assert_eq!(s.all_prices(), "odin.token.*.price");
     }
 
     #[test]

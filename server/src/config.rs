@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use odin_protocol::Subjects;
 
 use crate::auth::{AuthConfig, JwtAlgorithm};
+use crate::last_prices::LastPricesConfig;
 
 /// Everything the server needs to run; [`Default`] gives the documented
 /// defaults with a development secret, for tests.
@@ -57,6 +58,10 @@ pub struct ServerConfig {
     pub dedup_capacity: usize,
     /// This instance's id in messages and `/stats`; random when `None`.
     pub server_id: Option<String>,
+    /// The JetStream store of every token's last price, loaded at start so
+    /// snapshots are right from the first client; `None`: no store, the
+    /// snapshots start empty (see [`crate::last_prices`]).
+    pub last_prices: Option<LastPricesConfig>,
 }
 
 impl Default for ServerConfig {
@@ -82,6 +87,7 @@ impl Default for ServerConfig {
             dedup_window: Duration::from_secs(300),
             dedup_capacity: 200_000,
             server_id: None,
+            last_prices: None,
         }
     }
 }
@@ -230,6 +236,19 @@ pub struct ServerArgs {
     /// Log format on stderr.
     #[arg(long, env = "ODIN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
+    /// Keep the last price of every token in this JetStream stream (created
+    /// when missing) and load it at start, so a starting gateway has every
+    /// snapshot at once. Unset or empty: off.
+    #[arg(long, env = "ODIN_LAST_PRICES_STREAM")]
+    pub last_prices_stream: Option<String>,
+    /// Replicas of the last-prices stream when the gateway creates it (3 on
+    /// a 3-node JetStream cluster).
+    #[arg(long, env = "ODIN_LAST_PRICES_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=5))]
+    pub last_prices_replicas: u64,
+    /// How long start-up waits for JetStream to load the last prices before
+    /// it serves without them (e.g. `10s`).
+    #[arg(long, env = "ODIN_LAST_PRICES_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    pub last_prices_timeout: Duration,
 }
 
 /// Flags of `odin-server token`.
@@ -263,6 +282,11 @@ pub enum ConfigError {
     /// A server id that is not a plain identifier.
     #[error("--server-id (ODIN_SERVER_ID) must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'")]
     ServerId,
+    /// A stream name JetStream would refuse (or that would be a subject).
+    #[error(
+        "--last-prices-stream (ODIN_LAST_PRICES_STREAM) must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'"
+    )]
+    LastPricesStream,
 }
 
 fn positive_duration(s: &str) -> Result<Duration, String> {
@@ -280,6 +304,18 @@ impl ServerArgs {
         if let Some(id) = &self.server_id {
             odin_protocol::ids::validate_token_id(id).map_err(|_| ConfigError::ServerId)?;
         }
+        let last_prices = match self.last_prices_stream.filter(|s| !s.is_empty()) {
+            Some(stream) => {
+                odin_protocol::ids::validate_token_id(&stream)
+                    .map_err(|_| ConfigError::LastPricesStream)?;
+                Some(LastPricesConfig {
+                    stream,
+                    replicas: usize::try_from(self.last_prices_replicas).unwrap_or(1),
+                    load_timeout: self.last_prices_timeout,
+                })
+            }
+            None => None,
+        };
         Ok(ServerConfig {
             ws_addr: self.ws_addr,
             reuse_port: self.reuse_port,
@@ -301,6 +337,7 @@ impl ServerArgs {
             dedup_window: self.dedup_window,
             dedup_capacity: usize::try_from(self.dedup_capacity).unwrap_or(usize::MAX),
             server_id: self.server_id,
+            last_prices,
         })
     }
 }
@@ -323,5 +360,34 @@ mod tests {
         let cli = Cli::try_parse_from(["odin-server", "--dev"]).unwrap();
         assert!(cli.server.jwt.uses_dev_secret());
         assert!(cli.server.into_config().is_ok());
+    }
+
+    #[test]
+    fn the_last_prices_store_is_off_unless_named() {
+        let config = |args: &[&str]| {
+            let mut all = vec!["odin-server", "--dev"];
+            all.extend(args);
+            Cli::try_parse_from(all).unwrap().server.into_config()
+        };
+        assert_eq!(config(&[]).unwrap().last_prices, None);
+        assert_eq!(
+            config(&["--last-prices-stream", ""]).unwrap().last_prices,
+            None
+        );
+        let on = config(&[
+            "--last-prices-stream",
+            "ODIN_LAST",
+            "--last-prices-replicas",
+            "3",
+        ])
+        .unwrap()
+        .last_prices
+        .unwrap();
+        assert_eq!((on.stream.as_str(), on.replicas), ("ODIN_LAST", 3));
+        assert_eq!(on.load_timeout, Duration::from_secs(10));
+        assert!(matches!(
+            config(&["--last-prices-stream", "a.b"]),
+            Err(ConfigError::LastPricesStream)
+        ));
     }
 }

@@ -14,6 +14,7 @@ use odin_protocol::time::now_millis;
 use odin_protocol::{DedupWindow, Event, Subjects};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use crate::last_prices::Preload;
 use crate::outbox::Outbox;
 use crate::router::{Route, Router, TokenEventKind};
 use crate::shared::Shared;
@@ -90,6 +91,16 @@ fn route_of(event: &Event) -> Route<'_> {
     }
 }
 
+/// What the ingest thread's set-up hands over: the client, the live
+/// subscription, the de-duplication window it was given (holding the keys of
+/// the stored prices loaded, if any) and those prices.
+pub(crate) struct Connected {
+    pub(crate) client: async_nats::Client,
+    pub(crate) subscription: async_nats::Subscriber,
+    pub(crate) window: DedupWindow,
+    pub(crate) preload: Preload,
+}
+
 /// The ingest loop and the NATS client's connection task on a thread of
 /// their own (a current-thread runtime), so that a burst of events is read
 /// and routed without queueing behind the connection tasks it wakes: the
@@ -101,15 +112,17 @@ pub(crate) struct IngestThread {
 }
 
 impl IngestThread {
-    /// Starts the thread and runs `connect` there; returns once it has the
-    /// client and subscription (the client, handed back, is shared for
-    /// `/health` and shutdown).
-    pub(crate) async fn start<C, F>(connect: C) -> anyhow::Result<(Self, async_nats::Client)>
+    /// Starts the thread and runs `connect` there with the de-duplication
+    /// window ingest will use; returns once it has the client, the
+    /// subscription and the stored prices (the client, handed back, is shared
+    /// for `/health` and shutdown; the prices seed the router).
+    pub(crate) async fn start<C, F>(
+        window: DedupWindow,
+        connect: C,
+    ) -> anyhow::Result<(Self, async_nats::Client, Preload)>
     where
-        C: FnOnce() -> F + Send + 'static,
-        F: std::future::Future<
-                Output = anyhow::Result<(async_nats::Client, async_nats::Subscriber)>,
-            >,
+        C: FnOnce(DedupWindow) -> F + Send + 'static,
+        F: std::future::Future<Output = anyhow::Result<Connected>>,
     {
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let (start, start_rx) = tokio::sync::oneshot::channel::<Arc<Shared>>();
@@ -122,22 +135,27 @@ impl IngestThread {
             .name("odin-ingest".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    let (client, subscription) = match connect().await {
-                        Ok(pair) => pair,
+                    let Connected {
+                        client,
+                        subscription,
+                        window,
+                        preload,
+                    } = match connect(window).await {
+                        Ok(connected) => connected,
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
                             return;
                         }
                     };
-                    let _ = ready_tx.send(Ok(client));
+                    let _ = ready_tx.send(Ok((client, preload)));
                     let Ok(shared) = start_rx.await else { return };
                     tokio::select! {
-                        () = run(subscription, shared) => {}
+                        () = run(subscription, shared, window) => {}
                         () = thread_stop.cancelled() => {}
                     }
                 });
             })?;
-        let client = ready_rx
+        let (client, preload) = ready_rx
             .await
             .map_err(|_| anyhow::anyhow!("the ingest thread died while connecting"))??;
         Ok((
@@ -147,6 +165,7 @@ impl IngestThread {
                 stop,
             },
             client,
+            preload,
         ))
     }
 
@@ -179,14 +198,18 @@ impl RunningIngest {
 /// Most events handled before the writers they fed are woken.
 const BURST: usize = 256;
 
-/// Consumes the server's NATS subscription until it ends (at shutdown).
+/// Consumes the server's NATS subscription until it ends (at shutdown),
+/// de-duplicating in `window` (which already holds the keys of any stored
+/// prices loaded at start, so their live copies are not delivered again).
 ///
 /// Events that have already arrived are handled as one burst (up to
 /// [`BURST`]) before any writer is woken, so each client gets a burst in one
 /// write; a lone event is woken at once, as before.
-pub(crate) async fn run(mut subscription: async_nats::Subscriber, shared: Arc<Shared>) {
-    let config = &shared.config;
-    let mut window = DedupWindow::new(config.dedup_window, config.dedup_capacity);
+pub(crate) async fn run(
+    mut subscription: async_nats::Subscriber,
+    shared: Arc<Shared>,
+    mut window: DedupWindow,
+) {
     let mut wakes = Vec::new();
     while let Some(msg) = subscription.next().await {
         ingest_one(&shared, &mut window, msg, &mut wakes);

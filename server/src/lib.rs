@@ -5,7 +5,9 @@
 //! (channel index, last price) → [`outbox`] (a connection's bounded,
 //! conflating queue) → `writer` (one task per connection, one flush per batch)
 //! → the socket. Client frames go the other way: `connection` reads them and
-//! `session` decides what they mean.
+//! `session` decides what they mean. With a store of last prices
+//! ([`last_prices`], JetStream), the router starts with every token's last
+//! price instead of none.
 //!
 //! The binary is thin: it parses [`config::Cli`], binds a [`Server`] and runs
 //! it until a signal. Tests do the same with port 0 and their own shutdown.
@@ -13,6 +15,7 @@
 pub mod auth;
 pub mod config;
 pub mod ingest;
+pub mod last_prices;
 pub mod metrics;
 pub mod outbox;
 pub mod router;
@@ -53,6 +56,11 @@ impl Server {
     /// Binds both addresses and starts connecting to NATS. A NATS server that
     /// is not reachable yet is not an error: the server starts degraded
     /// (`/health` answers 503) and connects when NATS comes up.
+    ///
+    /// With [`ServerConfig::last_prices`] set, it also loads the stored last
+    /// prices before it returns, so no client can subscribe before they are
+    /// there; that takes at most the configured wait, after which it serves
+    /// without them.
     pub async fn bind(config: ServerConfig) -> anyhow::Result<Server> {
         let ws = bind_ws(config.ws_addr, config.reuse_port)
             .with_context(|| format!("cannot listen on --ws-addr {}", config.ws_addr))?;
@@ -64,23 +72,36 @@ impl Server {
             .clone()
             .unwrap_or_else(|| format!("odin-{:08x}", rand::random::<u32>()));
         let url = config.nats_url.clone();
-        let subject = config.subjects.all();
+        let subjects = config.subjects.clone();
+        let last_prices = config.last_prices.clone();
         let name = server_id.clone();
-        let (ingest, nats) = ingest::IngestThread::start(move || async move {
-            let nats = connect_nats(&url, &name).await?;
-            let subscription = nats
-                .subscribe(subject)
-                .await
-                .context("cannot subscribe to NATS")?;
-            Ok((nats, subscription))
-        })
-        .await?;
+        let window = odin_protocol::DedupWindow::new(config.dedup_window, config.dedup_capacity);
+        let (ingest, nats, preload) =
+            ingest::IngestThread::start(window, move |mut window| async move {
+                let nats = connect_nats(&url, &name).await?;
+                let (subscription, preload) = last_prices::subscribe_and_load(
+                    &nats,
+                    last_prices.as_ref(),
+                    &subjects,
+                    &mut window,
+                )
+                .await?;
+                Ok(ingest::Connected {
+                    client: nats,
+                    subscription,
+                    window,
+                    preload,
+                })
+            })
+            .await?;
         let shared = Arc::new(Shared::new(
             config,
             server_id,
             nats,
             CancellationToken::new(),
         ));
+        // Before the first client can be accepted: every snapshot is there.
+        preload.apply(&shared);
         Ok(Server {
             shared,
             ws,

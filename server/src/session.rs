@@ -45,7 +45,10 @@ impl Session {
         Self {
             conn,
             outbox,
-            limiter: RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)),
+            limiter: RateLimiter::direct_with_clock(
+                Quota::per_second(per_second).allow_burst(burst),
+                shared.rate_clock.clone(),
+            ),
             shared,
             channels: HashSet::new(),
             strikes: VecDeque::new(),

@@ -30,6 +30,10 @@ pub(crate) struct Shared {
     next_conn: AtomicU64,
     /// Connections admitted and not yet finished (the `--max-connections` count).
     admitted: AtomicUsize,
+    /// The clock of every connection's rate limiter, made once: making one
+    /// probes the CPU (`cpuid`), which traps to the hypervisor on a VM and
+    /// cost more than the rest of a connection's set-up.
+    pub(crate) rate_clock: governor::clock::QuantaClock,
 }
 
 impl Shared {
@@ -51,6 +55,7 @@ impl Shared {
             nonces: NonceSource::random(),
             next_conn: AtomicU64::new(1),
             admitted: AtomicUsize::new(0),
+            rate_clock: governor::clock::QuantaClock::default(),
         }
     }
 

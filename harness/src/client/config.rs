@@ -33,6 +33,10 @@ pub struct ClientConfig {
     /// replaced: a stalled server or a dead network path that TCP has not
     /// noticed yet. Browsers watch the heartbeat message the same way.
     pub silence_heartbeats: f64,
+    /// The local address to connect from (port chosen by the kernel). Load
+    /// runs spread their processes over 127.0.0.x so that no source address
+    /// runs out of ephemeral ports; `None` lets the kernel choose.
+    pub source_ip: Option<std::net::IpAddr>,
 }
 
 impl ClientConfig {
@@ -51,7 +55,14 @@ impl ClientConfig {
             handshake_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(1),
             silence_heartbeats: 2.5,
+            source_ip: None,
         }
+    }
+
+    /// The same, connecting from `ip` (see [`ClientConfig::source_ip`]).
+    pub fn with_source_ip(mut self, ip: std::net::IpAddr) -> Self {
+        self.source_ip = Some(ip);
+        self
     }
 
     /// The same, with back-off between `base` and `cap` (tests use a few

@@ -36,10 +36,14 @@ pub(crate) struct Ports {
 #[derive(Debug, Clone)]
 pub(crate) struct ClusterSpec {
     /// `--cluster_name`, shared by the nodes (and unique per cluster, so two
-    /// test clusters never merge).
-    pub(crate) name: String,
+    /// test clusters never merge). A `Box<str>`, not a `String`, keeps
+    /// `BinaryServer` small enough to sit unboxed in `nats::Inner`.
+    pub(crate) name: Box<str>,
     /// Route ports of the other nodes to solicit.
     pub(crate) routes: Vec<u16>,
+    /// The route port to listen on from the first start; `None` lets the
+    /// server pick a free one.
+    pub(crate) listen: Option<u16>,
 }
 
 /// What to run, independent of the ports.
@@ -257,10 +261,10 @@ impl BinaryServer {
             args.extend(["-js".into(), "-sd".into(), path_arg(&dir.join("store"))]);
         }
         if let Some(cluster) = &self.spec.cluster {
-            let listen = port(self.ports.and_then(|p| p.cluster));
+            let listen = port(self.ports.and_then(|p| p.cluster).or(cluster.listen));
             args.extend([
                 "--cluster_name".into(),
-                cluster.name.clone(),
+                cluster.name.to_string(),
                 "--cluster_listen".into(),
                 format!("nats://{HOST}:{listen}"),
             ]);

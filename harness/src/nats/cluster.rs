@@ -49,13 +49,27 @@ impl NatsCluster {
             Resolved::Container => unreachable!("binary choice never resolves to a container"),
         };
         let name = format!("odin-{:08x}", rand::random::<u32>());
+        // JetStream in a cluster refuses to start on a node with no route
+        // configured, the first one included; so JetStream nodes get their
+        // route ports up front and the first node solicits the second.
+        let reserved = if opts.jetstream && n > 1 {
+            Some(free_ports(n)?)
+        } else {
+            None
+        };
         let mut nodes: Vec<NatsServer> = Vec::with_capacity(n);
         for i in 0..n {
             let mut spec = Spec::single(&opts);
             spec.name = format!("{name}-n{i}");
+            let (routes, listen) = match &reserved {
+                Some(ports) if i == 0 => (vec![ports[1]], Some(ports[0])),
+                Some(ports) => (ports[..i].to_vec(), Some(ports[i])),
+                None => (nodes.iter().map(route_port).collect(), None),
+            };
             spec.cluster = Some(ClusterSpec {
-                name: name.clone(),
-                routes: nodes.iter().map(route_port).collect(),
+                name: name.as_str().into(),
+                routes,
+                listen,
             });
             let server = BinaryServer::start(bin.clone(), spec)
                 .await
@@ -142,6 +156,20 @@ impl NatsCluster {
             sleep(ROUTES_POLL).await;
         }
     }
+}
+
+/// `n` distinct loopback ports that were free a moment ago (bound, read
+/// back, released). Another process could take one in between; the node's
+/// start then fails with its log quoted, as any start failure does.
+fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind((super::binary::HOST, 0)))
+        .collect::<std::io::Result<Vec<_>>>()
+        .context("cannot find free route ports")?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
 }
 
 fn route_port(node: &NatsServer) -> u16 {

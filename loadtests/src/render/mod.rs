@@ -147,6 +147,33 @@ pub fn summary_rows(r: &RunReport) -> Vec<(&'static str, String)> {
             t(r.generator.lag_p99_us as f64)
         ),
     ));
+    if let Some(f) = &r.fleet {
+        rows.push((
+            "fleet",
+            format!(
+                "{} gateways on one port, {} load processes; connections per gateway {:?}",
+                f.gateways, f.processes, f.connections_per_gateway
+            ),
+        ));
+        rows.push((
+            "ramp",
+            format!(
+                "{} users in {:.1} s: {:.0} new connections/s (upgrade, JWT, subscribe)",
+                format_count(r.users.live as u64),
+                f.ramp_secs,
+                f.connect_rate_per_sec
+            ),
+        ));
+        rows.push((
+            "gateway memory, idle users",
+            format!(
+                "RSS {:.1} → {:.1} MiB: {:.1} KiB per connected, subscribed user",
+                f.gateway_rss_before_bytes as f64 / 1048576.0,
+                f.gateway_rss_idle_bytes as f64 / 1048576.0,
+                f.rss_per_idle_connection_bytes / 1024.0
+            ),
+        ));
+    }
     if let Some(s) = &r.server.stats_after {
         rows.push((
             "server /stats",

@@ -1,13 +1,15 @@
 //! End-to-end fault tests against real NATS and the real binaries: the
 //! server killed and restarted under its clients, a publisher's duplicate
 //! storm, two servers on one NATS, a NATS cluster losing nodes under two
-//! servers, and a thousand clients reconnecting at once.
+//! servers, a thousand clients reconnecting at once, and the last prices
+//! kept in JetStream serving the first snapshots of a starting gateway.
 //!
 //! Each checks what a client's application sees (the reference client's
 //! delivered events, or a bare connection's frames) against what was
 //! published, and the server's own `/stats`.
 
 mod duplicates;
+mod last_prices;
 mod reconnect_storm;
 mod scale_out;
 mod server_restart;

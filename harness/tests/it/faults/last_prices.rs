@@ -1,0 +1,379 @@
+//! The last price of every token kept in NATS JetStream
+//! (`--last-prices-stream`): a gateway started after the prices were
+//! published (and a live price after that replaces the stored one), a
+//! gateway killed and restarted while prices go on, and a
+//! gateway started on a three-node cluster that has lost a node each serve
+//! the latest price of every token in their first client's snapshot, before
+//! any new event is published. A gateway whose NATS is down at start serves
+//! after its bounded wait, and live prices flow once NATS is back.
+//!
+//! The snapshot is read up to a `pong`: the server queues `subscribed`, the
+//! snapshot and then the answer to a `ping` sent right after the
+//! `subscribe`, so what lies between is exactly the snapshot, with no
+//! waiting on a timer.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use async_nats::jetstream;
+use odin_harness::client::connect_raw;
+use odin_harness::nats::{NatsCluster, NatsOptions, NatsServer};
+use odin_harness::server::{Endpoint, ServerProcess, TestServer, test_config};
+use odin_protocol::message::{ChannelRequest, PingRequest};
+use odin_protocol::{ClientMessage, ServerMessage, Subjects};
+use odin_server::last_prices::{LastPricesConfig, ensure_stream, stream_config};
+
+use super::support::{LIMIT, RawRecorder, all_subjects, token_channels, token_ids};
+use crate::support::{Publisher, wait_subscribed_in_nats};
+
+/// The stream every test here keeps its prices in.
+const STREAM: &str = "ODIN_LAST_PRICES";
+
+/// Tokens published in these tests.
+const TOKENS: usize = 12;
+
+/// One stand-alone NATS server with JetStream.
+async fn jetstream_nats() -> NatsServer {
+    NatsServer::start_with(NatsOptions {
+        jetstream: true,
+        ..NatsOptions::default()
+    })
+    .await
+    .expect("NATS with JetStream starts")
+}
+
+/// A client of `addrs` for JetStream requests.
+async fn jetstream_of(addrs: impl async_nats::ToServerAddrs) -> jetstream::Context {
+    let client = tokio::time::timeout(LIMIT, async_nats::connect(addrs))
+        .await
+        .expect("NATS connect in time")
+        .expect("NATS connects");
+    jetstream::new(client)
+}
+
+/// Publishes one price of every token on core NATS (no JetStream call), the
+/// way the publisher does, and returns each token's exact JSON. `round`
+/// makes each round's prices different.
+async fn publish_round(
+    publisher: &mut Publisher,
+    tokens: &[String],
+    round: u32,
+    last: &mut BTreeMap<String, String>,
+) {
+    for (i, token) in tokens.iter().enumerate() {
+        let price = 100.0 * f64::from(round) + i as f64 + 0.25;
+        let text = publisher.price(token, price).await;
+        last.insert(token.clone(), text);
+    }
+}
+
+/// Waits until the stream has stored `count` messages since it was created
+/// (its last sequence): every price published so far is in the store.
+async fn wait_stored(js: &jetstream::Context, count: u64) {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    let mut last = None;
+    loop {
+        if let Ok(mut stream) = js.get_stream(STREAM).await
+            && let Ok(info) = stream.info().await
+        {
+            if info.state.last_sequence >= count {
+                return;
+            }
+            last = Some(info.state.last_sequence);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stream stored {last:?} of {count} messages within {LIMIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The first client's snapshot of every token in `tokens`: token → the
+/// exact frame. Fails if anything but a `price_update` comes between
+/// `subscribed` and the `pong`.
+async fn first_snapshot(
+    endpoint: &Endpoint,
+    tokens: &[String],
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut raw = connect_raw(&endpoint.ws_url(), &endpoint.token("last-prices")).await?;
+    match raw.next_message(LIMIT).await? {
+        ServerMessage::ConnectionEstablished(_) => {}
+        other => bail!("expected connection_established, got {other:?}"),
+    }
+    raw.send_json(&ClientMessage::Subscribe(ChannelRequest {
+        channels: token_channels(tokens),
+        id: None,
+    }))
+    .await?;
+    raw.send_json(&ClientMessage::Ping(PingRequest { id: None }))
+        .await?;
+    let mut snapshot = BTreeMap::new();
+    let mut subscribed = false;
+    loop {
+        let text = raw.next_text(LIMIT).await.context("reading the snapshot")?;
+        let value: serde_json::Value = serde_json::from_str(&text)?;
+        match value["type"].as_str() {
+            Some("subscribed") if !subscribed => subscribed = true,
+            Some("price_update") if subscribed => {
+                let token = value["tokenId"].as_str().context("no tokenId")?.to_owned();
+                if snapshot.insert(token.clone(), text).is_some() {
+                    bail!("two snapshots of {token}");
+                }
+            }
+            Some("pong") if subscribed => return Ok(snapshot),
+            Some("heartbeat") => {}
+            _ => bail!("unexpected frame {text} (subscribed: {subscribed})"),
+        }
+    }
+}
+
+/// Names of the tokens whose snapshot is missing or not the latest price.
+fn wrong_tokens(
+    snapshot: &BTreeMap<String, String>,
+    latest: &BTreeMap<String, String>,
+) -> Vec<String> {
+    latest
+        .iter()
+        .filter(|(token, text)| snapshot.get(*token) != Some(*text))
+        .map(|(token, _)| token.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_gateway_started_after_the_prices_were_published_serves_every_latest_price() {
+    let nats = jetstream_nats().await;
+    let js = jetstream_of(nats.url()).await;
+    let config = LastPricesConfig::new(STREAM);
+    // The stream as an earlier gateway (or an operator) made it.
+    ensure_stream(&js, &stream_config(&config, &Subjects::default()))
+        .await
+        .expect("the stream is created");
+
+    let tokens = token_ids(TOKENS);
+    let mut publisher = Publisher::connect(&nats.url()).await;
+    let mut latest = BTreeMap::new();
+    for round in 1..=3 {
+        publish_round(&mut publisher, &tokens, round, &mut latest).await;
+    }
+    // A stored price that is no valid event: skipped and counted, no crash.
+    publisher
+        .raw(
+            "odin.token.BROKEN.price".into(),
+            Some("broken-1"),
+            "{not an event",
+        )
+        .await;
+    publisher.client.flush().await.unwrap();
+    wait_stored(&js, 3 * TOKENS as u64 + 1).await;
+
+    let server = TestServer::start_with(odin_server::ServerConfig {
+        last_prices: Some(config),
+        ..test_config(&nats.url())
+    })
+    .await
+    .expect("the gateway starts");
+    let snapshot = first_snapshot(&server, &tokens).await.unwrap();
+    assert!(
+        wrong_tokens(&snapshot, &latest).is_empty(),
+        "no or stale snapshot of {:?}: got {snapshot:#?}",
+        wrong_tokens(&snapshot, &latest)
+    );
+    assert_eq!(snapshot.len(), TOKENS, "{snapshot:#?}");
+    let stats = server.stats().await.unwrap();
+    assert_eq!(
+        stats.invalid_events, 1,
+        "the broken stored price: {stats:?}"
+    );
+
+    // A live price after the load replaces the stored one in the snapshot.
+    wait_subscribed_in_nats(&nats, &server, &all_subjects()).await;
+    let mut watcher = RawRecorder::subscribe(&server, &token_channels(&tokens[..1]))
+        .await
+        .unwrap();
+    let live = publisher.price(&tokens[0], 9999.5).await;
+    let nonce: serde_json::Value = serde_json::from_str(&live).unwrap();
+    watcher
+        .until_nonce(nonce["nonce"].as_str().unwrap())
+        .await
+        .unwrap();
+    latest.insert(tokens[0].clone(), live);
+    let snapshot = first_snapshot(&server, &tokens).await.unwrap();
+    assert!(
+        wrong_tokens(&snapshot, &latest).is_empty(),
+        "after a live price: no or stale snapshot of {:?}",
+        wrong_tokens(&snapshot, &latest)
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_killed_gateway_restarts_with_every_latest_price() {
+    let nats = jetstream_nats().await;
+    // The gateway creates the stream (it listens only once it has).
+    let mut server = ServerProcess::start(&nats.url(), &["--last-prices-stream", STREAM])
+        .await
+        .expect("the gateway starts");
+    let js = jetstream_of(nats.url()).await;
+    let info = js
+        .get_stream(STREAM)
+        .await
+        .expect("the gateway created the stream")
+        .cached_info()
+        .clone();
+    assert_eq!(info.config.subjects, ["odin.token.*.price"]);
+    assert_eq!(info.config.max_messages_per_subject, 1);
+
+    let tokens = token_ids(TOKENS);
+    let mut publisher = Publisher::connect(&nats.url()).await;
+    let mut latest = BTreeMap::new();
+    publish_round(&mut publisher, &tokens, 1, &mut latest).await;
+    server.kill().await.unwrap();
+    // While the gateway is down: only the stream hears these.
+    publish_round(&mut publisher, &tokens, 2, &mut latest).await;
+    publish_round(&mut publisher, &tokens, 3, &mut latest).await;
+    wait_stored(&js, 3 * TOKENS as u64).await;
+
+    server.restart().await.expect("the gateway restarts");
+    let snapshot = first_snapshot(&server, &tokens).await.unwrap();
+    assert!(
+        wrong_tokens(&snapshot, &latest).is_empty(),
+        "no or stale snapshot of {:?} after the restart: got {snapshot:#?}\nlog:\n{}",
+        wrong_tokens(&snapshot, &latest),
+        server.logs().join("\n")
+    );
+    assert_eq!(snapshot.len(), TOKENS);
+}
+
+#[tokio::test]
+async fn a_gateway_on_a_cluster_missing_the_stream_leader_loads_every_latest_price() {
+    let mut cluster = NatsCluster::start_with(
+        3,
+        NatsOptions {
+            jetstream: true,
+            ..NatsOptions::default()
+        },
+    )
+    .await
+    .expect("three JetStream nodes start");
+    let config = LastPricesConfig {
+        replicas: 3,
+        // A fresh cluster elects its JetStream leaders within seconds; the
+        // gateway retries until this bound.
+        load_timeout: Duration::from_secs(30),
+        ..LastPricesConfig::new(STREAM)
+    };
+    let gateway = |url: String| {
+        let config = config.clone();
+        async move {
+            TestServer::start_with(odin_server::ServerConfig {
+                last_prices: Some(config),
+                ..test_config(&url)
+            })
+            .await
+            .expect("a gateway starts")
+        }
+    };
+    // The first gateway creates the stream with three replicas.
+    let first = gateway(cluster.url_list()).await;
+    let js = jetstream_of(cluster.urls()).await;
+    let mut stream = js.get_stream(STREAM).await.expect("the stream exists");
+    assert_eq!(stream.cached_info().config.num_replicas, 3);
+
+    let tokens = token_ids(TOKENS);
+    let mut publisher = Publisher::connect(&cluster.urls()[0]).await;
+    let mut latest = BTreeMap::new();
+    for round in 1..=3 {
+        publish_round(&mut publisher, &tokens, round, &mut latest).await;
+    }
+    wait_stored(&js, 3 * TOKENS as u64).await;
+    first.shutdown().await.unwrap();
+
+    // Kill the node that leads the stream: the others must elect a leader
+    // and still have every price.
+    let leader = stream
+        .info()
+        .await
+        .expect("stream info")
+        .cluster
+        .as_ref()
+        .and_then(|c| c.leader.clone())
+        .expect("the stream has a leader");
+    let mut killed = None;
+    for i in 0..cluster.len() {
+        let varz = cluster.node(i).monitor_json("/varz").await.unwrap();
+        if varz["server_name"].as_str() == Some(leader.as_str()) {
+            killed = Some(i);
+        }
+    }
+    let killed = killed.expect("the leader is one of the nodes");
+    cluster.node(killed).stop().await.unwrap();
+
+    let second = gateway(cluster.url_list()).await;
+    let snapshot = first_snapshot(&second, &tokens).await.unwrap();
+    assert!(
+        wrong_tokens(&snapshot, &latest).is_empty(),
+        "no or stale snapshot of {:?} with node {killed} down: got {snapshot:#?}\n{}",
+        wrong_tokens(&snapshot, &latest),
+        (0..cluster.len())
+            .map(|i| format!("node {i}:\n{}", cluster.nodes()[i].log_tail(20)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(snapshot.len(), TOKENS);
+    second.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_gateway_whose_nats_is_down_serves_after_its_bounded_wait() {
+    let mut nats = jetstream_nats().await;
+    nats.stop().await.unwrap();
+    let started = tokio::time::Instant::now();
+    let server = ServerProcess::start(
+        &nats.url(),
+        &[
+            "--last-prices-stream",
+            STREAM,
+            "--last-prices-timeout",
+            "1s",
+        ],
+    )
+    .await
+    .expect("the gateway starts without NATS");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(1) && waited < LIMIT,
+        "listening after {waited:?}"
+    );
+    assert!(
+        server
+            .logs()
+            .iter()
+            .any(|l| l.contains("cannot load the last prices from JetStream")),
+        "no error about the last prices in the log:\n{}",
+        server.logs().join("\n")
+    );
+
+    // NATS comes back: live prices flow as without the store.
+    nats.restart().await.unwrap();
+    wait_subscribed_in_nats(&nats, &server, &all_subjects()).await;
+    let tokens = token_ids(1);
+    let mut raw = connect_raw(&server.ws_url(), &server.token("late"))
+        .await
+        .unwrap();
+    raw.next_message(LIMIT).await.unwrap();
+    raw.send_json(&ClientMessage::Subscribe(ChannelRequest {
+        channels: token_channels(&tokens),
+        id: None,
+    }))
+    .await
+    .unwrap();
+    match raw.next_message(LIMIT).await.unwrap() {
+        ServerMessage::Subscribed(_) => {}
+        other => panic!("expected subscribed, got {other:?}"),
+    }
+    let mut publisher = Publisher::connect(&nats.url()).await;
+    let sent = publisher.price(&tokens[0], 42.0).await;
+    assert_eq!(raw.next_text(LIMIT).await.unwrap(), sent);
+}

@@ -1,0 +1,64 @@
+//! The multi-process path end to end, on a small scale: `odin-load run fleet`
+//! with real NATS, two `odin-server` gateways sharing one port and two load
+//! worker processes, judged as one run. Needs the built `odin-server` and
+//! `odin-publisher` (`ODIN_BIN_DIR`, as `make test` sets it).
+
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn a_run_over_two_gateways_and_two_load_processes_gives_one_verdict() {
+    let out = tempfile::tempdir().unwrap();
+    let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/scenarios.toml");
+    let run = Command::new(env!("CARGO_BIN_EXE_odin-load"))
+        .args(["run", "fleet", "--users", "200", "--ramp-rate", "200"])
+        .args(["--hold", "3s", "--publish-rate", "20", "--no-progress"])
+        .arg("--scenario-file")
+        .arg(&scenarios)
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .expect("odin-load runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "odin-load failed:\n{stdout}\n{stderr}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["processes"], 2, "{report:#}");
+    assert_eq!(report["users"]["live"], 200);
+    let accounting = &report["accounting"];
+    assert!(accounting["expected"].as_u64().unwrap() > 0, "{accounting}");
+    assert_eq!(accounting["delivered"], accounting["expected"]);
+    assert_eq!(accounting["lost"], 0);
+    let fleet = &report["fleet"];
+    assert_eq!(fleet["gateways"], 2, "{fleet}");
+    let per_gateway: Vec<u64> = fleet["connectionsPerGateway"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_u64().unwrap())
+        .collect();
+    assert_eq!(per_gateway.iter().sum::<u64>(), 200, "{per_gateway:?}");
+    assert!(
+        per_gateway.iter().all(|&c| c > 0),
+        "one gateway took every connection: {per_gateway:?}"
+    );
+    // The gateways' /stats are summed: each delivered its own clients' share.
+    assert_eq!(
+        report["server"]["statsAfter"]["connectionCount"], 200,
+        "{}",
+        report["server"]
+    );
+    for worker in 0..2 {
+        let dir = out.path().join(format!("worker-{worker}"));
+        assert!(
+            dir.join("report.json").exists(),
+            "worker {worker} left no report"
+        );
+    }
+    assert!(stdout.contains("PASS"), "{stdout}");
+}
