@@ -491,6 +491,7 @@ pub(crate) async fn worker_publish_phase(
     ctx: &LoadContext,
     scenario: &Scenario,
     ramp_started_ms: f64,
+    lag: &crate::lag::LagMonitor,
 ) -> (anyhow::Result<Totals>, f64) {
     let live = ctx.subscribed.load(std::sync::atomic::Ordering::Acquire);
     let failed = ctx.failed.load(std::sync::atomic::Ordering::Acquire);
@@ -508,6 +509,9 @@ pub(crate) async fn worker_publish_phase(
                 Some("publish") => {
                     let millis: f64 = words.next().context("publish without a time")?.parse()?;
                     ctx.clock.set_publish_started(millis, scenario.warmup);
+                    // Other workers may have ramped until now: only the
+                    // measuring part counts for the generator's lag.
+                    lag.reset();
                 }
                 Some("totals") => {
                     let path = words.next().context("totals without a path")?;

@@ -2,7 +2,8 @@
 //! woken every 10 ms and records how late it was. When that lag is large the
 //! generator, not the server, is the bottleneck: its users time-stamp
 //! arrivals late and its latency figures mean nothing, so the run is
-//! reported as invalid instead of as a server result.
+//! reported as invalid instead of as a server result. Only the measuring
+//! part of a run counts: the monitor is reset when publishing starts.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +50,13 @@ impl LagMonitor {
     /// The lag at quantile `q` (0–1), in microseconds.
     pub fn quantile_us(&self, q: f64) -> u64 {
         self.lag.lock().value_at_quantile(q)
+    }
+
+    /// Forgets what was recorded so far: the figures then describe only what
+    /// follows (a run measures latency only while it publishes, so the
+    /// ramp's load on the generator does not make the run invalid).
+    pub fn reset(&self) {
+        self.lag.lock().reset();
     }
 
     /// The largest lag seen, in microseconds.

@@ -114,10 +114,11 @@ async fn run_on(
 
     // Publish once every user is in (or has given up).
     let all_in = wait_for_users(&ctx, scenario, opts).await;
+    lag.reset();
     let generator_before = sysstat::sample(None).unwrap_or_default();
     let publish_wall = Instant::now();
     let (publisher_result, publish_secs) = if opts.worker {
-        crate::fleet::worker_publish_phase(&ctx, scenario, ramp_started_ms).await
+        crate::fleet::worker_publish_phase(&ctx, scenario, ramp_started_ms, &lag).await
     } else {
         let totals = publish(scenario, stack, &ctx).await;
         let publish_secs = publish_wall.elapsed().as_secs_f64();
