@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-use crate::report::{RunReport, ServerSummary};
+use crate::report::RunReport;
 use crate::run::{RunOptions, SetupError};
 use crate::scenario::{MAX_USERS_PER_PROCESS, Scenario};
 use crate::stack::Target;
@@ -356,9 +356,9 @@ async fn coordinate(
     report.target = fleet.describe(processes);
     report.scenario = scenario.clone();
     if !fleet.gateways.is_empty() {
-        report.server = server_summary(
-            &stats_before,
-            &stats_after,
+        report.server = crate::run::server_summary(
+            sum_stats(&stats_before),
+            sum_stats(&stats_after),
             before,
             after,
             generator_wall,
@@ -427,35 +427,6 @@ async fn spawn_worker(
         stdout: Some(stdout),
         dir,
     })
-}
-
-/// The gateways' figures, summed as if they were one server.
-fn server_summary(
-    stats_before: &[StatsSnapshot],
-    stats_after: &[StatsSnapshot],
-    before: Option<ProcSample>,
-    after: Option<ProcSample>,
-    wall: Duration,
-    deliveries: f64,
-    users: usize,
-) -> ServerSummary {
-    let (cpu_share, cpu_per_delivery_us, rss_per_user_bytes) = match (&before, &after) {
-        (Some(b), Some(a)) => (
-            Some(sysstat::cpu_share(b, a, wall)),
-            Some((a.cpu_seconds - b.cpu_seconds).max(0.0) * 1e6 / deliveries),
-            (users > 0).then(|| (a.rss_bytes as f64 - b.rss_bytes as f64) / users as f64),
-        ),
-        _ => (None, None, None),
-    };
-    ServerSummary {
-        stats_before: sum_stats(stats_before),
-        stats_after: sum_stats(stats_after),
-        process_before: before,
-        process_after: after,
-        cpu_share,
-        cpu_per_delivery_us,
-        rss_per_user_bytes,
-    }
 }
 
 /// Several gateways' `/stats` as one: counters added, latency averaged,

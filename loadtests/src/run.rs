@@ -423,7 +423,9 @@ fn users_summary(
     }
 }
 
-fn server_summary(
+/// The server's figures of a run: `/stats` around it, and CPU and memory
+/// between the two process samples (per delivery and per user).
+pub(crate) fn server_summary(
     stats_before: Option<odin_protocol::stats::StatsSnapshot>,
     stats_after: Option<odin_protocol::stats::StatsSnapshot>,
     before: Option<sysstat::ProcSample>,

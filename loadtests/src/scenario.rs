@@ -311,21 +311,14 @@ impl Scenario {
         if self.processes == 0 || self.gateways == 0 {
             bail!("scenario {n}: processes and gateways must be at least 1");
         }
-        if self.users.div_ceil(self.processes) > MAX_USERS_PER_PROCESS {
-            bail!(
-                "scenario {n}: {} users need at least {} processes ({} users each at most)",
-                self.users,
-                self.users.div_ceil(MAX_USERS_PER_PROCESS),
-                MAX_USERS_PER_PROCESS
-            );
-        }
-        if self.users.div_ceil(self.gateways) > MAX_USERS_PER_PROCESS {
-            bail!(
-                "scenario {n}: {} users need at least {} gateways ({} connections each at most)",
-                self.users,
-                self.users.div_ceil(MAX_USERS_PER_PROCESS),
-                MAX_USERS_PER_PROCESS
-            );
+        for (count, what) in [(self.processes, "processes"), (self.gateways, "gateways")] {
+            if self.users.div_ceil(count) > MAX_USERS_PER_PROCESS {
+                bail!(
+                    "scenario {n}: {} users need at least {} {what} ({MAX_USERS_PER_PROCESS} users each at most)",
+                    self.users,
+                    self.users.div_ceil(MAX_USERS_PER_PROCESS),
+                );
+            }
         }
         for rule in &self.thresholds {
             crate::thresholds::Rule::parse(rule)
@@ -422,6 +415,23 @@ mod tests {
         let falling = step.scenarios("ceiling", &file, Some(&[100.0, 50.0]));
         assert!(falling.unwrap_err().to_string().contains("rise"));
         assert!(step.scenarios("ceiling", &file, Some(&[])).is_err());
+    }
+
+    #[test]
+    fn a_run_beyond_one_process_needs_enough_processes_and_gateways() {
+        let file = ScenarioFile::load(Path::new(DEFAULT_FILE)).unwrap();
+        let scale = file.resolve("scale").unwrap();
+        assert_eq!((scale.users, scale.processes, scale.gateways), (100_000, 6, 6));
+        for (processes, gateways, refused) in [(1, 6, "6 processes"), (6, 5, "6 gateways")] {
+            let s = Scenario {
+                processes,
+                gateways,
+                ..scale.clone()
+            };
+            let e = s.validate().unwrap_err().to_string();
+            assert!(e.contains(refused), "{e}");
+        }
+        assert!(file.resolve("quick").unwrap().processes == 1);
     }
 
     #[test]
