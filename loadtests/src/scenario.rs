@@ -421,7 +421,10 @@ mod tests {
     fn a_run_beyond_one_process_needs_enough_processes_and_gateways() {
         let file = ScenarioFile::load(Path::new(DEFAULT_FILE)).unwrap();
         let scale = file.resolve("scale").unwrap();
-        assert_eq!((scale.users, scale.processes, scale.gateways), (100_000, 6, 6));
+        assert_eq!(
+            (scale.users, scale.processes, scale.gateways),
+            (100_000, 6, 6)
+        );
         for (processes, gateways, refused) in [(1, 6, "6 processes"), (6, 5, "6 gateways")] {
             let s = Scenario {
                 processes,
