@@ -266,7 +266,7 @@ async fn coordinate(
     }
     let stats_before = fleet.stats().await;
     let before = fleet.sample();
-    let ramp_started = Instant::now();
+    let spawned = Instant::now();
     let mut workers = Vec::with_capacity(processes);
     let mut first_user = 0;
     for index in 0..processes {
@@ -292,14 +292,11 @@ async fn coordinate(
         ramp_to = ramp_to.max(to);
     }
     let ramp_secs = ((ramp_to - ramp_from) / 1000.0).max(0.0);
-    eprintln!(
-        "odin-load: workers started {:.1} s ago",
-        ramp_started.elapsed().as_secs_f64()
-    );
     let idle = fleet.sample();
     let idle_stats = fleet.stats().await;
     eprintln!(
-        "odin-load: every worker's users are in after {ramp_secs:.1} s; publishing for {}",
+        "odin-load: every worker's users are in: a ramp of {ramp_secs:.1} s ({:.1} s since the workers started); publishing for {}",
+        spawned.elapsed().as_secs_f64(),
         humantime::format_duration(scenario.hold)
     );
 

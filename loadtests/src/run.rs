@@ -344,7 +344,7 @@ async fn publish(scenario: &Scenario, stack: &Stack, ctx: &LoadContext) -> anyho
 }
 
 /// Deliveries against what was published, per user, token and kind.
-pub(crate) fn account(results: &[UserResult], totals: &Totals, publish_secs: f64) -> Accounting {
+fn account(results: &[UserResult], totals: &Totals, publish_secs: f64) -> Accounting {
     let counts = |map: &std::collections::BTreeMap<String, u64>| -> HashMap<String, u64> {
         map.iter().map(|(k, v)| (k.clone(), *v)).collect()
     };

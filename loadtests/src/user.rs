@@ -124,11 +124,7 @@ pub fn scenario(ctx: Arc<LoadContext>) -> anyhow::Result<goose::goose::Scenario>
         let ctx = connect_ctx.clone();
         Box::pin(async move { connect(user, ctx).await })
     });
-    let hold_ctx = ctx.clone();
-    let hold: TransactionFunction = Arc::new(move |user| {
-        let ctx = hold_ctx.clone();
-        Box::pin(async move { hold(user, ctx).await })
-    });
+    let hold: TransactionFunction = Arc::new(move |user| Box::pin(hold(user)));
     let stop_ctx = ctx;
     let disconnect: TransactionFunction = Arc::new(move |user| {
         let ctx = stop_ctx.clone();
@@ -207,7 +203,7 @@ async fn connect(user: &mut GooseUser, ctx: Arc<LoadContext>) -> TransactionResu
 /// so Goose can stop the user between two holds). A hold on a timer would
 /// cost every user a Goose transaction a second: at 100,000 users, more CPU
 /// than the deliveries.
-async fn hold(user: &mut GooseUser, _ctx: Arc<LoadContext>) -> TransactionResult {
+async fn hold(user: &mut GooseUser) -> TransactionResult {
     let Some(session) = user.get_session_data::<Session>().cloned() else {
         tokio::time::sleep(Duration::from_secs(1)).await;
         return Ok(());
