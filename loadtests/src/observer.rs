@@ -27,6 +27,13 @@ pub fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, LATENCY_MAX_US, LATENCY_SIGFIG).expect("valid bounds")
 }
 
+/// The hash [`LoadObserver`] finds slots by (collisions are told apart by
+/// comparing the strings).
+fn token_hash(token: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(token)
+}
+
 /// The per-token event kinds the accounting follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tracked {
@@ -129,6 +136,10 @@ struct Track {
 pub struct LoadObserver {
     /// The tokens this user subscribes to (its index into them is the slot).
     tokens: Vec<Box<str>>,
+    /// A hash of each token, side by side in one allocation: finding a
+    /// message's slot scans these and compares one string, instead of
+    /// chasing every token's heap string.
+    token_hashes: Vec<u64>,
     /// `tracks[slot][kind]`.
     tracks: Vec<[Track; 3]>,
     /// Whether the next message of a token may be its snapshot.
@@ -164,6 +175,7 @@ impl LoadObserver {
             .map(Box::from)
             .collect();
         Self {
+            token_hashes: tokens.iter().map(|t| token_hash(t)).collect(),
             tracks: vec![[Track::default(); 3]; tokens.len()],
             snapshot_pending: vec![false; tokens.len()],
             tokens,
@@ -181,7 +193,12 @@ impl LoadObserver {
     }
 
     fn slot(&self, token: &str) -> Option<usize> {
-        self.tokens.iter().position(|t| &**t == token)
+        let hash = token_hash(token);
+        self.token_hashes
+            .iter()
+            .enumerate()
+            .find(|&(slot, &h)| h == hash && &*self.tokens[slot] == token)
+            .map(|(slot, _)| slot)
     }
 
     /// Deliveries of `kind` for each subscribed token, with the token id.

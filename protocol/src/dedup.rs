@@ -37,8 +37,8 @@ pub enum Seen {
 pub struct DedupWindow {
     ttl: Duration,
     capacity: usize,
-    /// The SipHash key of this window's fingerprints.
-    sip_key: [u8; 16],
+    /// Makes this window's fingerprints.
+    fingerprints: Fingerprinter,
     /// Invariant: holds exactly the fingerprints of `order`.
     keys: HashMap<Fingerprint, Instant, FingerprintHasher>,
     /// Fingerprints by first-seen time, oldest first.
@@ -46,12 +46,46 @@ pub struct DedupWindow {
 }
 
 /// A key's 128-bit keyed hash: what the window stores instead of the key.
-type Fingerprint = u128;
+pub type Fingerprint = u128;
 
-/// Hashes a fingerprint for the map by taking its low word: it is already
+/// Makes [`Fingerprint`]s: SipHash-1-3 under a random key of its own, so
+/// whoever chooses the strings cannot choose collisions. A client keeps
+/// fingerprints where it would otherwise keep strings (a nonce to compare
+/// later): a fixed 16 bytes inline instead of a heap string to chase.
+#[derive(Debug, Clone)]
+pub struct Fingerprinter {
+    key: [u8; 16],
+}
+
+impl Default for Fingerprinter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Fingerprinter {
+    /// A fingerprinter with a fresh random key.
+    pub fn new() -> Self {
+        Self {
+            key: rand::random(),
+        }
+    }
+
+    /// The fingerprint of `key`.
+    pub fn of(&self, key: &str) -> Fingerprint {
+        let mut h = SipHasher13::new_with_key(&self.key);
+        h.write(key.as_bytes());
+        h.finish128().as_u128()
+    }
+}
+
+/// A map keyed by [`Fingerprint`]s, hashed by [`FingerprintHasher`].
+pub type FingerprintMap<V> = HashMap<Fingerprint, V, FingerprintHasher>;
+
+/// Hashes a fingerprint for a map by taking its low word: it is already
 /// uniformly random (and secret), so hashing it again would only cost time.
 #[derive(Debug, Clone, Copy, Default)]
-struct FingerprintHasher;
+pub struct FingerprintHasher;
 
 impl BuildHasher for FingerprintHasher {
     type Hasher = FingerprintWord;
@@ -62,7 +96,7 @@ impl BuildHasher for FingerprintHasher {
 
 /// The [`Hasher`] of [`FingerprintHasher`]; only `u128` keys are written to it.
 #[derive(Debug, Clone, Copy)]
-struct FingerprintWord(u64);
+pub struct FingerprintWord(u64);
 
 impl Hasher for FingerprintWord {
     fn finish(&self) -> u64 {
@@ -86,16 +120,14 @@ impl DedupWindow {
         Self {
             ttl,
             capacity,
-            sip_key: rand::random(),
+            fingerprints: Fingerprinter::new(),
             keys: HashMap::with_hasher(FingerprintHasher),
             order: VecDeque::new(),
         }
     }
 
     fn fingerprint(&self, key: &str) -> Fingerprint {
-        let mut h = SipHasher13::new_with_key(&self.sip_key);
-        h.write(key.as_bytes());
-        h.finish128().as_u128()
+        self.fingerprints.of(key)
     }
 
     /// Records `key` at `now` and says whether it was seen inside the window.

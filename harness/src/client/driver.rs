@@ -3,27 +3,27 @@
 //! One task owns the socket. It feeds the machine what happens (connect
 //! results, frames, closes, timers, shutdown) and does what the machine
 //! answers. The per-frame path parses a borrowed [`MessageView`], checks the
-//! nonce and calls the observer: no allocation beyond the frame itself and
-//! the de-dup window's key.
+//! nonce and calls the observer: no allocation beyond the frame itself.
+//!
+//! The WebSocket layer is `tokio-websockets`: it reads into a buffer it does
+//! not zero-fill and wraps no wakers per poll, which made the load
+//! generator's per-frame cost lower than with tokio-tungstenite (measured
+//! side by side; the figures are in LOAD_TESTING.md).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::anyhow;
+use anyhow::{Context as _, anyhow};
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use odin_protocol::message::ChannelRequest;
 use odin_protocol::{ClientMessage, ServerMessage};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::net::TcpStream;
-use tokio::time::{Interval, MissedTickBehavior, interval, sleep, sleep_until, timeout};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async_with_config};
+use tokio::time::{Interval, MissedTickBehavior, interval_at, sleep, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
+use tokio_websockets::{ClientBuilder, CloseCode, Message, WebSocketStream};
 
 use super::config::{ClientConfig, TokenSource, url_with_token};
 use super::machine::{Action, Input, Machine, Phase};
@@ -31,7 +31,7 @@ use super::observer::{Notice, Observer};
 use super::stats::ClientStats;
 use super::view::{MessageKind, MessageView};
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Socket = WebSocketStream<TcpStream>;
 
 /// A reference client: what a browser does, in Rust. Build it, keep its
 /// [`Client::stats`], and [`Client::run`] it until the shutdown token fires.
@@ -43,7 +43,7 @@ pub struct Client<O> {
     machine: Machine,
     rng: StdRng,
     /// The `subscribe` frame, built once; cloning it is a reference count.
-    subscribe: Utf8Bytes,
+    subscribe: Bytes,
     /// Set from `connection_established`, taken when the connection starts
     /// watching for silence.
     silence_limit: Option<Duration>,
@@ -69,7 +69,7 @@ impl<O: Observer> Client<O> {
             observer,
             stats: Arc::default(),
             rng: StdRng::from_os_rng(),
-            subscribe: subscribe.into(),
+            subscribe: Bytes::from(subscribe),
             silence_limit: None,
         }
     }
@@ -124,13 +124,15 @@ impl<O: Observer> Client<O> {
             biased;
             () = shutdown.cancelled() => return self.step(Input::Shutdown),
             result = attempt => match result {
-                Ok(Ok((ws, _response))) => ws,
+                Ok(Ok(ws)) => ws,
                 Ok(Err(e)) => {
-                    let status = match &e {
-                        tungstenite::Error::Http(response) => Some(response.status().as_u16()),
+                    let status = e.downcast_ref::<tokio_websockets::Error>().and_then(|e| match e {
+                        tokio_websockets::Error::Upgrade(
+                            tokio_websockets::upgrade::Error::DidNotSwitchProtocols(status),
+                        ) => Some(*status),
                         _ => None,
-                    };
-                    return self.connect_failed(anyhow!(e).context("WebSocket connect failed"), status);
+                    });
+                    return self.connect_failed(e.context("WebSocket connect failed"), status);
                 }
                 Err(_) => {
                     let limit = self.config.connect_timeout;
@@ -155,20 +157,40 @@ impl<O: Observer> Client<O> {
     }
 
     /// Reads the open socket until it ends or shutdown is asked for.
+    ///
+    /// The socket is polled first: while frames are ready, the loop takes
+    /// them without polling the shutdown token and the timers, which would
+    /// cost a lock and a timer check per frame. Every [`FRAMES_PER_CHECK`]
+    /// frames in a row it checks all three directly, so a socket that never
+    /// runs dry cannot starve a shutdown or a handshake timeout.
     async fn connected(&mut self, mut ws: Socket, shutdown: &CancellationToken) -> Action {
         // Created once, not per frame: a fresh timer or cancellation waiter
         // per message would cost more than the message.
-        let handshake = sleep_until((Instant::now() + self.config.handshake_timeout).into());
+        let handshake_deadline = Instant::now() + self.config.handshake_timeout;
+        let handshake = sleep_until(handshake_deadline.into());
         tokio::pin!(handshake);
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
         // Checked on a slow tick rather than a timer reset per frame.
-        let mut silence_check: Option<(Interval, Duration)> = None;
-        let mut last_frame = Instant::now();
+        let mut silence: Option<SilenceCheck> = None;
+        // Frames taken since the socket was last found empty.
+        let mut streak = 0u32;
         loop {
             let live = matches!(self.machine.phase(), Phase::Live { .. });
+            if streak >= FRAMES_PER_CHECK {
+                streak = 0;
+                if shutdown.is_cancelled() {
+                    self.close_gracefully(&mut ws).await;
+                    return self.step(Input::Shutdown);
+                }
+                if !live && Instant::now() >= handshake_deadline {
+                    let limit = self.config.handshake_timeout;
+                    return self.ended(None, &format!("no subscribed within {limit:?}"));
+                }
+            }
             let frame = tokio::select! {
                 biased;
+                frame = ws.next() => frame,
                 () = &mut cancelled => {
                     self.close_gracefully(&mut ws).await;
                     return self.step(Input::Shutdown);
@@ -177,44 +199,42 @@ impl<O: Observer> Client<O> {
                     let limit = self.config.handshake_timeout;
                     return self.ended(None, &format!("no subscribed within {limit:?}"));
                 }
-                _ = tick(&mut silence_check), if live && silence_check.is_some() => {
-                    let limit = silence_check.as_ref().map_or(Duration::MAX, |(_, l)| *l);
-                    if last_frame.elapsed() > limit {
+                () = tick(&mut silence), if live && silence.is_some() => {
+                    streak = 0;
+                    if let Some(limit) = silence.as_mut().and_then(SilenceCheck::silent_too_long) {
                         return self.ended(None, &format!("server silent for {limit:?}"));
                     }
                     continue;
                 }
-                frame = ws.next() => frame,
             };
-            last_frame = Instant::now();
+            streak += 1;
+            if let Some(check) = &mut silence {
+                check.frames += 1;
+            }
             let outcome = match frame {
-                Some(Ok(Message::Text(text))) => {
-                    let outcome = self.on_text(&mut ws, &text).await;
-                    if silence_check.is_none() {
-                        silence_check = self.silence_limit.take().map(|limit| {
-                            let mut every = interval(limit / 4);
-                            every.set_missed_tick_behavior(MissedTickBehavior::Delay);
-                            (every, limit)
-                        });
+                Some(Ok(message)) if message.is_text() => {
+                    let text = message.as_text().unwrap_or_default();
+                    let outcome = self.on_text(&mut ws, text).await;
+                    if silence.is_none() {
+                        silence = self.silence_limit.take().map(SilenceCheck::new);
                     }
                     outcome
                 }
-                Some(Ok(Message::Binary(bytes))) => {
-                    let frame = format!("<binary frame of {} bytes>", bytes.len());
+                Some(Ok(message)) if message.is_binary() => {
+                    let frame = format!("<binary frame of {} bytes>", message.as_payload().len());
                     self.invalid(&frame, "binary frames are not part of the protocol");
                     Ok(())
                 }
-                Some(Ok(Message::Close(frame))) => {
-                    let (code, reason) = match &frame {
-                        Some(f) => (Some(u16::from(f.code)), f.reason.as_str()),
-                        None => (None, ""),
+                Some(Ok(message)) if message.is_close() => {
+                    let (code, reason) = match message.as_close() {
+                        Some((code, reason)) => (Some(u16::from(code)), reason.to_owned()),
+                        None => (None, String::new()),
                     };
-                    let reason = reason.to_owned();
                     self.drain(&mut ws).await;
                     return self.ended(code, &reason);
                 }
-                // Pings are answered by tungstenite on the next read.
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Ok(()),
+                // Pings are answered by the WebSocket layer on the next read.
+                Some(Ok(_ping_or_pong)) => Ok(()),
                 Some(Err(e)) => Err(e),
                 None => return self.ended(None, "connection closed without a close frame"),
             };
@@ -225,7 +245,11 @@ impl<O: Observer> Client<O> {
     }
 
     /// Handles one text frame: the hot path.
-    async fn on_text(&mut self, ws: &mut Socket, text: &str) -> Result<(), tungstenite::Error> {
+    async fn on_text(
+        &mut self,
+        ws: &mut Socket,
+        text: &str,
+    ) -> Result<(), tokio_websockets::Error> {
         let view = match MessageView::parse(text) {
             Ok(view) => view,
             Err(e) => {
@@ -267,7 +291,7 @@ impl<O: Observer> Client<O> {
                 }
                 self.observer.on_notice(Notice::Connected(&view));
                 if self.step(Input::Established) == Action::Subscribe {
-                    ws.send(Message::Text(self.subscribe.clone())).await?;
+                    ws.send(Message::text(self.subscribe.clone())).await?;
                 }
             }
             MessageKind::Subscribed => {
@@ -300,11 +324,8 @@ impl<O: Observer> Client<O> {
 
     /// Sends `1000` and waits (bounded) for the server's answer.
     async fn close_gracefully(&mut self, ws: &mut Socket) {
-        let frame = CloseFrame {
-            code: CloseCode::Normal,
-            reason: "client shutdown".into(),
-        };
-        if timeout(self.config.close_timeout, ws.close(Some(frame)))
+        let close = Message::close(Some(CloseCode::NORMAL_CLOSURE), "client shutdown");
+        if timeout(self.config.close_timeout, ws.send(close))
             .await
             .is_ok_and(|r| r.is_ok())
         {
@@ -313,8 +334,8 @@ impl<O: Observer> Client<O> {
         self.stats.set_live(false);
     }
 
-    /// Reads until the stream ends, so tungstenite completes the closing
-    /// handshake; bounded by the close timeout.
+    /// Reads until the stream ends, so the WebSocket layer completes the
+    /// closing handshake; bounded by the close timeout.
     async fn drain(&self, ws: &mut Socket) {
         let _ = timeout(self.config.close_timeout, async {
             while let Some(Ok(_)) = ws.next().await {}
@@ -325,17 +346,27 @@ impl<O: Observer> Client<O> {
 
 /// Opens the WebSocket: from `source_ip` when one is set (bind, then
 /// connect), otherwise from wherever the kernel chooses.
-async fn open(
-    url: String,
-    source_ip: Option<std::net::IpAddr>,
-) -> Result<(Socket, tungstenite::handshake::client::Response), tungstenite::Error> {
-    let Some(ip) = source_ip else {
-        return connect_async_with_config(url, Some(read_config()), true).await;
-    };
-    let request = url.into_client_request()?;
-    let uri = request.uri();
+async fn open(url: String, source_ip: Option<std::net::IpAddr>) -> anyhow::Result<Socket> {
+    let builder = ClientBuilder::new()
+        .uri(&url)
+        .with_context(|| format!("invalid WebSocket URL {url}"))?;
+    let uri: http::Uri = url.parse()?;
+    if uri.scheme_str() != Some("ws") {
+        anyhow::bail!("{url}: the reference client speaks ws:// only");
+    }
     let host = uri.host().unwrap_or("127.0.0.1").trim_matches(['[', ']']);
     let port = uri.port_u16().unwrap_or(80);
+    let stream = match source_ip {
+        None => TcpStream::connect((host, port)).await?,
+        Some(ip) => connect_from(ip, host, port).await?,
+    };
+    stream.set_nodelay(true)?;
+    let (ws, _response) = builder.connect_on(stream).await?;
+    Ok(ws)
+}
+
+/// A TCP connection to `host:port` from `ip`.
+async fn connect_from(ip: std::net::IpAddr, host: &str, port: u16) -> std::io::Result<TcpStream> {
     let addr = tokio::net::lookup_host((host, port))
         .await?
         .find(|a| a.is_ipv4() == ip.is_ipv4())
@@ -356,33 +387,63 @@ async fn open(
     )
     .map_err(std::io::Error::from)?;
     socket.bind(std::net::SocketAddr::new(ip, 0))?;
-    let stream = socket.connect(addr).await?;
-    stream.set_nodelay(true)?;
-    tokio_tungstenite::client_async_with_config(
-        request,
-        MaybeTlsStream::Plain(stream),
-        Some(read_config()),
-    )
-    .await
+    socket.connect(addr).await
 }
 
-/// The next silence check; never completes when there is none.
-async fn tick(check: &mut Option<(Interval, Duration)>) {
-    match check {
-        Some((every, _)) => {
-            every.tick().await;
+/// How many frames in a row the connection loop takes before it checks the
+/// shutdown token and the handshake deadline directly.
+const FRAMES_PER_CHECK: u32 = 64;
+
+/// Watches for a silent server without reading the clock per frame: the
+/// loop counts frames, and a tick every quarter of the limit looks whether
+/// the count moved.
+struct SilenceCheck {
+    every: Interval,
+    period: Duration,
+    limit: Duration,
+    /// Frames received so far (the loop adds to it).
+    frames: u64,
+    /// `frames` at the last tick.
+    frames_at_tick: u64,
+    /// Ticks in a row without a frame.
+    quiet_ticks: u32,
+}
+
+impl SilenceCheck {
+    fn new(limit: Duration) -> Self {
+        // Rounded up, so four quiet ticks always cover the whole limit.
+        let period = Duration::from_nanos(limit.as_nanos().div_ceil(4).max(1) as u64);
+        let mut every = interval_at((Instant::now() + period).into(), period);
+        every.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Self {
+            every,
+            period,
+            limit,
+            frames: 0,
+            frames_at_tick: 0,
+            quiet_ticks: 0,
         }
-        None => std::future::pending().await,
+    }
+
+    /// Called on each tick: the limit when no frame came for at least that
+    /// long (each quiet tick means a whole period without a frame).
+    fn silent_too_long(&mut self) -> Option<Duration> {
+        if self.frames == self.frames_at_tick {
+            self.quiet_ticks += 1;
+        } else {
+            self.frames_at_tick = self.frames;
+            self.quiet_ticks = 0;
+        }
+        (self.period * self.quiet_ticks >= self.limit).then_some(self.limit)
     }
 }
 
-/// The client's WebSocket settings. tungstenite zero-fills its whole read
-/// buffer before every read, so its 128 KiB default costs a 128 KiB memset
-/// per socket read — the largest single cost of a load user in a burst.
-/// Server messages are small; the buffer still grows for a large frame.
-fn read_config() -> WebSocketConfig {
-    // tungstenite zero-fills its whole read buffer before every read: a
-    // small one (events are ~300 bytes; a burst takes a few reads) keeps that
-    // from costing more than the read itself.
-    WebSocketConfig::default().read_buffer_size(4 * 1024)
+/// The next silence tick; never completes when there is no check.
+async fn tick(check: &mut Option<SilenceCheck>) {
+    match check {
+        Some(check) => {
+            check.every.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }

@@ -13,10 +13,9 @@
 //!   `failures` counts attempts since the last connection that stayed live
 //!   for `stable_after`.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use odin_protocol::dedup::Seen;
+use odin_protocol::dedup::{FingerprintMap, Fingerprinter, Seen};
 use odin_protocol::{Backoff, DedupWindow};
 use rand::Rng;
 
@@ -149,9 +148,12 @@ pub struct Machine {
     stable_after: Duration,
     /// Every event nonce handed to the application, within its bounds.
     dedup: DedupWindow,
-    /// The latest `price_update` nonce handed over, per token.
+    /// The latest `price_update` nonce handed over, per token, both as
+    /// fingerprints: one lookup touches one bucket, no heap strings.
     /// Invariant: at most [`MAX_LATEST_TOKENS`] entries.
-    latest_price: HashMap<Box<str>, String>,
+    latest_price: FingerprintMap<u128>,
+    /// Makes the fingerprints of `latest_price`.
+    fingerprints: Fingerprinter,
 }
 
 impl Machine {
@@ -162,7 +164,8 @@ impl Machine {
             backoff: policy.backoff,
             stable_after: policy.stable_after,
             dedup: DedupWindow::new(policy.dedup_ttl, policy.dedup_capacity),
-            latest_price: HashMap::new(),
+            latest_price: FingerprintMap::default(),
+            fingerprints: Fingerprinter::new(),
         }
     }
 
@@ -240,19 +243,18 @@ impl Machine {
         let Some(token) = latest_price_of else {
             return Action::Deliver;
         };
-        match self.latest_price.get_mut(token) {
+        let (token, nonce) = (self.fingerprints.of(token), self.fingerprints.of(nonce));
+        match self.latest_price.get_mut(&token) {
             // The window forgot it, but it is the token's latest price the
             // application has: a snapshot repeat.
-            Some(last) if last == nonce => Action::DropDuplicate,
+            Some(last) if *last == nonce => Action::DropDuplicate,
             Some(last) => {
-                // Reuses the String's buffer: no allocation per update.
-                last.clear();
-                last.push_str(nonce);
+                *last = nonce;
                 Action::Deliver
             }
             None => {
                 if self.latest_price.len() < MAX_LATEST_TOKENS {
-                    self.latest_price.insert(token.into(), nonce.to_owned());
+                    self.latest_price.insert(token, nonce);
                 }
                 Action::Deliver
             }
