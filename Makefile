@@ -79,7 +79,7 @@ load-burst: setup build-release ## Load scenario "burst": 1,000 users through th
 load-ceiling: setup build-release ## Stepped run: stress at rising rates until p99 reaches 50 ms (the highest sustained fan-out)
 	$(LOAD) ceiling $(LOAD_ARGS)
 
-bench-fanout: setup build-release ## Fan-out benchmark: stress at 100 → 1,600 price events/s, one table
+bench-fanout: setup build-release ## Fan-out benchmark: stress at 100 → 1,600 price events/s, one table, and odin-server vs the bare forwarder at 100
 	$(LOAD) fanout $(LOAD_ARGS)
 
 load-fleet: setup build-release ## Load scenario "fleet": 2,000 users over 2 load processes and 2 gateways on one port

@@ -1,5 +1,6 @@
-//! Finds the workspace's binaries (`odin-server`, `odin-publisher`) so fault
-//! tests and load runs can start them as real child processes.
+//! Finds the workspace's binaries (`odin-server`, `odin-publisher`, and the
+//! load tests' `odin-forwarder`) so fault tests and load runs can start them
+//! as real child processes.
 //!
 //! - With `ODIN_BIN_DIR` set (what `make test` and the load targets do after
 //!   building every binary), binaries are taken from there as they are.
@@ -22,6 +23,12 @@ static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
 
 /// The path of workspace binary `name` (which is also its package's name).
 pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    binary_in(name, name)
+}
+
+/// The path of workspace binary `name` of package `package`, for a binary
+/// that is not its package's namesake (`odin-forwarder` of `odin-loadtests`).
+pub fn binary_in(package: &str, name: &str) -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("ODIN_BIN_DIR") {
         let path = PathBuf::from(dir).join(name);
         if !path.exists() {
@@ -34,18 +41,19 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     if let Some(path) = built.get(name) {
         return Ok(path.clone());
     }
-    let path = build(name)?;
+    let path = build(package, name)?;
     built.insert(name.to_owned(), path.clone());
     Ok(path)
 }
 
-/// Builds `name` into `<workspace target>/harness-bins` and returns its path.
-fn build(name: &str) -> anyhow::Result<PathBuf> {
+/// Builds binary `name` of `package` into `<workspace target>/harness-bins`
+/// and returns its path.
+fn build(package: &str, name: &str) -> anyhow::Result<PathBuf> {
     let (target, release) = target_dir_and_profile()?;
     let target = target.join("harness-bins");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "--package", name, "--bin", name])
+    cmd.args(["build", "--quiet", "--package", package, "--bin", name])
         .arg("--target-dir")
         .arg(&target)
         .current_dir(env!("CARGO_MANIFEST_DIR"));

@@ -37,7 +37,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use crate::report::RunReport;
 use crate::run::{RunOptions, SetupError};
 use crate::scenario::{MAX_USERS_PER_PROCESS, Scenario};
-use crate::stack::Target;
+use crate::stack::{ServerKind, Target};
 use crate::sysstat::{self, ProcSample};
 use crate::user::LoadContext;
 
@@ -116,7 +116,17 @@ impl Fleet {
                 nats_url: nats_url.clone(),
                 jwt_secret: jwt_secret.clone(),
             }),
-            Target::Embedded { server_args } => {
+            Target::Embedded {
+                server: ServerKind::Forwarder,
+                ..
+            } => bail!(
+                "--server forwarder runs one forwarder for one load process: \
+                 a run over several processes or gateways needs odin-server"
+            ),
+            Target::Embedded {
+                server: ServerKind::Odin,
+                server_args,
+            } => {
                 let nats = NatsServer::start().await.context("cannot start NATS")?;
                 let port = free_port()?;
                 let ws_addr = format!("127.0.0.1:{port}");
@@ -356,12 +366,16 @@ async fn coordinate(
         report.server = crate::run::server_summary(
             sum_stats(&stats_before),
             sum_stats(&stats_after),
-            before,
-            after,
+            crate::run::ServerSamples {
+                before_ramp: before,
+                publish_start: idle,
+                publish_end: after,
+            },
             generator_wall,
             report.accounting.delivered.max(1) as f64,
             report.users.live,
         );
+        report.server.binary = Some(ServerKind::Odin.binary().to_owned());
     }
     let live = report.users.live.max(1) as f64;
     report.fleet = Some(FleetSummary {

@@ -4,10 +4,13 @@
 //! published, thresholds as data, and reports.
 //!
 //! The `odin-load` binary drives [`run::run`]; `LOAD_TESTING.md` at the
-//! repository's top explains the scenarios and every figure.
+//! repository's top explains the scenarios and every figure. The
+//! `odin-forwarder` binary is [`forwarder`]: the bare forwarder the fan-out
+//! benchmark measures odin-server against.
 
 pub mod baseline;
 pub mod fleet;
+pub mod forwarder;
 pub mod lag;
 pub mod limits;
 pub mod merge;
@@ -18,6 +21,7 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod stack;
+pub mod steps;
 pub mod sysstat;
 pub mod thresholds;
 pub mod timeline;

@@ -13,7 +13,8 @@ use odin_loadtests::render::{self, terminal};
 use odin_loadtests::report::{Outcome, RunReport};
 use odin_loadtests::run::{RunOptions, SetupError};
 use odin_loadtests::scenario::{Scenario, ScenarioFile};
-use odin_loadtests::stack::Target;
+use odin_loadtests::stack::{ServerKind, Target};
+use odin_loadtests::steps::{ForwarderComparison, StepsReport};
 use odin_loadtests::{baseline, merge};
 
 /// Exit code of a setup error (bad flags, a stack that would not start).
@@ -121,7 +122,13 @@ struct RunArgs {
     /// The running server's JWT secret, with `--url`.
     #[arg(long, env = "ODIN_JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
-    /// Extra flag for the embedded odin-server; repeatable (`--server-arg=--max-queue-bytes=65536`).
+    /// What an embedded run starts: `odin` (odin-server) or `forwarder`
+    /// (odin-forwarder, the bare forwarder the fan-out benchmark compares
+    /// odin-server with: no auth, no de-dup, no /stats).
+    #[arg(long, value_enum, default_value_t = ServerKind::Odin)]
+    server: ServerKind,
+    /// Extra flag for the embedded server (odin-server, or odin-forwarder
+    /// with `--server forwarder`); repeatable (`--server-arg=--max-queue-bytes=65536`).
     #[arg(long = "server-arg", allow_hyphen_values = true)]
     server_args: Vec<String>,
     /// Folder for this run's files (default `runs/<time>-<scenario>`).
@@ -212,8 +219,13 @@ fn main() -> ExitCode {
                 }
                 for (name, step) in &file.step {
                     let rates: Vec<String> = step.rates.iter().map(f64::to_string).collect();
+                    let forwarder = if step.compare_forwarder {
+                        " (and the bare forwarder at the first)"
+                    } else {
+                        ""
+                    };
                     println!(
-                        "{name:<12} {} at {} price events/s: {}",
+                        "{name:<12} {} at {} price events/s{forwarder}: {}",
                         step.scenario,
                         rates.join(", "),
                         step.description.as_deref().unwrap_or("")
@@ -286,60 +298,31 @@ async fn run(args: RunArgs) -> ExitCode {
         .unwrap_or_else(|| PathBuf::from("runs").join(format!("{stamp}-{}", args.scenario)));
 
     let mut reports: Vec<RunReport> = Vec::new();
+    let mut comparison: Option<ForwarderComparison> = None;
     for (i, scenario) in scenarios.iter().enumerate() {
         if i > 0 {
             eprintln!("cooling down for {}", humantime::format_duration(cooldown));
             tokio::time::sleep(cooldown).await;
         }
-        let out_dir = if scenarios.len() > 1 {
+        // A stepped run's folder holds its own report.json: every step
+        // goes into a sub-folder, even a single one.
+        let out_dir = if scenarios.len() > 1 || series.stepped {
             series_dir.join(&scenario.name)
         } else {
             series_dir.clone()
         };
-        let opts = RunOptions {
-            target: target.clone(),
-            out_dir: out_dir.clone(),
-            connect_timeout: args.connect_timeout,
-            max_generator_lag: args.max_generator_lag,
-            goose_args: args.goose_args.clone(),
-            progress: !args.no_progress,
-            source_ips: Vec::new(),
-            worker: false,
-        };
-        eprintln!(
-            "odin-load: {} — {} users, {} of {} tokens, {} price events/s, hold {}",
-            scenario.name,
-            scenario.users,
-            scenario.subscriptions,
-            scenario.tokens,
-            scenario.publish_rate,
-            humantime::format_duration(scenario.hold)
-        );
-        let several = scenario.processes > 1 || scenario.gateways > 1;
-        let result = if several {
-            odin_loadtests::fleet::run(scenario, &opts).await
-        } else {
-            odin_loadtests::run::run(scenario, &opts).await
-        };
-        let mut report = match result {
+        let report = match run_one(scenario, &target, &out_dir, &args, baseline.as_ref()).await {
             Ok(r) => r,
-            Err(SetupError(e)) => return setup_error(e),
+            Err(code) => return code,
         };
-        if let Some(b) = &baseline
-            && b.scenario.name == scenario.name
-        {
-            baseline::compare(&mut report, b, args.baseline_tolerance);
-        }
-        if let Err(e) = render::write_run_folder(&report, &out_dir) {
-            return setup_error(e);
-        }
-        print!("{}", terminal::render(&report));
-        println!(
-            "  reports: {}/report.html (and report.json, report.md, goose-report.html)",
-            out_dir.display()
-        );
         let passed = report.outcome == Outcome::Pass;
         reports.push(report);
+        if i == 0 && series.compare_forwarder {
+            match compare_with_forwarder(&reports[0], &target, &series_dir, cooldown, &args).await {
+                Ok(c) => comparison = c,
+                Err(code) => return code,
+            }
+        }
         if series.stop_at_first_miss && !passed && i + 1 < scenarios.len() {
             eprintln!(
                 "odin-load: {} did not hold its thresholds; the steps above it are skipped \
@@ -350,12 +333,20 @@ async fn run(args: RunArgs) -> ExitCode {
         }
     }
     if series.stepped {
-        let table = render::steps::render(&args.scenario, &reports);
+        let table = render::steps::render(&args.scenario, &reports, comparison.as_ref());
         println!("\n{table}");
         if let Err(e) = std::fs::write(series_dir.join("steps.md"), &table) {
             return setup_error(anyhow::anyhow!("cannot write steps.md: {e}"));
         }
-        println!("  table: {}/steps.md", series_dir.display());
+        let steps = StepsReport::new(&args.scenario, &series.base, &reports, comparison);
+        let json = serde_json::to_string_pretty(&steps).expect("a steps report serialises");
+        if let Err(e) = std::fs::write(series_dir.join("report.json"), json) {
+            return setup_error(anyhow::anyhow!("cannot write report.json: {e}"));
+        }
+        println!(
+            "  table: {}/steps.md (and report.json)",
+            series_dir.display()
+        );
         // A stepped run measures; it fails only when not even its first
         // step held (or could be judged).
         return match render::steps::ceiling(&reports) {
@@ -386,6 +377,111 @@ async fn run(args: RunArgs) -> ExitCode {
     ExitCode::from(code as u8)
 }
 
+/// Runs one scenario against `target` into `out_dir`, compares it with the
+/// baseline when it is the same scenario, writes its folder and prints its
+/// summary; `Err` is the exit code of a setup error.
+async fn run_one(
+    scenario: &Scenario,
+    target: &Target,
+    out_dir: &std::path::Path,
+    args: &RunArgs,
+    baseline: Option<&RunReport>,
+) -> Result<RunReport, ExitCode> {
+    let opts = RunOptions {
+        target: target.clone(),
+        out_dir: out_dir.to_path_buf(),
+        connect_timeout: args.connect_timeout,
+        max_generator_lag: args.max_generator_lag,
+        goose_args: args.goose_args.clone(),
+        progress: !args.no_progress,
+        source_ips: Vec::new(),
+        worker: false,
+    };
+    let against = match target {
+        Target::Embedded { server, .. } => server.binary(),
+        Target::External { .. } => "a running server",
+    };
+    eprintln!(
+        "odin-load: {} — {} users, {} of {} tokens, {} price events/s, hold {}, against {against}",
+        scenario.name,
+        scenario.users,
+        scenario.subscriptions,
+        scenario.tokens,
+        scenario.publish_rate,
+        humantime::format_duration(scenario.hold)
+    );
+    let several = scenario.processes > 1 || scenario.gateways > 1;
+    let result = if several {
+        odin_loadtests::fleet::run(scenario, &opts).await
+    } else {
+        odin_loadtests::run::run(scenario, &opts).await
+    };
+    let mut report = match result {
+        Ok(r) => r,
+        Err(SetupError(e)) => return Err(setup_error(e)),
+    };
+    if let Some(b) = baseline
+        && b.scenario.name == scenario.name
+    {
+        baseline::compare(&mut report, b, args.baseline_tolerance);
+    }
+    if let Err(e) = render::write_run_folder(&report, out_dir) {
+        return Err(setup_error(e));
+    }
+    print!("{}", terminal::render(&report));
+    println!(
+        "  reports: {}/report.html (and report.json, report.md, goose-report.html)",
+        out_dir.display()
+    );
+    Ok(report)
+}
+
+/// The bare forwarder under `odin`'s scenario, right after it (a cool-down
+/// between), for the comparison of issue #8. `Ok(None)` when there is
+/// nothing to compare with: odin-server is not what the steps ran.
+async fn compare_with_forwarder(
+    odin: &RunReport,
+    target: &Target,
+    series_dir: &std::path::Path,
+    cooldown: Duration,
+    args: &RunArgs,
+) -> Result<Option<ForwarderComparison>, ExitCode> {
+    match target {
+        Target::Embedded {
+            server: ServerKind::Odin,
+            ..
+        } => {}
+        _ => {
+            eprintln!(
+                "odin-load: compare_forwarder skipped: it compares an embedded odin-server \
+                 with the bare forwarder, and this run is neither"
+            );
+            return Ok(None);
+        }
+    }
+    eprintln!(
+        "odin-load: the bare forwarder at {} price events/s next, for the comparison; \
+         cooling down for {}",
+        odin.scenario.publish_rate,
+        humantime::format_duration(cooldown)
+    );
+    tokio::time::sleep(cooldown).await;
+    let mut scenario = odin.scenario.clone();
+    scenario.name = format!("{}-forwarder", odin.scenario.name);
+    scenario.description = format!(
+        "the bare forwarder under {}'s load, for the comparison",
+        odin.scenario.name
+    );
+    // odin-server's flags mean nothing to the forwarder.
+    let target = Target::Embedded {
+        server: ServerKind::Forwarder,
+        server_args: Vec::new(),
+    };
+    let dir = series_dir.join(&scenario.name);
+    let forwarder = run_one(&scenario, &target, &dir, args, None).await?;
+    Ok(Some(ForwarderComparison::new(odin, &forwarder)))
+}
+
 /// The scenarios one `run` goes through, in order.
 struct Series {
     scenarios: Vec<Scenario>,
@@ -394,6 +490,10 @@ struct Series {
     stepped: bool,
     /// Stop after the first step that does not pass.
     stop_at_first_miss: bool,
+    /// After the first step, run the bare forwarder at its rate and compare.
+    compare_forwarder: bool,
+    /// The scenario a stepped run's steps run (empty for other runs).
+    base: String,
 }
 
 /// Resolves the run's name: `progressive`, a stepped run, or one scenario;
@@ -418,6 +518,8 @@ fn series(file: &ScenarioFile, args: &RunArgs) -> anyhow::Result<Series> {
             cooldown: step.cooldown,
             stepped: true,
             stop_at_first_miss: !step.run_every_rate,
+            compare_forwarder: step.compare_forwarder,
+            base: step.scenario.clone(),
         });
     }
     if args.rates.is_some() {
@@ -441,6 +543,8 @@ fn series(file: &ScenarioFile, args: &RunArgs) -> anyhow::Result<Series> {
         cooldown,
         stepped: false,
         stop_at_first_miss: false,
+        compare_forwarder: false,
+        base: String::new(),
     })
 }
 
@@ -496,8 +600,14 @@ fn apply_overrides(mut s: Scenario, a: &RunArgs) -> anyhow::Result<Scenario> {
 fn target(a: &RunArgs) -> anyhow::Result<Target> {
     match &a.url {
         None => Ok(Target::Embedded {
+            server: a.server,
             server_args: a.server_args.clone(),
         }),
+        Some(_) if a.server == ServerKind::Forwarder => {
+            anyhow::bail!(
+                "--server forwarder starts the forwarder itself: it is for embedded runs, not --url"
+            )
+        }
         Some(url) => Ok(Target::External {
             ws_url: url.clone(),
             http_addr: a.http_addr,

@@ -158,6 +158,10 @@ pub struct PublisherSummary {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerSummary {
+    /// The binary under test (`odin-server`, or `odin-forwarder`, the bare
+    /// forwarder) for embedded runs; `None` for a server run elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary: Option<String>,
     /// `/stats` before the users connected.
     pub stats_before: Option<StatsSnapshot>,
     /// `/stats` after the run.

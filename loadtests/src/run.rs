@@ -116,6 +116,7 @@ async fn run_on(
     let all_in = wait_for_users(&ctx, scenario, opts).await;
     lag.reset();
     let generator_before = sysstat::sample(None).unwrap_or_default();
+    let server_at_publish = stack.server_pid().and_then(|p| sysstat::sample(Some(p)));
     let publish_wall = Instant::now();
     let (publisher_result, publish_secs) = if opts.worker {
         crate::fleet::worker_publish_phase(&ctx, scenario, ramp_started_ms, &lag).await
@@ -126,6 +127,8 @@ async fn run_on(
         (totals, publish_secs)
     };
     let generator_after = sysstat::sample(None).unwrap_or_default();
+    // Taken while every user is still connected.
+    let server_after = stack.server_pid().and_then(|p| sysstat::sample(Some(p)));
     let generator_wall = publish_wall.elapsed();
     ctx.finished.cancel();
 
@@ -140,7 +143,6 @@ async fn run_on(
     }
     let results = ctx.collect().await;
     let stats_after = stack.stats().await;
-    let server_after = stack.server_pid().and_then(|p| sysstat::sample(Some(p)));
     let totals = match publisher_result {
         Ok(t) => t,
         Err(e) => return Err(SetupError(e.context("the publisher failed"))),
@@ -175,15 +177,19 @@ async fn run_on(
     let users = users_summary(scenario, &ctx, &results, &goose_metrics);
 
     let deliveries = accounting.delivered.max(1) as f64;
-    let server = server_summary(
+    let mut server = server_summary(
         stats_before,
         stats_after,
-        server_before,
-        server_after,
+        ServerSamples {
+            before_ramp: server_before,
+            publish_start: server_at_publish,
+            publish_end: server_after,
+        },
         generator_wall,
         deliveries,
         users.live,
     );
+    server.binary = stack.server_kind().map(|k| k.binary().to_owned());
     let generator = GeneratorSummary {
         cpu_share: sysstat::cpu_share(&generator_before, &generator_after, generator_wall),
         cpu_per_delivery_us: (generator_after.cpu_seconds - generator_before.cpu_seconds).max(0.0)
@@ -423,26 +429,47 @@ fn users_summary(
     }
 }
 
-/// The server's figures of a run: `/stats` around it, and CPU and memory
-/// between the two process samples (per delivery and per user).
+/// The server process sampled at three points of a run.
+pub(crate) struct ServerSamples {
+    /// Before the first user connects: the base of memory growth.
+    pub(crate) before_ramp: Option<sysstat::ProcSample>,
+    /// When publishing starts: the base of CPU, so connection set-up (the
+    /// JWT check, the upgrade) is not charged to deliveries.
+    pub(crate) publish_start: Option<sysstat::ProcSample>,
+    /// When publishing and the drain end, every user still connected.
+    pub(crate) publish_end: Option<sysstat::ProcSample>,
+}
+
+/// The server's figures of a run: `/stats` around it, CPU over the publish
+/// window (per delivery), and memory growth since before the ramp (per user).
 pub(crate) fn server_summary(
     stats_before: Option<odin_protocol::stats::StatsSnapshot>,
     stats_after: Option<odin_protocol::stats::StatsSnapshot>,
-    before: Option<sysstat::ProcSample>,
-    after: Option<sysstat::ProcSample>,
+    samples: ServerSamples,
     wall: Duration,
     deliveries: f64,
     users: usize,
 ) -> ServerSummary {
-    let (cpu_share, cpu_per_delivery_us, rss_per_user_bytes) = match (&before, &after) {
+    let ServerSamples {
+        before_ramp: before,
+        publish_start,
+        publish_end: after,
+    } = samples;
+    let (cpu_share, cpu_per_delivery_us) = match (&publish_start, &after) {
         (Some(b), Some(a)) => (
             Some(sysstat::cpu_share(b, a, wall)),
             Some((a.cpu_seconds - b.cpu_seconds).max(0.0) * 1e6 / deliveries),
-            (users > 0).then(|| (a.rss_bytes as f64 - b.rss_bytes as f64) / users as f64),
         ),
-        _ => (None, None, None),
+        _ => (None, None),
+    };
+    let rss_per_user_bytes = match (&before, &after) {
+        (Some(b), Some(a)) if users > 0 => {
+            Some((a.rss_bytes as f64 - b.rss_bytes as f64) / users as f64)
+        }
+        _ => None,
     };
     ServerSummary {
+        binary: None,
         stats_before,
         stats_after,
         process_before: before,

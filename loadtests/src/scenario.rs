@@ -85,6 +85,11 @@ pub struct Step {
     /// the ceiling) or to run every rate (a table for a benchmark).
     #[serde(default)]
     pub run_every_rate: bool,
+    /// Also run the bare forwarder (`odin-forwarder`) at the first rate,
+    /// right after odin-server's first step, and compare their CPU per
+    /// delivery (issue #8: within 15 %). Embedded runs of odin-server only.
+    #[serde(default)]
+    pub compare_forwarder: bool,
 }
 
 /// The whole file.

@@ -1,5 +1,6 @@
-//! What a run tests: an embedded stack (its own NATS, the server as a child
-//! process of the built binary) or an already running server.
+//! What a run tests: an embedded stack (its own NATS, and `odin-server` or
+//! the bare forwarder as a child process of the built binary) or an already
+//! running server.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,16 +8,43 @@ use std::time::Duration;
 
 use anyhow::Context;
 use odin_harness::nats::NatsServer;
-use odin_harness::server::{Endpoint, ServerProcess};
+use odin_harness::server::{Endpoint, ServerProcess, TEST_SECRET};
 use odin_protocol::stats::StatsSnapshot;
 use odin_server::auth::{AuthConfig, mint_token};
+use serde::{Deserialize, Serialize};
+
+use crate::forwarder::process::ForwarderProcess;
+
+/// Which gateway an embedded run starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerKind {
+    /// `odin-server`, the product.
+    #[default]
+    Odin,
+    /// `odin-forwarder`, the bare forwarder: the fan-out benchmark's
+    /// reference point (no auth, no de-dup, no `/stats`).
+    Forwarder,
+}
+
+impl ServerKind {
+    /// The binary's name.
+    pub fn binary(self) -> &'static str {
+        match self {
+            ServerKind::Odin => "odin-server",
+            ServerKind::Forwarder => "odin-forwarder",
+        }
+    }
+}
 
 /// Where to point the load.
 #[derive(Debug, Clone)]
 pub enum Target {
     /// Start NATS and the server for this run, and stop them after.
     Embedded {
-        /// Extra `odin-server` flags.
+        /// Which server.
+        server: ServerKind,
+        /// Extra flags for it.
         server_args: Vec<String>,
     },
     /// A running server.
@@ -32,10 +60,16 @@ pub enum Target {
     },
 }
 
+/// The server process of an embedded run.
+enum Gateway {
+    Odin(ServerProcess),
+    Forwarder(ForwarderProcess),
+}
+
 /// A target brought up and ready.
 pub struct Stack {
     nats: Option<NatsServer>,
-    server: Option<ServerProcess>,
+    server: Option<Gateway>,
     ws_url: String,
     http_addr: Option<SocketAddr>,
     nats_url: String,
@@ -46,7 +80,30 @@ impl Stack {
     /// Brings `target` up.
     pub async fn start(target: &Target, users: usize) -> anyhow::Result<Stack> {
         match target {
-            Target::Embedded { server_args } => {
+            Target::Embedded {
+                server: ServerKind::Forwarder,
+                server_args,
+            } => {
+                let nats = NatsServer::start().await.context("cannot start NATS")?;
+                // Ready when started: it listens only once subscribed.
+                let forwarder = ForwarderProcess::start(&nats.url(), server_args)
+                    .await
+                    .context("cannot start odin-forwarder")?;
+                Ok(Stack {
+                    ws_url: forwarder.ws_url(),
+                    http_addr: None,
+                    nats_url: nats.url(),
+                    // Tokens are minted as for odin-server (the users' cost
+                    // stays the same) and ignored.
+                    auth: AuthConfig::with_secret(TEST_SECRET),
+                    nats: Some(nats),
+                    server: Some(Gateway::Forwarder(forwarder)),
+                })
+            }
+            Target::Embedded {
+                server: ServerKind::Odin,
+                server_args,
+            } => {
                 let nats = NatsServer::start().await.context("cannot start NATS")?;
                 let mut args: Vec<String> =
                     vec!["--max-connections".into(), (users + 1000).to_string()];
@@ -62,7 +119,7 @@ impl Stack {
                     nats_url: nats.url(),
                     auth: endpoint.auth.clone(),
                     nats: Some(nats),
-                    server: Some(server),
+                    server: Some(Gateway::Odin(server)),
                 };
                 stack.wait_ready().await?;
                 Ok(stack)
@@ -115,7 +172,8 @@ impl Stack {
         Arc::new(move || mint_token(&auth, "load-user", Duration::from_secs(3600)))
     }
 
-    /// The server's `/stats`, when reachable.
+    /// The server's `/stats`, when reachable (never for the forwarder,
+    /// which has none).
     pub async fn stats(&self) -> Option<StatsSnapshot> {
         let addr = self.http_addr?;
         odin_harness::http::get(addr, "/stats")
@@ -127,23 +185,51 @@ impl Stack {
 
     /// The server's process id (embedded runs).
     pub fn server_pid(&self) -> Option<u32> {
-        self.server.as_ref().and_then(|s| s.pid())
+        match self.server.as_ref()? {
+            Gateway::Odin(s) => s.pid(),
+            Gateway::Forwarder(f) => f.pid(),
+        }
+    }
+
+    /// Which server an embedded run started.
+    pub fn server_kind(&self) -> Option<ServerKind> {
+        match self.server.as_ref()? {
+            Gateway::Odin(_) => Some(ServerKind::Odin),
+            Gateway::Forwarder(_) => Some(ServerKind::Forwarder),
+        }
     }
 
     /// What is under test, for the report.
     pub fn describe(&self) -> String {
-        if self.server.is_some() {
-            format!("embedded ({})", self.ws_url)
-        } else {
-            self.ws_url.clone()
+        match self.server_kind() {
+            Some(ServerKind::Odin) => format!("embedded odin-server ({})", self.ws_url),
+            Some(ServerKind::Forwarder) => format!(
+                "embedded odin-forwarder, the bare forwarder ({})",
+                self.ws_url
+            ),
+            None => self.ws_url.clone(),
         }
     }
 
     /// Stops what this run started: the server gracefully, then NATS.
     pub async fn shutdown(mut self) {
-        if let Some(mut server) = self.server.take() {
-            let _ = server.signal("TERM");
-            let _ = server.wait(Duration::from_secs(10)).await;
+        match self.server.take() {
+            Some(Gateway::Odin(mut server)) => {
+                let _ = server.signal("TERM");
+                let _ = server.wait(Duration::from_secs(10)).await;
+            }
+            Some(Gateway::Forwarder(mut forwarder)) => {
+                let _ = forwarder.signal("TERM");
+                if let Ok(Some(code)) = forwarder.wait(Duration::from_secs(10)).await
+                    && code != 0
+                {
+                    eprintln!(
+                        "odin-load: odin-forwarder exited with {code}; its log:\n{}",
+                        forwarder.logs().join("\n")
+                    );
+                }
+            }
+            None => {}
         }
         drop(self.nats.take());
     }

@@ -12,6 +12,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::report::RunReport;
+use crate::stack::ServerKind;
 
 /// Writes `report.json`, `report.md`, `report.html` and the server's
 /// `/stats` before and after into `dir`.
@@ -66,7 +67,11 @@ pub fn summary_rows(r: &RunReport) -> Vec<(&'static str, String)> {
     let l = &r.latency;
     let a = &r.accounting;
     let u = &r.users;
-    let mut rows = vec![
+    let mut rows = Vec::new();
+    if let Some(binary) = &r.server.binary {
+        rows.push(("server under test", under_test(binary)));
+    }
+    rows.extend([
         (
             "users",
             format!(
@@ -116,7 +121,7 @@ pub fn summary_rows(r: &RunReport) -> Vec<(&'static str, String)> {
             "latency max / mean",
             format!("{} / {}", t(l.max_us as f64), t(l.mean_us)),
         ),
-    ];
+    ]);
     if let Some(share) = r.server.cpu_share {
         rows.push((
             "server CPU",
@@ -174,6 +179,14 @@ pub fn summary_rows(r: &RunReport) -> Vec<(&'static str, String)> {
             ),
         ));
     }
+    if r.server.stats_after.is_none()
+        && r.server.binary.as_deref() == Some(ServerKind::Forwarder.binary())
+    {
+        rows.push((
+            "server /stats",
+            "n/a (the bare forwarder keeps none)".to_owned(),
+        ));
+    }
     if let Some(s) = &r.server.stats_after {
         rows.push((
             "server /stats",
@@ -188,6 +201,17 @@ pub fn summary_rows(r: &RunReport) -> Vec<(&'static str, String)> {
         ));
     }
     rows
+}
+
+/// What the "server under test" row says of `binary`.
+fn under_test(binary: &str) -> String {
+    if binary == ServerKind::Forwarder.binary() {
+        format!(
+            "{binary}, the bare forwarder (no auth, no de-dup): the benchmark's reference point"
+        )
+    } else {
+        binary.to_owned()
+    }
 }
 
 /// Every rule's result as (rule, observed, limit, passed), ours, Goose's

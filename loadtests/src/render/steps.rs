@@ -1,12 +1,14 @@
 //! The summary of a stepped run (`[step.<name>]`): one row per rate with
 //! what a fan-out benchmark compares (deliveries/s, latency, loss, CPU per
-//! delivery on both sides, server memory, verdict), and the highest rate at
-//! which every threshold held.
+//! delivery on both sides, server memory, verdict), the highest rate at
+//! which every threshold held, and, when asked for, odin-server against the
+//! bare forwarder at the first rate.
 
 use std::fmt::Write;
 
 use crate::render::{format_bytes, format_count};
 use crate::report::{Outcome, RunReport};
+use crate::steps::{ForwarderComparison, StepSummary};
 use crate::thresholds::format_micros;
 
 /// The highest-rate step that passed, when the steps below it passed too
@@ -19,8 +21,12 @@ pub fn ceiling(reports: &[RunReport]) -> Option<&RunReport> {
 }
 
 /// The table as Markdown, which reads as well in a terminal as in a pull
-/// request.
-pub fn render(name: &str, reports: &[RunReport]) -> String {
+/// request; then the forwarder comparison, if there is one.
+pub fn render(
+    name: &str,
+    reports: &[RunReport],
+    comparison: Option<&ForwarderComparison>,
+) -> String {
     let mut out = String::new();
     let users = reports.first().map_or(0, |r| r.scenario.users);
     let (subs, tokens) = reports
@@ -80,7 +86,52 @@ pub fn render(name: &str, reports: &[RunReport]) -> String {
             let _ = writeln!(out, "No step held every threshold.");
         }
     }
+    if let Some(c) = comparison {
+        out.push('\n');
+        out.push_str(&render_comparison(c));
+    }
     out
+}
+
+/// odin-server's first step and the bare forwarder's run side by side, and
+/// the one line of issue #8.
+pub fn render_comparison(c: &ForwarderComparison) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Bare forwarder on the same run, at {} price events/s (folders `{}/` and `{}/`):\n",
+        c.rate, c.odin.folder, c.forwarder.folder
+    );
+    let _ = writeln!(
+        out,
+        "| server | deliveries/s | p50 | p99 | lost | server CPU | server µs/dlv | server RSS | verdict |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    for (who, s) in [("odin-server", &c.odin), ("bare forwarder", &c.forwarder)] {
+        let _ = writeln!(out, "{}", comparison_row(who, s));
+    }
+    let _ = writeln!(out, "\n{}", c.line());
+    if let Some(caveat) = c.caveat() {
+        let _ = writeln!(out, "(Doubtful: {caveat}.)");
+    }
+    out
+}
+
+fn comparison_row(who: &str, s: &StepSummary) -> String {
+    format!(
+        "| {who} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        format_count(s.deliveries_per_sec.round() as u64),
+        format_micros(s.latency.p50_us as f64),
+        format_micros(s.latency.p99_us as f64),
+        format_count(s.lost),
+        s.server_cpu_share
+            .map_or("-".to_owned(), |v| format!("{:.0}%", v * 100.0)),
+        s.server_cpu_per_delivery_us
+            .map_or("-".to_owned(), |v| format!("{v:.2}")),
+        s.server_peak_rss_bytes
+            .map_or("-".to_owned(), |b| format_bytes(b as f64)),
+        verdict(&s.outcome),
+    )
 }
 
 fn verdict(o: &Outcome) -> String {
