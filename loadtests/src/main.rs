@@ -318,7 +318,10 @@ async fn run(args: RunArgs) -> ExitCode {
         let passed = report.outcome == Outcome::Pass;
         reports.push(report);
         if i == 0 && series.compare_forwarder {
-            match compare_with_forwarder(&reports[0], &target, &series_dir, cooldown, &args).await {
+            let pairs = series.compare_pairs;
+            match compare_with_forwarder(&reports[0], pairs, &target, &series_dir, cooldown, &args)
+                .await
+            {
                 Ok(c) => comparison = c,
                 Err(code) => return code,
             }
@@ -437,49 +440,69 @@ async fn run_one(
 }
 
 /// The bare forwarder under `odin`'s scenario, right after it (a cool-down
-/// between), for the comparison of issue #8. `Ok(None)` when there is
+/// between), for the comparison of issue #8; then `pairs − 1` more
+/// odin-server and forwarder runs, alternating. `Ok(None)` when there is
 /// nothing to compare with: odin-server is not what the steps ran.
 async fn compare_with_forwarder(
     odin: &RunReport,
+    pairs: usize,
     target: &Target,
     series_dir: &std::path::Path,
     cooldown: Duration,
     args: &RunArgs,
 ) -> Result<Option<ForwarderComparison>, ExitCode> {
-    match target {
-        Target::Embedded {
-            server: ServerKind::Odin,
-            ..
-        } => {}
-        _ => {
-            eprintln!(
-                "odin-load: compare_forwarder skipped: it compares an embedded odin-server \
-                 with the bare forwarder, and this run is neither"
-            );
-            return Ok(None);
-        }
-    }
-    eprintln!(
-        "odin-load: the bare forwarder at {} price events/s next, for the comparison; \
-         cooling down for {}",
-        odin.scenario.publish_rate,
-        humantime::format_duration(cooldown)
-    );
-    tokio::time::sleep(cooldown).await;
-    let mut scenario = odin.scenario.clone();
-    scenario.name = format!("{}-forwarder", odin.scenario.name);
-    scenario.description = format!(
-        "the bare forwarder under {}'s load, for the comparison",
-        odin.scenario.name
-    );
+    let Target::Embedded {
+        server: ServerKind::Odin,
+        server_args,
+    } = target
+    else {
+        eprintln!(
+            "odin-load: compare_forwarder skipped: it compares an embedded odin-server \
+             with the bare forwarder, and this run is neither"
+        );
+        return Ok(None);
+    };
     // odin-server's flags mean nothing to the forwarder.
-    let target = Target::Embedded {
+    let forwarder_target = Target::Embedded {
         server: ServerKind::Forwarder,
         server_args: Vec::new(),
     };
-    let dir = series_dir.join(&scenario.name);
-    let forwarder = run_one(&scenario, &target, &dir, args, None).await?;
-    Ok(Some(ForwarderComparison::new(odin, &forwarder)))
+    let odin_target = Target::Embedded {
+        server: ServerKind::Odin,
+        server_args: server_args.clone(),
+    };
+    let base = odin.scenario.name.clone();
+    let mut odin_runs = vec![odin.clone()];
+    let mut forwarder_runs = Vec::with_capacity(pairs);
+    for pair in 1..=pairs {
+        let suffix = if pair == 1 {
+            String::new()
+        } else {
+            format!("-{pair}")
+        };
+        if pair > 1 {
+            let mut scenario = odin.scenario.clone();
+            scenario.name = format!("{base}-odin{suffix}");
+            scenario.description = format!("odin-server again under {base}'s load, pair {pair}");
+            tokio::time::sleep(cooldown).await;
+            let dir = series_dir.join(&scenario.name);
+            odin_runs.push(run_one(&scenario, &odin_target, &dir, args, None).await?);
+        }
+        eprintln!(
+            "odin-load: the bare forwarder at {} price events/s next (pair {pair} of {pairs}), \
+             for the comparison; cooling down for {}",
+            odin.scenario.publish_rate,
+            humantime::format_duration(cooldown)
+        );
+        tokio::time::sleep(cooldown).await;
+        let mut scenario = odin.scenario.clone();
+        scenario.name = format!("{base}-forwarder{suffix}");
+        scenario.description =
+            format!("the bare forwarder under {base}'s load, for the comparison");
+        let dir = series_dir.join(&scenario.name);
+        forwarder_runs.push(run_one(&scenario, &forwarder_target, &dir, args, None).await?);
+    }
+    Ok(Some(ForwarderComparison::new(&odin_runs, &forwarder_runs)))
 }
 
 /// The scenarios one `run` goes through, in order.
@@ -492,6 +515,8 @@ struct Series {
     stop_at_first_miss: bool,
     /// After the first step, run the bare forwarder at its rate and compare.
     compare_forwarder: bool,
+    /// odin-server/forwarder pairs the comparison alternates.
+    compare_pairs: usize,
     /// The scenario a stepped run's steps run (empty for other runs).
     base: String,
 }
@@ -519,6 +544,7 @@ fn series(file: &ScenarioFile, args: &RunArgs) -> anyhow::Result<Series> {
             stepped: true,
             stop_at_first_miss: !step.run_every_rate,
             compare_forwarder: step.compare_forwarder,
+            compare_pairs: step.compare_pairs.max(1),
             base: step.scenario.clone(),
         });
     }
@@ -544,6 +570,7 @@ fn series(file: &ScenarioFile, args: &RunArgs) -> anyhow::Result<Series> {
         stepped: false,
         stop_at_first_miss: false,
         compare_forwarder: false,
+        compare_pairs: 1,
         base: String::new(),
     })
 }

@@ -90,6 +90,10 @@ pub struct Step {
     /// delivery (issue #8: within 15 %). Embedded runs of odin-server only.
     #[serde(default)]
     pub compare_forwarder: bool,
+    /// How many odin-server/forwarder pairs the comparison alternates (the
+    /// first odin-server run is the first step); it compares medians.
+    #[serde(default = "one")]
+    pub compare_pairs: usize,
 }
 
 /// The whole file.

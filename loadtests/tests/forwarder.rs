@@ -328,6 +328,7 @@ rates = [20]
 cooldown = "1s"
 run_every_rate = true
 compare_forwarder = true
+compare_pairs = 2
 thresholds = ["connect-success>=100%", "loss<=0", "duplicates<=0"]
 "#,
     )
@@ -339,6 +340,10 @@ thresholds = ["connect-success>=100%", "loss<=0", "duplicates<=0"]
         "{stdout}"
     );
     assert!(stdout.contains(", bare forwarder "), "{stdout}");
+    assert!(
+        stdout.contains("(medians of 2 alternating runs each)"),
+        "{stdout}"
+    );
     let steps = read_json(&out.join("report.json"));
     assert_eq!(steps["name"], "tiny", "{steps:#}");
     assert_eq!(steps["steps"][0]["server"], "odin-server");
@@ -355,10 +360,15 @@ thresholds = ["connect-success>=100%", "loss<=0", "duplicates<=0"]
         "{c}"
     );
     assert!(c["odinOverForwarderPercent"].is_number(), "{c}");
+    assert_eq!(c["repeats"][0]["odin"]["server"], "odin-server", "{c}");
+    assert_eq!(c["repeats"][0]["forwarder"]["server"], "odin-forwarder", "{c}");
+    assert!(c["odinMedianUs"].as_f64().unwrap() > 0.0, "{c}");
     // Each run keeps its own full report.
     let forwarder = read_json(&out.join("tiny-20-forwarder/report.json"));
     assert_eq!(forwarder["server"]["binary"], "odin-forwarder");
     assert!(out.join("tiny-20/report.json").exists());
+    assert!(out.join("tiny-20-odin-2/report.json").exists());
+    assert!(out.join("tiny-20-forwarder-2/report.json").exists());
     assert!(
         std::fs::read_to_string(out.join("steps.md"))
             .unwrap()

@@ -107,8 +107,16 @@ pub fn render_comparison(c: &ForwarderComparison) -> String {
         "| server | deliveries/s | p50 | p99 | lost | server CPU | server µs/dlv | server RSS | verdict |"
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---|");
-    for (who, s) in [("odin-server", &c.odin), ("bare forwarder", &c.forwarder)] {
-        let _ = writeln!(out, "{}", comparison_row(who, s));
+    let numbered = !c.repeats.is_empty();
+    for (n, (odin, forwarder)) in c.pairs().enumerate() {
+        for (who, s) in [("odin-server", odin), ("bare forwarder", forwarder)] {
+            let who = if numbered {
+                format!("{who} ({})", n + 1)
+            } else {
+                who.to_owned()
+            };
+            let _ = writeln!(out, "{}", comparison_row(&who, s));
+        }
     }
     let _ = writeln!(out, "\n{}", c.line());
     if let Some(caveat) = c.caveat() {
