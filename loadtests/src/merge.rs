@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use anyhow::{Context, bail};
 
 use crate::observer::latency_histogram;
-use crate::report::{LatencySummary, Outcome, RunReport, TimelinePoint, encode_histogram};
+use crate::report::{
+    GooseVerdict, LatencySummary, Outcome, RunReport, TimelinePoint, encode_histogram,
+};
 use crate::thresholds::Rule;
 
 /// Merges `reports` (of the same scenario) into one, re-judging the first
@@ -99,10 +101,8 @@ pub fn merge(reports: Vec<RunReport>) -> anyhow::Result<RunReport> {
             )))
         })
         .collect::<anyhow::Result<_>>()?;
-    out.goose_thresholds = reports
-        .iter()
-        .flat_map(|r| r.goose_thresholds.clone())
-        .collect();
+    out.goose_thresholds =
+        merge_goose_verdicts(reports.iter().map(|r| r.goose_thresholds.as_slice()));
     out.baseline.clear();
     out.outcome = if !invalid.is_empty() {
         Outcome::Invalid {
@@ -116,4 +116,63 @@ pub fn merge(reports: Vec<RunReport>) -> anyhow::Result<RunReport> {
         Outcome::Fail
     };
     Ok(out)
+}
+
+/// One verdict per Goose rule: every process judged its own Goose metrics
+/// against the same rules, so a rule passes when it passed everywhere, and
+/// what each process observed is listed in process order.
+fn merge_goose_verdicts<'a>(
+    per_process: impl IntoIterator<Item = &'a [GooseVerdict]>,
+) -> Vec<GooseVerdict> {
+    let mut merged: Vec<(GooseVerdict, usize)> = Vec::new();
+    for verdict in per_process.into_iter().flatten() {
+        match merged.iter_mut().find(|(m, _)| m.rule == verdict.rule) {
+            Some((m, count)) => {
+                m.passed &= verdict.passed;
+                m.observed.push_str(", ");
+                m.observed.push_str(&verdict.observed);
+                *count += 1;
+            }
+            None => merged.push((verdict.clone(), 1)),
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(mut m, count)| {
+            if count > 1 {
+                m.observed = format!("{count} processes: {}", m.observed);
+            }
+            m
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_goose_rule_is_judged_once_over_every_process() {
+        let verdict = |rule: &str, observed: &str, passed| GooseVerdict {
+            rule: rule.into(),
+            observed: observed.into(),
+            passed,
+        };
+        let first = [
+            verdict("error-rate<=0%", "0%", true),
+            verdict("p99<3s", "1ms", true),
+        ];
+        let second = [
+            verdict("error-rate<=0%", "0%", true),
+            verdict("p99<3s", "4s", false),
+        ];
+        let merged = merge_goose_verdicts([&first[..], &second[..]]);
+        assert_eq!(
+            merged,
+            vec![
+                verdict("error-rate<=0%", "2 processes: 0%, 0%", true),
+                verdict("p99<3s", "2 processes: 1ms, 4s", false),
+            ]
+        );
+    }
 }

@@ -113,7 +113,7 @@ async fn run_on(
         .then(|| crate::progress::start(ctx.clone(), scenario.clone()));
 
     // Publish once every user is in (or has given up).
-    let all_in = wait_for_users(&ctx, scenario, opts).await;
+    let in_at_ramp_end = wait_for_users(&ctx, scenario, opts).await;
     lag.reset();
     let generator_before = sysstat::sample(None).unwrap_or_default();
     let server_at_publish = stack.server_pid().and_then(|p| sysstat::sample(Some(p)));
@@ -218,7 +218,7 @@ async fn run_on(
             passed: t.passed,
         })
         .collect();
-    let invalid = invalid_reason(scenario, opts, &users, &generator, &totals, all_in);
+    let invalid = invalid_reason(scenario, opts, &users, &generator, &totals, in_at_ramp_end);
     let outcome = match invalid {
         Some(reason) => Outcome::Invalid { reason },
         None if thresholds.iter().all(|v| v.passed)
@@ -312,17 +312,15 @@ fn build_attack(
     Ok(GooseAttack::initialize_with_config(config)?.register_scenario(crate::user::scenario(ctx)?))
 }
 
-/// Waits until every user is subscribed or has failed; `false` on timeout.
-async fn wait_for_users(ctx: &LoadContext, scenario: &Scenario, opts: &RunOptions) -> bool {
+/// Waits until every user is subscribed or has failed, or the ramp's time
+/// (ramp, connect timeout and 5 s) is up; returns how many were in by then.
+async fn wait_for_users(ctx: &LoadContext, scenario: &Scenario, opts: &RunOptions) -> usize {
     let limit = scenario.ramp_time() + opts.connect_timeout + Duration::from_secs(5);
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         let done = ctx.subscribed.load(Ordering::Acquire) + ctx.failed.load(Ordering::Acquire);
-        if done >= scenario.users {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
+        if done >= scenario.users || tokio::time::Instant::now() >= deadline {
+            return done;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -513,16 +511,17 @@ fn invalid_reason(
     users: &UsersSummary,
     generator: &GeneratorSummary,
     totals: &Totals,
-    all_in: bool,
+    in_at_ramp_end: usize,
 ) -> Option<String> {
     if users.live == 0 {
         return Some("no user could connect and subscribe".into());
     }
-    if !all_in {
+    if in_at_ramp_end < scenario.users {
         return Some(format!(
-            "only {} of {} users had connected or failed when the ramp ended",
+            "only {in_at_ramp_end} of {} users had connected or failed when the ramp ended \
+             ({} by the end of the run)",
+            scenario.users,
             users.live + users.failed,
-            scenario.users
         ));
     }
     let max_lag = opts.max_generator_lag.as_micros() as u64;
@@ -544,4 +543,62 @@ fn invalid_reason(
 
 fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(users: usize) -> Scenario {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/scenarios.toml");
+        let file = crate::scenario::ScenarioFile::load(&path).expect("the scenario file loads");
+        let mut scenario = file.resolve("quick").expect("quick resolves");
+        scenario.users = users;
+        scenario
+    }
+
+    fn opts() -> RunOptions {
+        RunOptions {
+            target: Target::External {
+                ws_url: "ws://127.0.0.1:1/ws".into(),
+                http_addr: None,
+                nats_url: "nats://127.0.0.1:1".into(),
+                jwt_secret: "s".into(),
+            },
+            out_dir: std::env::temp_dir(),
+            connect_timeout: Duration::from_secs(1),
+            max_generator_lag: Duration::from_millis(50),
+            goose_args: Vec::new(),
+            progress: false,
+            source_ips: Vec::new(),
+            worker: false,
+        }
+    }
+
+    #[test]
+    fn a_late_ramp_names_the_count_at_its_end_not_the_final_one() {
+        let scenario = scenario(100);
+        let users = UsersSummary {
+            live: 100,
+            ..UsersSummary::default()
+        };
+        let totals = Totals {
+            achieved_rate: scenario.publish_rate,
+            ..Totals::default()
+        };
+        let generator = GeneratorSummary::default();
+        let reason = invalid_reason(&scenario, &opts(), &users, &generator, &totals, 60);
+        assert_eq!(
+            reason.as_deref(),
+            Some(
+                "only 60 of 100 users had connected or failed when the ramp ended \
+                 (100 by the end of the run)"
+            )
+        );
+        assert_eq!(
+            invalid_reason(&scenario, &opts(), &users, &generator, &totals, 100),
+            None
+        );
+    }
 }

@@ -361,7 +361,10 @@ thresholds = ["connect-success>=100%", "loss<=0", "duplicates<=0"]
     );
     assert!(c["odinOverForwarderPercent"].is_number(), "{c}");
     assert_eq!(c["repeats"][0]["odin"]["server"], "odin-server", "{c}");
-    assert_eq!(c["repeats"][0]["forwarder"]["server"], "odin-forwarder", "{c}");
+    assert_eq!(
+        c["repeats"][0]["forwarder"]["server"], "odin-forwarder",
+        "{c}"
+    );
     assert!(c["odinMedianUs"].as_f64().unwrap() > 0.0, "{c}");
     // Each run keeps its own full report.
     let forwarder = read_json(&out.join("tiny-20-forwarder/report.json"));
