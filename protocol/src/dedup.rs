@@ -37,8 +37,8 @@ pub enum Seen {
 pub struct DedupWindow {
     ttl: Duration,
     capacity: usize,
-    /// Makes this window's fingerprints.
-    fingerprints: Fingerprinter,
+    /// The SipHash key of this window's fingerprints.
+    sip_key: [u8; 16],
     /// Invariant: holds exactly the fingerprints of `order`.
     keys: HashMap<Fingerprint, Instant, FingerprintHasher>,
     /// Fingerprints by first-seen time, oldest first.
@@ -47,37 +47,6 @@ pub struct DedupWindow {
 
 /// A key's 128-bit keyed hash: what the window stores instead of the key.
 pub type Fingerprint = u128;
-
-/// Makes [`Fingerprint`]s: SipHash-1-3 under a random key of its own, so
-/// whoever chooses the strings cannot choose collisions. A client keeps
-/// fingerprints where it would otherwise keep strings (a nonce to compare
-/// later): a fixed 16 bytes inline instead of a heap string to chase.
-#[derive(Debug, Clone)]
-pub struct Fingerprinter {
-    key: [u8; 16],
-}
-
-impl Default for Fingerprinter {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Fingerprinter {
-    /// A fingerprinter with a fresh random key.
-    pub fn new() -> Self {
-        Self {
-            key: rand::random(),
-        }
-    }
-
-    /// The fingerprint of `key`.
-    pub fn of(&self, key: &str) -> Fingerprint {
-        let mut h = SipHasher13::new_with_key(&self.key);
-        h.write(key.as_bytes());
-        h.finish128().as_u128()
-    }
-}
 
 /// A map keyed by [`Fingerprint`]s, hashed by [`FingerprintHasher`].
 pub type FingerprintMap<V> = HashMap<Fingerprint, V, FingerprintHasher>;
@@ -120,20 +89,31 @@ impl DedupWindow {
         Self {
             ttl,
             capacity,
-            fingerprints: Fingerprinter::new(),
+            sip_key: rand::random(),
             keys: HashMap::with_hasher(FingerprintHasher),
             order: VecDeque::new(),
         }
     }
 
-    fn fingerprint(&self, key: &str) -> Fingerprint {
-        self.fingerprints.of(key)
+    /// The fingerprint this window keeps for `key`. A caller that also
+    /// remembers keys of its own (a client's latest price nonce per token)
+    /// can keep these, fixed 16 bytes instead of strings, and hash each key
+    /// once ([`DedupWindow::observe_fingerprint`]).
+    pub fn fingerprint(&self, key: &str) -> Fingerprint {
+        let mut h = SipHasher13::new_with_key(&self.sip_key);
+        h.write(key.as_bytes());
+        h.finish128().as_u128()
     }
 
     /// Records `key` at `now` and says whether it was seen inside the window.
     pub fn observe(&mut self, key: &str, now: Instant) -> Seen {
+        self.observe_fingerprint(self.fingerprint(key), now)
+    }
+
+    /// [`DedupWindow::observe`] of a key already fingerprinted by
+    /// [`DedupWindow::fingerprint`].
+    pub fn observe_fingerprint(&mut self, fingerprint: Fingerprint, now: Instant) -> Seen {
         self.expire(now);
-        let fingerprint = self.fingerprint(key);
         if self.keys.contains_key(&fingerprint) {
             return Seen::Duplicate;
         }

@@ -347,10 +347,9 @@ impl<O: Observer> Client<O> {
 /// Opens the WebSocket: from `source_ip` when one is set (bind, then
 /// connect), otherwise from wherever the kernel chooses.
 async fn open(url: String, source_ip: Option<std::net::IpAddr>) -> anyhow::Result<Socket> {
-    let builder = ClientBuilder::new()
-        .uri(&url)
+    let uri: http::Uri = url
+        .parse()
         .with_context(|| format!("invalid WebSocket URL {url}"))?;
-    let uri: http::Uri = url.parse()?;
     if uri.scheme_str() != Some("ws") {
         anyhow::bail!("{url}: the reference client speaks ws:// only");
     }
@@ -361,7 +360,7 @@ async fn open(url: String, source_ip: Option<std::net::IpAddr>) -> anyhow::Resul
         Some(ip) => connect_from(ip, host, port).await?,
     };
     stream.set_nodelay(true)?;
-    let (ws, _response) = builder.connect_on(stream).await?;
+    let (ws, _response) = ClientBuilder::from_uri(uri).connect_on(stream).await?;
     Ok(ws)
 }
 

@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use odin_protocol::dedup::{FingerprintMap, Fingerprinter, Seen};
+use odin_protocol::dedup::{FingerprintMap, Seen};
 use odin_protocol::{Backoff, DedupWindow};
 use rand::Rng;
 
@@ -148,12 +148,11 @@ pub struct Machine {
     stable_after: Duration,
     /// Every event nonce handed to the application, within its bounds.
     dedup: DedupWindow,
-    /// The latest `price_update` nonce handed over, per token, both as
-    /// fingerprints: one lookup touches one bucket, no heap strings.
+    /// The latest `price_update` nonce handed over, per token, both as the
+    /// de-dup window's fingerprints: one lookup touches one bucket, no heap
+    /// strings, and the nonce is hashed once for both.
     /// Invariant: at most [`MAX_LATEST_TOKENS`] entries.
     latest_price: FingerprintMap<u128>,
-    /// Makes the fingerprints of `latest_price`.
-    fingerprints: Fingerprinter,
 }
 
 impl Machine {
@@ -165,7 +164,6 @@ impl Machine {
             stable_after: policy.stable_after,
             dedup: DedupWindow::new(policy.dedup_ttl, policy.dedup_capacity),
             latest_price: FingerprintMap::default(),
-            fingerprints: Fingerprinter::new(),
         }
     }
 
@@ -237,13 +235,14 @@ impl Machine {
 
     /// Decides whether the application may see an event.
     fn filter(&mut self, nonce: &str, latest_price_of: Option<&str>, now: Instant) -> Action {
-        if self.dedup.observe(nonce, now) == Seen::Duplicate {
+        let nonce = self.dedup.fingerprint(nonce);
+        if self.dedup.observe_fingerprint(nonce, now) == Seen::Duplicate {
             return Action::DropDuplicate;
         }
         let Some(token) = latest_price_of else {
             return Action::Deliver;
         };
-        let (token, nonce) = (self.fingerprints.of(token), self.fingerprints.of(nonce));
+        let token = self.dedup.fingerprint(token);
         match self.latest_price.get_mut(&token) {
             // The window forgot it, but it is the token's latest price the
             // application has: a snapshot repeat.
