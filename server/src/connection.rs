@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use odin_protocol::close::{self, CloseCode};
 use odin_protocol::message::ConnectionEstablished;
 use odin_protocol::{PROTOCOL_VERSION, ServerMessage};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::CapacityError;
@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 use crate::outbox::{CloseRequest, Outbox};
 use crate::session::Session;
 use crate::shared::{AdmissionGuard, Shared};
+use crate::socket::ClientSocket;
+use crate::wire;
 use crate::writer::{self, Liveness, WriterContext};
 
 /// What the handshake learned about the client.
@@ -32,10 +34,12 @@ pub(crate) struct Admitted {
 }
 
 /// Serves one upgraded connection until it closes.
-pub(crate) async fn serve<S>(ws: WebSocketStream<S>, admitted: Admitted, shared: Arc<Shared>)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+pub(crate) async fn serve(
+    mut stream: WebSocketStream<ClientSocket>,
+    socket_writer: OwnedWriteHalf,
+    admitted: Admitted,
+    shared: Arc<Shared>,
+) {
     let conn = shared.next_conn_id();
     let client_id = format!("{}-{conn}", shared.server_id);
     shared.metrics.connections.inc();
@@ -56,7 +60,6 @@ where
         })
     }));
 
-    let (sink, mut stream) = ws.split();
     let liveness = Arc::new(Liveness::default());
     let reader_done = CancellationToken::new();
     let writer_done = CancellationToken::new();
@@ -75,13 +78,17 @@ where
         let writer_done = writer_done.clone();
         async move {
             let _done = writer_done.drop_guard();
-            writer::run(sink, ctx).await;
+            writer::run(socket_writer, ctx).await;
         }
     });
 
     let mut session = Session::new(conn, outbox.clone(), shared.clone());
     let close = |code: CloseCode| {
-        outbox.close(CloseRequest { code, drain: false });
+        outbox.close(CloseRequest {
+            code,
+            drain: false,
+            reply: false,
+        });
     };
     loop {
         let next = tokio::select! {
@@ -96,9 +103,25 @@ where
             }
             Some(Ok(Message::Binary(_))) => close(close::UNSUPPORTED_DATA),
             Some(Ok(Message::Pong(_))) => liveness.pong_received(),
-            // Pings are answered by tungstenite; a close is answered by it
-            // too, after which the stream ends.
-            Some(Ok(Message::Ping(_) | Message::Close(_) | Message::Frame(_))) => {}
+            Some(Ok(Message::Ping(payload))) => outbox.pong(payload),
+            // The peer closes: answer with its code (tungstenite has put a
+            // disallowed one to `1002` already) unless our close is already
+            // under way, and let the writer finish before the reader's end
+            // stops it.
+            Some(Ok(Message::Close(frame))) => {
+                outbox.close(CloseRequest {
+                    code: CloseCode {
+                        code: frame.map_or(wire::NO_STATUS, |f| u16::from(f.code)),
+                        reason: "",
+                    },
+                    drain: false,
+                    reply: true,
+                });
+                liveness.close_received();
+                writer_done.cancelled().await;
+                break;
+            }
+            Some(Ok(Message::Frame(_))) => {}
             Some(Err(e)) => {
                 if let Some(code) = refusal_code(&e) {
                     // Stop reading (for an oversized frame, reading on would

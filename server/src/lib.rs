@@ -26,6 +26,8 @@ mod http;
 mod listener;
 mod session;
 mod shared;
+mod socket;
+mod wire;
 mod writer;
 
 use std::future::Future;

@@ -8,7 +8,9 @@ use std::time::Duration;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, StatusCode};
 use odin_protocol::message::AuthErrorBody;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::task::TaskTracker;
@@ -16,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{AuthError, token_from_request};
 use crate::connection::{self, Admitted};
 use crate::shared::Shared;
+use crate::socket::ClientSocket;
 
 /// The WebSocket endpoint's path.
 pub const WS_PATH: &str = "/ws";
@@ -41,10 +44,15 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, trac
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
+        let connections = tracker.clone();
         tracker.spawn(async move {
             let timeout = shared.config.handshake_timeout;
             match tokio::time::timeout(timeout, upgrade(stream, &shared, config)).await {
-                Ok(Some((ws, admitted))) => connection::serve(ws, admitted, shared).await,
+                // A task of its own, so the handshake's state does not stay
+                // allocated for the connection's lifetime.
+                Ok(Some((ws, writer, admitted))) => {
+                    connections.spawn(connection::serve(ws, writer, admitted, shared));
+                }
                 Ok(None) => {}
                 Err(_) => tracing::debug!("handshake timed out"),
             }
@@ -59,8 +67,11 @@ fn websocket_config(shared: &Shared) -> WebSocketConfig {
         .max_frame_size(Some(max))
         // Client messages are small; a small read buffer keeps idle
         // connections cheap (tungstenite's default is 128 KiB).
-        .read_buffer_size(1024)
-        .write_buffer_size(64 * 1024)
+        .read_buffer_size(512)
+        // After the upgrade tungstenite writes nothing that reaches the
+        // socket (see `crate::socket`): hand its replies over at once
+        // instead of collecting them.
+        .write_buffer_size(0)
 }
 
 // The callback's `Result<Response, ErrorResponse>` is tungstenite's type.
@@ -69,14 +80,18 @@ async fn upgrade(
     stream: TcpStream,
     shared: &Arc<Shared>,
     config: WebSocketConfig,
-) -> Option<(tokio_tungstenite::WebSocketStream<TcpStream>, Admitted)> {
+) -> Option<(WebSocketStream<ClientSocket>, OwnedWriteHalf, Admitted)> {
     let mut admitted = None;
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         admitted = Some(admit(req, shared).map_err(|r| r.into_response(shared))?);
         Ok(resp)
     };
-    match tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)).await {
-        Ok(ws) => Some((ws, admitted.expect("callback admitted the client"))),
+    let socket = ClientSocket::new(stream);
+    match tokio_tungstenite::accept_hdr_async_with_config(socket, callback, Some(config)).await {
+        Ok(mut ws) => {
+            let writer = ws.get_mut().take_writer().expect("taken once");
+            Some((ws, writer, admitted.expect("callback admitted the client")))
+        }
         Err(e) => {
             tracing::debug!(error = %e, "upgrade refused or failed");
             None

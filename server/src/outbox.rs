@@ -13,6 +13,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use bytes::Bytes;
 use odin_protocol::close::{CloseCode, SLOW_CONSUMER};
 use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::Notify;
@@ -63,6 +64,9 @@ pub struct CloseRequest {
     /// Write the frames already queued before closing (e.g. the `error` that
     /// explains a `1008`); otherwise they are discarded.
     pub drain: bool,
+    /// This close answers one the peer sent: the closing handshake is then
+    /// complete once it is written, with no close of the peer's to wait for.
+    pub reply: bool,
 }
 
 #[derive(Debug, Default)]
@@ -73,9 +77,28 @@ struct State {
     /// Sum of the queued frames' lengths.
     bytes: usize,
     /// The newest pending conflatable frame of each key, as a sequence
-    /// number. Invariant: every entry points inside `frames`.
+    /// number; kept only while `indexed` (the client is behind), so a client
+    /// that keeps up pays no hash per delivery. Invariant: every entry
+    /// points inside `frames`.
     pending: HashMap<ConflationKey, u64>,
+    indexed: bool,
+    /// The payload of the latest ping still to be answered (RFC 6455 §5.5.3
+    /// lets an endpoint answer only the most recent one).
+    pong: Option<Bytes>,
     close: Option<CloseRequest>,
+}
+
+impl State {
+    /// Builds `pending` from the queue: the first time a conflatable frame
+    /// arrives while the client is behind.
+    fn index_pending(&mut self) {
+        for (i, frame) in self.frames.iter().enumerate() {
+            if let Some(key) = frame.conflation {
+                self.pending.insert(key, self.head_seq + i as u64);
+            }
+        }
+        self.indexed = true;
+    }
 }
 
 /// The bounded, conflating queue of one connection.
@@ -126,7 +149,12 @@ impl Outbox {
         }
         if let Some(key) = frame.conflation
             && st.bytes > self.conflate_above
-            && let Some(&seq) = st.pending.get(&key)
+            && let Some(&seq) = {
+                if !st.indexed {
+                    st.index_pending();
+                }
+                st.pending.get(&key)
+            }
         {
             let idx = (seq - st.head_seq) as usize;
             let new_len = frame.text.len();
@@ -144,13 +172,16 @@ impl Outbox {
             let overflow = CloseRequest {
                 code: SLOW_CONSUMER,
                 drain: false,
+                reply: false,
             };
             self.request_close(st, overflow);
             return (Pushed::Overflow, false);
         }
         let was_empty = st.frames.is_empty();
         let seq = st.head_seq + st.frames.len() as u64;
-        if let Some(key) = frame.conflation {
+        if let Some(key) = frame.conflation
+            && st.indexed
+        {
             st.pending.insert(key, seq);
         }
         st.bytes += len;
@@ -161,6 +192,23 @@ impl Outbox {
     /// Wakes the writer (after [`Outbox::push_deferred`]).
     pub fn wake(&self) {
         self.ready.notify_one();
+    }
+
+    /// Asks the writer to answer a ping with `payload` (replacing an older
+    /// unanswered one).
+    pub fn pong(&self, payload: Bytes) {
+        let mut st = self.state.lock();
+        if st.close.is_some() {
+            return;
+        }
+        st.pong = Some(payload);
+        drop(st);
+        self.ready.notify_one();
+    }
+
+    /// Takes the ping payload to answer, if any.
+    pub fn take_pong(&self) -> Option<Bytes> {
+        self.state.lock().pong.take()
     }
 
     /// Asks the writer to close the connection with `request`. The first
@@ -211,7 +259,12 @@ impl Outbox {
         let n = st.frames.len() as u64;
         st.head_seq += n;
         st.bytes = 0;
-        st.pending.clear();
+        if st.indexed {
+            // Only a client that fell behind built the index: free it
+            // rather than keep its capacity for the connection's lifetime.
+            st.pending = HashMap::new();
+            st.indexed = false;
+        }
         if close.is_some_and(|c| !c.drain) {
             st.frames.clear();
         } else {
@@ -291,11 +344,13 @@ mod tests {
         o.push(f("error", None));
         assert!(o.close(CloseRequest {
             code: odin_protocol::close::POLICY_VIOLATION,
-            drain: true
+            drain: true,
+            reply: false,
         }));
         assert!(!o.close(CloseRequest {
             code: odin_protocol::close::GOING_AWAY,
-            drain: false
+            drain: false,
+            reply: false,
         }));
         let mut out = VecDeque::new();
         assert_eq!(o.take(&mut out).unwrap().code.code, 1008);

@@ -107,6 +107,7 @@ impl Session {
             self.outbox.close(CloseRequest {
                 code: POLICY_VIOLATION,
                 drain: true,
+                reply: false,
             });
         }
     }

@@ -1,40 +1,50 @@
-//! A connection's single writer task: it owns the sending half of the
-//! socket, drains the outbox into it (everything queued goes out with one
-//! flush), sends heartbeats and pings, enforces the token's expiry, the pong
+//! A connection's single writer task: it owns the write half of the
+//! socket, drains the outbox into it (everything queued goes out in one
+//! vectored write, straight from the shared payloads), answers pings, sends heartbeats and pings, enforces the token's expiry, the pong
 //! deadline and the write timeout, and performs the closing handshake.
 
 use std::collections::VecDeque;
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures_util::{Sink, SinkExt};
+use bytes::Bytes;
+
 use odin_protocol::ServerMessage;
 use odin_protocol::close::{self, CloseCode};
 use odin_protocol::message::Heartbeat;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior, timeout, timeout_at};
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 
 use crate::outbox::{Frame, Outbox};
 use crate::shared::Shared;
+use crate::wire::{self, Progress};
 
 /// How long the closing handshake may take before the TCP connection is
 /// dropped (`PROTOCOL.md` §4.5).
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// Whether the client owes us a pong; set by the writer when it pings,
-/// cleared by the reader when a pong arrives.
+/// What the reader tells the writer about the peer: whether it owes us a
+/// pong (set by the writer when it pings, cleared by the reader when a pong
+/// arrives), and whether its close frame has arrived.
 #[derive(Debug, Default)]
 pub(crate) struct Liveness {
     awaiting_pong: AtomicBool,
+    /// Signalled by the reader when the peer's close frame arrives: the
+    /// closing handshake the writer started is then complete.
+    peer_closed: Notify,
 }
 
 impl Liveness {
     pub(crate) fn pong_received(&self) {
         self.awaiting_pong.store(false, Ordering::Release);
+    }
+
+    pub(crate) fn close_received(&self) {
+        self.peer_closed.notify_one();
     }
 }
 
@@ -51,39 +61,81 @@ pub(crate) struct WriterContext {
 
 /// Why the write loop stopped.
 enum Stop {
-    /// Close the connection with this code.
-    Close(CloseCode),
+    /// Close the connection with `code`.
+    Close {
+        code: CloseCode,
+        /// This close answers the peer's.
+        reply: bool,
+        /// A frame a stopped write left half-sent: its rest goes out before
+        /// the close frame, which must start on a frame boundary.
+        unfinished: Option<Unfinished>,
+    },
     /// The peer is gone or the socket failed: nothing more to send.
     Gone,
 }
 
-/// Runs until the connection ends.
-pub(crate) async fn run<S>(mut sink: S, ctx: WriterContext)
-where
-    S: Sink<Message, Error = WsError> + Unpin,
-{
-    let stop = write_loop(&mut sink, &ctx).await;
-    if let Stop::Close(code) = stop {
-        if code == close::SLOW_CONSUMER {
-            ctx.shared.metrics.slow_consumer_disconnects.inc();
-        }
-        let deadline = Instant::now() + CLOSE_GRACE;
-        let frame = CloseFrame {
-            code: WsCloseCode::from(code.code),
-            reason: code.reason.into(),
-        };
-        // Send our close, then wait for the reader to see the peer's; give up
-        // on both at the deadline and let the socket drop.
-        if let Ok(Ok(())) = timeout_at(deadline, sink.send(Message::Close(Some(frame)))).await {
-            let _ = timeout_at(deadline, ctx.reader_done.cancelled()).await;
+impl Stop {
+    fn close(code: CloseCode) -> Self {
+        Stop::Close {
+            code,
+            reply: false,
+            unfinished: None,
         }
     }
 }
 
-async fn write_loop<S>(sink: &mut S, ctx: &WriterContext) -> Stop
-where
-    S: Sink<Message, Error = WsError> + Unpin,
-{
+/// The frame a write stopped in the middle of.
+struct Unfinished {
+    opcode: u8,
+    payload: Bytes,
+    /// Bytes of it (header included) already sent.
+    offset: usize,
+}
+
+/// Runs until the connection ends.
+pub(crate) async fn run(io: OwnedWriteHalf, ctx: WriterContext) {
+    let stop = write_loop(&io, &ctx).await;
+    if let Stop::Close {
+        code,
+        reply,
+        unfinished,
+    } = stop
+    {
+        if code == close::SLOW_CONSUMER {
+            ctx.shared.metrics.slow_consumer_disconnects.inc();
+        }
+        let deadline = Instant::now() + CLOSE_GRACE;
+        let payload = wire::close_payload(code.code, code.reason);
+        let send_close = async {
+            if let Some(u) = &unfinished {
+                let mut progress = Progress {
+                    frames: 0,
+                    offset: u.offset,
+                };
+                let rest = || std::iter::once((u.opcode, &u.payload[..]));
+                write_all(&io, rest, &mut progress, CLOSE_GRACE).await?;
+            }
+            let frame = || std::iter::once((wire::OP_CLOSE, payload.as_slice()));
+            write_all(&io, frame, &mut Progress::default(), CLOSE_GRACE).await
+        };
+        // Send our close, then (unless it answers the peer's) wait for the
+        // peer's (or the reader's end); give up on both at the deadline and let
+        // the socket drop.
+        if let Ok(Ok(())) = timeout_at(deadline, send_close).await
+            && !reply
+        {
+            let peer_closed = async {
+                tokio::select! {
+                    _ = ctx.liveness.peer_closed.notified() => {}
+                    _ = ctx.reader_done.cancelled() => {}
+                }
+            };
+            let _ = timeout_at(deadline, peer_closed).await;
+        }
+    }
+}
+
+async fn write_loop(io: &OwnedWriteHalf, ctx: &WriterContext) -> Stop {
     let shared = &ctx.shared;
     let period = shared.config.heartbeat_interval;
     let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
@@ -105,11 +157,11 @@ where
         tokio::select! {
             biased;
             _ = &mut reader_done => return Stop::Gone,
-            _ = &mut shutdown => return Stop::Close(close::GOING_AWAY),
-            _ = &mut expiry => return Stop::Close(close::TOKEN_EXPIRED),
+            _ = &mut shutdown => return Stop::close(close::GOING_AWAY),
+            _ = &mut expiry => return Stop::close(close::TOKEN_EXPIRED),
             _ = heartbeat.tick() => {
                 if ctx.liveness.awaiting_pong.swap(true, Ordering::AcqRel) {
-                    return Stop::Close(close::NO_PONG);
+                    return Stop::close(close::NO_PONG);
                 }
                 ctx.outbox.push(shared.frame(|timestamp, nonce| ServerMessage::Heartbeat(Heartbeat {
                     server_id: shared.server_id.clone(),
@@ -121,27 +173,60 @@ where
             _ = ctx.outbox.ready() => {}
         }
         let close = ctx.outbox.take(&mut batch);
+        let pong = ctx.outbox.take_pong();
         let count = batch.len() as u64;
+        let frames = || {
+            let pong = pong.as_deref().map(|p| (wire::OP_PONG, p));
+            let texts = batch.iter().map(|f| (wire::OP_TEXT, f.text.as_bytes()));
+            let ping = ping.then_some((wire::OP_PING, &[][..]));
+            pong.into_iter().chain(texts).chain(ping)
+        };
+        // Where a stopped write left off, for the close that follows it.
+        let mut progress = Progress::default();
+        let unfinished = |progress: &Progress| {
+            let (opcode, payload) = frames().nth(progress.frames)?;
+            (progress.offset > 0).then(|| Unfinished {
+                opcode,
+                payload: Bytes::copy_from_slice(payload),
+                offset: progress.offset,
+            })
+        };
         let written = tokio::select! {
             biased;
             // An overflow while a write is stuck on a full socket: stop now,
             // not at the write timeout (the close below may then find the
             // socket still full and drop it after the grace, as §8 allows).
             _ = &mut aborted => {
+                let unfinished = unfinished(&progress);
                 let request = ctx.outbox.take(&mut batch);
-                return Stop::Close(request.map_or(close::SLOW_CONSUMER, |r| r.code));
+                return Stop::Close {
+                    code: request.map_or(close::SLOW_CONSUMER, |r| r.code),
+                    reply: request.is_some_and(|r| r.reply),
+                    unfinished,
+                };
             }
-            written = write_batch(sink, &mut batch, ping, shared.config.write_timeout) => written,
+            written = write_all(io, frames, &mut progress, shared.config.write_timeout) => written,
         };
         match written {
             Ok(()) => {
                 shared.metrics.messages_delivered.inc_by(count);
             }
-            Err(WriteFailure::TimedOut) => return Stop::Close(close::SLOW_CONSUMER),
+            Err(WriteFailure::TimedOut) => {
+                return Stop::Close {
+                    code: close::SLOW_CONSUMER,
+                    reply: false,
+                    unfinished: unfinished(&progress),
+                };
+            }
             Err(WriteFailure::Socket) => return Stop::Gone,
         }
+        batch.clear();
         if let Some(request) = close {
-            return Stop::Close(request.code);
+            return Stop::Close {
+                code: request.code,
+                reply: request.reply,
+                unfinished: None,
+            };
         }
     }
 }
@@ -153,27 +238,32 @@ enum WriteFailure {
     Socket,
 }
 
-/// Feeds every frame (and a ping) into the sink and flushes once; each step
-/// must make progress within `limit`.
-async fn write_batch<S>(
-    sink: &mut S,
-    batch: &mut VecDeque<Frame>,
-    ping: bool,
+/// Writes every frame `frames` yields from `progress` on (it is called
+/// again after each partial write, and must yield the same frames); each
+/// write must make progress within `limit`. `progress` tells how far it got
+/// if it fails or is dropped.
+async fn write_all<'a, F, I>(
+    io: &OwnedWriteHalf,
+    frames: F,
+    progress: &mut Progress,
     limit: Duration,
 ) -> Result<(), WriteFailure>
 where
-    S: Sink<Message, Error = WsError> + Unpin,
+    F: Fn() -> I,
+    I: Iterator<Item = (u8, &'a [u8])>,
 {
-    let step = |r: Result<Result<(), WsError>, tokio::time::error::Elapsed>| match r {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(WriteFailure::Socket),
-        Err(_) => Err(WriteFailure::TimedOut),
-    };
-    for frame in batch.drain(..) {
-        step(timeout(limit, sink.feed(Message::Text(frame.text))).await)?;
+    loop {
+        match wire::try_write(io, frames(), progress) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                match timeout(limit, io.writable()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return Err(WriteFailure::Socket),
+                    Err(_) => return Err(WriteFailure::TimedOut),
+                }
+            }
+            Err(_) => return Err(WriteFailure::Socket),
+        }
     }
-    if ping {
-        step(timeout(limit, sink.feed(Message::Ping(Default::default()))).await)?;
-    }
-    step(timeout(limit, sink.flush()).await)
 }

@@ -153,9 +153,27 @@ async fn a_client_that_reads_nothing_is_dropped_as_a_slow_consumer() {
     let mut healthy = stack.client().await;
     healthy.subscribe(&["token.T"]).await;
 
-    // Trades are never conflated: 20 MB of them overflow the stalled client.
-    // They go out in chunks the healthy client reads before the next one, so
-    // it is never behind, while the stalled one only falls further back.
+    overflow_all_but(&mut stack, &mut healthy).await;
+    let stats = stack
+        .server
+        .wait_for_stats(WAIT, |s| {
+            s.slow_consumer_disconnects == 1 && s.connection_count == 1
+        })
+        .await
+        .expect("the stalled client is disconnected and counted");
+    assert_eq!(stats.slow_consumer_disconnects, 1);
+    // The stalled client finds its buffered frames and then the end: a 4008
+    // close when the close frame fit, else a dropped TCP connection.
+    let code = stalled.closed().await;
+    assert!(matches!(code, Some(4008) | None), "{code:?}");
+    healthy.send_json(json!({"type": "ping", "id": "ok"})).await;
+    assert_eq!(healthy.next_of_type("pong").await["id"], "ok");
+}
+
+/// Publishes 20 MB of trades on `token.T`, which are never conflated, in
+/// chunks that `healthy` reads before the next one: it is never behind,
+/// while a subscriber that reads nothing overflows any small queue.
+async fn overflow_all_but(stack: &mut Stack, healthy: &mut super::support::Ws) {
     const N: u64 = 5_000;
     const CHUNK: u64 = 25; // 100 KB: fits the healthy client's queue
     for start in (0..N).step_by(CHUNK as usize) {
@@ -181,18 +199,119 @@ async fn a_client_that_reads_nothing_is_dropped_as_a_slow_consumer() {
             );
         }
     }
-    let stats = stack
-        .server
-        .wait_for_stats(WAIT, |s| {
-            s.slow_consumer_disconnects == 1 && s.connection_count == 1
-        })
+}
+
+// The overflow stops the writer wherever it is, often in the middle of a
+// frame on the full socket. A client that starts reading again at once
+// drains the socket within the closing grace: it must find whole frames,
+// then the 4008 close starting on a frame boundary, not a broken stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_that_resumes_reads_whole_frames_then_4008() {
+    let mut stack = Stack::start_with(|c| {
+        c.max_queue_bytes = 256 * 1024;
+        c.write_timeout = Duration::from_secs(600);
+    })
+    .await;
+    let mut stalled = stack.client().await;
+    stalled.subscribe(&["token.T"]).await;
+    let mut healthy = stack.client().await;
+    healthy.subscribe(&["token.T"]).await;
+    let watch = tokio::spawn({
+        let server = stack.server.endpoint().clone();
+        async move {
+            server
+                .wait_for_stats(WAIT * 4, |s| s.slow_consumer_disconnects == 1)
+                .await
+        }
+    });
+    let reader = tokio::spawn(async move {
+        // Read again the moment the server gives up on this client.
+        watch.await.unwrap().expect("the stalled client is counted");
+        let mut frames = 0u64;
+        let code = loop {
+            match stalled.try_next_text(WAIT).await {
+                Ok(Some(text)) => {
+                    let v: Value = serde_json::from_str(&text).expect("a whole JSON frame");
+                    assert!(v["type"].is_string(), "{text:.80}");
+                    frames += 1;
+                }
+                Ok(None) => panic!("not closed within {WAIT:?}"),
+                Err(code) => break code,
+            }
+        };
+        (frames, code)
+    });
+    overflow_all_but(&mut stack, &mut healthy).await;
+    let (frames, code) = reader.await.unwrap();
+    assert!(frames > 0, "the stalled client had frames buffered");
+    assert_eq!(code, Some(4008), "after {frames} whole frames");
+}
+
+#[tokio::test]
+async fn a_websocket_ping_is_answered_with_a_pong_of_its_payload() {
+    let stack = Stack::start().await;
+    let mut ws = stack.client().await;
+    ws.send_raw(Message::Ping(b"odin-ping-42"[..].into())).await;
+    let pong = loop {
+        match tokio::time::timeout(WAIT, ws_next(&mut ws))
+            .await
+            .expect("a pong in time")
+        {
+            Some(Message::Pong(payload)) => break payload,
+            Some(Message::Close(f)) => panic!("closed instead: {f:?}"),
+            Some(_) => {}
+            None => panic!("connection ended before the pong"),
+        }
+    };
+    assert_eq!(&pong[..], b"odin-ping-42");
+}
+
+/// The close the server answers a client's close with, read after sending
+/// `close`; and that the server then ends the TCP connection.
+async fn answer_to_close(
+    close: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>,
+) -> Option<(u16, String)> {
+    let stack = Stack::start().await;
+    let mut ws = stack.client().await;
+    ws.inner_mut().close(close).await.expect("close sent");
+    let answer = loop {
+        match tokio::time::timeout(WAIT, ws.inner_mut().next())
+            .await
+            .expect("an answer in time")
+        {
+            Some(Ok(Message::Close(f))) => {
+                break f.map(|f| (u16::from(f.code), f.reason.to_string()));
+            }
+            Some(Ok(_)) => {}
+            other => panic!("no close frame in answer: {other:?}"),
+        }
+    };
+    // After the closing handshake the server drops the connection.
+    let end = tokio::time::timeout(WAIT, ws.inner_mut().next())
         .await
-        .expect("the stalled client is disconnected and counted");
-    assert_eq!(stats.slow_consumer_disconnects, 1);
-    // The stalled client finds its buffered frames and then the end: a 4008
-    // close when the close frame fit, else a dropped TCP connection.
-    let code = stalled.closed().await;
-    assert!(matches!(code, Some(4008) | None), "{code:?}");
-    healthy.send_json(json!({"type": "ping", "id": "ok"})).await;
-    assert_eq!(healthy.next_of_type("pong").await["id"], "ok");
+        .expect("the connection ends in time");
+    assert!(end.is_none() || matches!(end, Some(Err(_))), "{end:?}");
+    stack
+        .server
+        .wait_for_stats(WAIT, |s| s.connection_count == 0)
+        .await
+        .expect("the server forgets the connection");
+    answer
+}
+
+#[tokio::test]
+async fn a_client_close_is_answered_with_its_code() {
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let answer = answer_to_close(Some(CloseFrame {
+        code: CloseCode::from(4100),
+        reason: "done here".into(),
+    }))
+    .await;
+    assert_eq!(answer.map(|(code, _)| code), Some(4100));
+}
+
+#[tokio::test]
+async fn a_client_close_without_a_code_is_answered_without_one() {
+    assert_eq!(answer_to_close(None).await, None);
 }
