@@ -39,10 +39,19 @@ pub struct DedupWindow {
     capacity: usize,
     /// The SipHash key of this window's fingerprints.
     sip_key: [u8; 16],
-    /// Invariant: holds exactly the fingerprints of `order`.
-    keys: HashMap<Fingerprint, Instant, FingerprintHasher>,
+    /// Each fingerprint's latest first sighting, as its sequence number in
+    /// `order`. Invariant: holds every fingerprint of `order`, with its
+    /// sequence number there; entries below `head_seq` are stale, left by
+    /// eviction (removing each at once would cost a cache miss per key) and
+    /// dropped in bulk once there are more than `stale_limit`.
+    keys: HashMap<Fingerprint, u64, FingerprintHasher>,
     /// Fingerprints by first-seen time, oldest first.
     order: VecDeque<(Instant, Fingerprint)>,
+    /// Sequence number of `order[0]`.
+    head_seq: u64,
+    /// Stale `keys` entries tolerated before a sweep: an eighth of the
+    /// capacity, so the table needs no more room than for `capacity` keys.
+    stale_limit: usize,
 }
 
 /// A key's 128-bit keyed hash: what the window stores instead of the key.
@@ -92,6 +101,8 @@ impl DedupWindow {
             sip_key: rand::random(),
             keys: HashMap::with_hasher(FingerprintHasher),
             order: VecDeque::new(),
+            head_seq: 0,
+            stale_limit: capacity / 8 + 16,
         }
     }
 
@@ -114,22 +125,32 @@ impl DedupWindow {
     /// [`DedupWindow::fingerprint`].
     pub fn observe_fingerprint(&mut self, fingerprint: Fingerprint, now: Instant) -> Seen {
         self.expire(now);
-        if self.keys.contains_key(&fingerprint) {
+        if self.live_index(fingerprint).is_some() {
             return Seen::Duplicate;
         }
         if self.order.len() == self.capacity {
             self.evict_oldest();
         }
-        self.keys.insert(fingerprint, now);
+        if self.keys.len() - self.order.len() > self.stale_limit {
+            let head = self.head_seq;
+            self.keys.retain(|_, seq| *seq >= head);
+        }
+        let seq = self.head_seq + self.order.len() as u64;
+        self.keys.insert(fingerprint, seq);
         self.order.push_back((now, fingerprint));
         Seen::First
     }
 
+    /// Where `fingerprint` is in `order`, if it is there.
+    fn live_index(&self, fingerprint: Fingerprint) -> Option<usize> {
+        let seq = *self.keys.get(&fingerprint)?;
+        seq.checked_sub(self.head_seq).map(|i| i as usize)
+    }
+
     /// Whether `key` is in the window at `now`, without recording it.
     pub fn contains(&self, key: &str, now: Instant) -> bool {
-        self.keys
-            .get(&self.fingerprint(key))
-            .is_some_and(|&t| now.saturating_duration_since(t) < self.ttl)
+        self.live_index(self.fingerprint(key))
+            .is_some_and(|i| now.saturating_duration_since(self.order[i].0) < self.ttl)
     }
 
     /// Forgets every key older than the window.
@@ -142,9 +163,10 @@ impl DedupWindow {
         }
     }
 
+    /// Drops the oldest key; its `keys` entry goes stale.
     fn evict_oldest(&mut self) {
-        if let Some((_, key)) = self.order.pop_front() {
-            self.keys.remove(&key);
+        if self.order.pop_front().is_some() {
+            self.head_seq += 1;
         }
     }
 
