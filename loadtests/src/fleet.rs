@@ -26,7 +26,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use odin_harness::nats::NatsServer;
+use odin_harness::nats::{NatsCluster, NatsOptions, NatsServer};
 use odin_harness::server::{ServerProcess, TEST_SECRET};
 use odin_protocol::stats::StatsSnapshot;
 use odin_publisher::{PublisherConfig, Totals};
@@ -81,10 +81,10 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunReport, Se
         .map_err(SetupError)?;
     // The gateways inherit this process's file limit.
     crate::limits::ensure_files_for(MAX_USERS_PER_PROCESS).map_err(SetupError)?;
-    let fleet = Fleet::start(scenario, &opts.target)
+    let mut fleet = Fleet::start(scenario, &opts.target)
         .await
         .map_err(SetupError)?;
-    let result = coordinate(scenario, opts, &fleet).await;
+    let result = coordinate(scenario, opts, &mut fleet).await;
     fleet.shutdown().await;
     let mut report = result.map_err(SetupError)?;
     report.started_at = started_at;
@@ -92,9 +92,20 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunReport, Se
     Ok(report)
 }
 
+/// The NATS of an embedded run.
+enum Nats {
+    #[expect(dead_code, reason = "held for its drop, which stops it")]
+    One(NatsServer),
+    /// A cluster with JetStream, the last prices kept in it.
+    Cluster(NatsCluster),
+}
+
+/// The last-prices stream of a cluster run.
+const LAST_PRICES_STREAM: &str = "ODIN_LAST_PRICES";
+
 /// NATS and the gateways of an embedded run, or an external target.
 struct Fleet {
-    nats: Option<NatsServer>,
+    nats: Option<Nats>,
     gateways: Vec<ServerProcess>,
     ws_url: String,
     nats_url: String,
@@ -127,22 +138,56 @@ impl Fleet {
                 server: ServerKind::Odin,
                 server_args,
             } => {
-                let nats = NatsServer::start().await.context("cannot start NATS")?;
+                let (nats, urls) = if scenario.nats_nodes > 1 {
+                    let options = NatsOptions {
+                        jetstream: true,
+                        ..NatsOptions::default()
+                    };
+                    let cluster = NatsCluster::start_with(scenario.nats_nodes, options)
+                        .await
+                        .context("cannot start the NATS cluster")?;
+                    let urls = cluster.urls();
+                    (Nats::Cluster(cluster), urls)
+                } else {
+                    let nats = NatsServer::start().await.context("cannot start NATS")?;
+                    let urls = vec![nats.url()];
+                    (Nats::One(nats), urls)
+                };
                 let port = free_port()?;
                 let ws_addr = format!("127.0.0.1:{port}");
                 let max = (scenario.users.div_ceil(scenario.gateways) + 1000).to_string();
+                let replicas = urls.len().min(3).to_string();
                 let mut args: Vec<&str> = vec!["--reuse-port", "--max-connections", &max];
+                if urls.len() > 1 {
+                    // A fresh cluster elects its JetStream leaders within
+                    // seconds: the gateways wait for the stream that long.
+                    args.extend([
+                        "--last-prices-stream",
+                        LAST_PRICES_STREAM,
+                        "--last-prices-replicas",
+                        &replicas,
+                        "--last-prices-timeout",
+                        "30s",
+                    ]);
+                }
                 args.extend(server_args.iter().map(String::as_str));
                 let mut gateways = Vec::new();
                 for g in 0..scenario.gateways {
-                    let gateway = ServerProcess::start_at(&nats.url(), &ws_addr, &args, &[])
+                    // Gateway g tries node g % n first, then the others in
+                    // turn: the gateways spread over the nodes.
+                    let first = g % urls.len();
+                    let order: Vec<&str> = (0..urls.len())
+                        .map(|i| urls[(first + i) % urls.len()].as_str())
+                        .collect();
+                    let gateway = ServerProcess::start_at(&order.join(","), &ws_addr, &args, &[])
                         .await
                         .with_context(|| format!("cannot start gateway {g}"))?;
                     gateways.push(gateway);
                 }
                 let fleet = Fleet {
                     ws_url: format!("ws://{ws_addr}{}", odin_server::WS_PATH),
-                    nats_url: nats.url(),
+                    // The publisher's node: the last, never the stopped one.
+                    nats_url: urls[urls.len() - 1].clone(),
                     jwt_secret: TEST_SECRET.to_owned(),
                     nats: Some(nats),
                     gateways,
@@ -192,12 +237,24 @@ impl Fleet {
     }
 
     fn describe(&self, processes: usize) -> String {
+        let nats = match &self.nats {
+            Some(Nats::Cluster(c)) => format!(", a {}-node NATS cluster", c.len()),
+            _ => String::new(),
+        };
         match self.gateways.len() {
             0 => format!("{} from {processes} load processes", self.ws_url),
             n => format!(
-                "embedded fleet: {n} gateways sharing {} (SO_REUSEPORT), {processes} load processes",
+                "embedded fleet: {n} gateways sharing {} (SO_REUSEPORT), {processes} load processes{nats}",
                 self.ws_url
             ),
+        }
+    }
+
+    /// Stops NATS node `i` of a cluster; `None` when there is none.
+    async fn stop_nats_node(&mut self, i: usize) -> Option<anyhow::Result<()>> {
+        match &mut self.nats {
+            Some(Nats::Cluster(cluster)) => Some(cluster.node(i).stop().await),
+            _ => None,
         }
     }
 
@@ -268,7 +325,7 @@ impl Worker {
 async fn coordinate(
     scenario: &Scenario,
     opts: &RunOptions,
-    fleet: &Fleet,
+    fleet: &mut Fleet,
 ) -> anyhow::Result<RunReport> {
     let processes = scenario.processes;
     if processes > 250 {
@@ -324,11 +381,26 @@ async fn coordinate(
         tick: scenario.tick,
         ..PublisherConfig::default()
     };
-    let totals = odin_harness::publisher::PublisherProcess::start(&config)
-        .await?
-        .wait(scenario.hold + Duration::from_secs(30))
-        .await
-        .context("the publisher failed")?;
+    let publisher = odin_harness::publisher::PublisherProcess::start(&config).await?;
+    let stop_node = async {
+        if let Some(after) = scenario.stop_nats_node_after {
+            tokio::time::sleep(after).await;
+            eprintln!(
+                "odin-load: stopping NATS node 0, {} into publishing",
+                humantime::format_duration(after)
+            );
+            if let Some(stopped) = fleet.stop_nats_node(0).await {
+                return stopped.context("cannot stop NATS node 0");
+            }
+        }
+        anyhow::Ok(())
+    };
+    let (totals, stopped) = tokio::join!(
+        publisher.wait(scenario.hold + Duration::from_secs(30)),
+        stop_node
+    );
+    let totals = totals.context("the publisher failed")?;
+    stopped?;
     let publish_secs = publish_wall.elapsed().as_secs_f64();
     tokio::time::sleep(scenario.drain).await;
     let after = fleet.sample();
@@ -361,6 +433,12 @@ async fn coordinate(
     }
     let mut report = crate::merge::merge(reports)?;
     report.target = fleet.describe(processes);
+    if let Some(after) = scenario.stop_nats_node_after {
+        report.target += &format!(
+            "; NATS node 0 stopped {} into publishing",
+            humantime::format_duration(after)
+        );
+    }
     report.scenario = scenario.clone();
     if !fleet.gateways.is_empty() {
         report.server = crate::run::server_summary(

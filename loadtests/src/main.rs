@@ -413,7 +413,7 @@ async fn run_one(
         scenario.publish_rate,
         humantime::format_duration(scenario.hold)
     );
-    let several = scenario.processes > 1 || scenario.gateways > 1;
+    let several = scenario.processes > 1 || scenario.gateways > 1 || scenario.nats_nodes > 1;
     let result = if several {
         odin_loadtests::fleet::run(scenario, &opts).await
     } else {

@@ -48,6 +48,12 @@ pub struct ScenarioFields {
     pub processes: Option<usize>,
     /// Gateways (default 1).
     pub gateways: Option<usize>,
+    /// NATS servers: 1, or a cluster of this many nodes (default 1).
+    pub nats_nodes: Option<usize>,
+    /// When, into the publish phase, NATS node 0 is stopped (a cluster
+    /// only).
+    #[serde(default, with = "opt_duration")]
+    pub stop_nats_node_after: Option<Duration>,
 }
 
 /// The progressive run: several scenarios in turn.
@@ -154,6 +160,17 @@ pub struct Scenario {
     /// (`--reuse-port`); embedded runs only.
     #[serde(default = "one")]
     pub gateways: usize,
+    /// NATS servers of an embedded run: one, or a cluster of this many nodes
+    /// with the gateways spread over them (gateway `g` prefers node
+    /// `g % nats_nodes`) and the publisher on the last node.
+    #[serde(default = "one")]
+    pub nats_nodes: usize,
+    /// Into the publish phase, stop NATS node 0 (a cluster only): its
+    /// gateways reconnect to another node and no user may lose its
+    /// connection. What was published while they were away never reaches
+    /// their users and is reported as loss.
+    #[serde(default, with = "opt_duration")]
+    pub stop_nats_node_after: Option<Duration>,
     /// Index of this process's first user among all users of the run: users
     /// are numbered across processes so that channels spread evenly.
     #[serde(default)]
@@ -283,6 +300,8 @@ fn merge(name: &str, base: &ScenarioFields, over: &ScenarioFields) -> anyhow::Re
             .unwrap_or_default(),
         processes: over.processes.or(base.processes).unwrap_or(1),
         gateways: over.gateways.or(base.gateways).unwrap_or(1),
+        nats_nodes: over.nats_nodes.or(base.nats_nodes).unwrap_or(1),
+        stop_nats_node_after: over.stop_nats_node_after.or(base.stop_nats_node_after),
         first_user: 0,
     };
     scenario.validate()?;
@@ -327,6 +346,20 @@ impl Scenario {
                     self.users,
                     self.users.div_ceil(MAX_USERS_PER_PROCESS),
                 );
+            }
+        }
+        if self.nats_nodes == 0 {
+            bail!("scenario {n}: nats_nodes must be at least 1");
+        }
+        if let Some(after) = self.stop_nats_node_after {
+            if self.nats_nodes < 3 {
+                bail!(
+                    "scenario {n}: stop_nats_node_after needs a cluster of at least 3 nats_nodes \
+                     (the others keep the last-prices stream's quorum)"
+                );
+            }
+            if after >= self.hold {
+                bail!("scenario {n}: stop_nats_node_after must be shorter than hold");
             }
         }
         for rule in &self.thresholds {
@@ -444,6 +477,28 @@ mod tests {
             assert!(e.contains(refused), "{e}");
         }
         assert!(file.resolve("quick").unwrap().processes == 1);
+    }
+
+    #[test]
+    fn stopping_a_nats_node_needs_a_cluster_and_time_left() {
+        let file = ScenarioFile::load(Path::new(DEFAULT_FILE)).unwrap();
+        let failover = file.resolve("failover").unwrap();
+        assert_eq!(failover.nats_nodes, 3);
+        assert_eq!(failover.stop_nats_node_after, Some(Duration::from_secs(8)));
+        for (nodes, after, refused) in [
+            (1, 8, "at least 3 nats_nodes"),
+            (2, 8, "at least 3 nats_nodes"),
+            (3, 20, "shorter than hold"),
+        ] {
+            let s = Scenario {
+                nats_nodes: nodes,
+                stop_nats_node_after: Some(Duration::from_secs(after)),
+                ..failover.clone()
+            };
+            let e = s.validate().unwrap_err().to_string();
+            assert!(e.contains(refused), "{e}");
+        }
+        assert_eq!(file.resolve("fleet").unwrap().nats_nodes, 1);
     }
 
     #[test]

@@ -62,3 +62,45 @@ fn a_run_over_two_gateways_and_two_load_processes_gives_one_verdict() {
     }
     assert!(stdout.contains("PASS"), "{stdout}");
 }
+
+#[test]
+fn a_run_on_a_nats_cluster_survives_the_loss_of_a_node() {
+    let out = tempfile::tempdir().unwrap();
+    let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/scenarios.toml");
+    // `failover` stops node 0 8 s into publishing; hold 10 s leaves 2 s after.
+    let run = Command::new(env!("CARGO_BIN_EXE_odin-load"))
+        .args(["run", "failover", "--users", "300", "--ramp-rate", "300"])
+        .args(["--hold", "10s", "--publish-rate", "20", "--no-progress"])
+        .arg("--scenario-file")
+        .arg(&scenarios)
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .expect("odin-load runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "odin-load failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("stopping NATS node 0"),
+        "no node was stopped:\n{stderr}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["users"]["live"], 300, "{}", report["users"]);
+    assert_eq!(report["users"]["reconnects"], 0, "{}", report["users"]);
+    assert_eq!(report["fleet"]["gateways"], 3);
+    // The gateway on node 0 reconnected: had it not, its third of the users
+    // would have lost the last 2 s of 10 (about 7 % of all deliveries).
+    let accounting = &report["accounting"];
+    let expected = accounting["expected"].as_u64().unwrap();
+    let lost = accounting["lost"].as_u64().unwrap();
+    assert!(expected > 0, "{accounting}");
+    assert!(
+        lost * 50 < expected,
+        "{lost} of {expected} lost: the gateway of the stopped node did not come back"
+    );
+}

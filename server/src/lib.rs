@@ -201,6 +201,9 @@ async fn connect_nats(url: &str, name: &str) -> anyhow::Result<async_nats::Clien
     async_nats::ConnectOptions::new()
         .name(format!("odin-server {name}"))
         .retry_on_initial_connect()
+        // The URLs in the order given: the first reachable one is used, the
+        // next on failure (a fleet spreads its gateways over a cluster so).
+        .retain_servers_order()
         .max_reconnects(None)
         // Local brokers come back fast; don't let the default back-off
         // (up to 4 s) delay live events after a NATS restart.
