@@ -6,28 +6,65 @@
 use std::path::Path;
 use std::process::Command;
 
-#[test]
-fn a_run_over_two_gateways_and_two_load_processes_gives_one_verdict() {
+/// What a passing run left: its output folder (kept while the run is
+/// inspected), its `report.json`, stdout and stderr.
+struct PassedRun {
+    out: tempfile::TempDir,
+    report: serde_json::Value,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `odin-load run <args>` on the project's scenario file and asserts
+/// that it exited 0.
+fn run_passing(args: &[&str]) -> PassedRun {
     let out = tempfile::tempdir().unwrap();
     let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/scenarios.toml");
     let run = Command::new(env!("CARGO_BIN_EXE_odin-load"))
-        .args(["run", "fleet", "--users", "200", "--ramp-rate", "200"])
-        .args(["--hold", "3s", "--publish-rate", "20", "--no-progress"])
+        .arg("run")
+        .args(args)
+        .arg("--no-progress")
         .arg("--scenario-file")
         .arg(&scenarios)
         .arg("--out")
         .arg(out.path())
         .output()
         .expect("odin-load runs");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let stderr = String::from_utf8_lossy(&run.stderr);
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
     assert_eq!(
         run.status.code(),
         Some(0),
         "odin-load failed:\n{stdout}\n{stderr}"
     );
-    let report: serde_json::Value =
+    let report =
         serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
+    PassedRun {
+        out,
+        report,
+        stdout,
+        stderr,
+    }
+}
+
+#[test]
+fn a_run_over_two_gateways_and_two_load_processes_gives_one_verdict() {
+    let PassedRun {
+        out,
+        report,
+        stdout,
+        ..
+    } = run_passing(&[
+        "fleet",
+        "--users",
+        "200",
+        "--ramp-rate",
+        "200",
+        "--hold",
+        "3s",
+        "--publish-rate",
+        "20",
+    ]);
     assert_eq!(report["processes"], 2, "{report:#}");
     assert_eq!(report["users"]["live"], 200);
     let accounting = &report["accounting"];
@@ -65,31 +102,22 @@ fn a_run_over_two_gateways_and_two_load_processes_gives_one_verdict() {
 
 #[test]
 fn a_run_on_a_nats_cluster_survives_the_loss_of_a_node() {
-    let out = tempfile::tempdir().unwrap();
-    let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/scenarios.toml");
     // `failover` stops node 0 8 s into publishing; hold 10 s leaves 2 s after.
-    let run = Command::new(env!("CARGO_BIN_EXE_odin-load"))
-        .args(["run", "failover", "--users", "300", "--ramp-rate", "300"])
-        .args(["--hold", "10s", "--publish-rate", "20", "--no-progress"])
-        .arg("--scenario-file")
-        .arg(&scenarios)
-        .arg("--out")
-        .arg(out.path())
-        .output()
-        .expect("odin-load runs");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert_eq!(
-        run.status.code(),
-        Some(0),
-        "odin-load failed:\n{stdout}\n{stderr}"
-    );
+    let PassedRun { report, stderr, .. } = run_passing(&[
+        "failover",
+        "--users",
+        "300",
+        "--ramp-rate",
+        "300",
+        "--hold",
+        "10s",
+        "--publish-rate",
+        "20",
+    ]);
     assert!(
         stderr.contains("stopping NATS node 0"),
         "no node was stopped:\n{stderr}"
     );
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
     assert_eq!(report["users"]["live"], 300, "{}", report["users"]);
     assert_eq!(report["users"]["reconnects"], 0, "{}", report["users"]);
     assert_eq!(report["fleet"]["gateways"], 3);

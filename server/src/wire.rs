@@ -118,8 +118,7 @@ where
     let mut slices = [IoSlice::new(&[]); 2 * FRAMES_PER_WRITE];
     let mut used = 0;
     for i in 0..count {
-        let header = headers[i].as_bytes();
-        let (mut header, mut payload) = (header, payloads[i]);
+        let (mut header, mut payload) = (headers[i].as_bytes(), payloads[i]);
         if i == 0 {
             // Skip what an earlier, partial write already sent.
             let skip = progress.offset;

@@ -1,7 +1,8 @@
 //! A connection's single writer task: it owns the write half of the
 //! socket, drains the outbox into it (everything queued goes out in one
-//! vectored write, straight from the shared payloads), answers pings, sends heartbeats and pings, enforces the token's expiry, the pong
-//! deadline and the write timeout, and performs the closing handshake.
+//! vectored write, straight from the shared payloads), answers pings, sends
+//! heartbeats and pings, enforces the token's expiry, the pong deadline and
+//! the write timeout, and performs the closing handshake.
 
 use std::collections::VecDeque;
 use std::io;
@@ -10,7 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-
 use odin_protocol::ServerMessage;
 use odin_protocol::close::{self, CloseCode};
 use odin_protocol::message::Heartbeat;
@@ -106,18 +106,17 @@ pub(crate) async fn run(io: OwnedWriteHalf, ctx: WriterContext) {
         }
         let deadline = Instant::now() + CLOSE_GRACE;
         let payload = wire::close_payload(code.code, code.reason);
-        let send_close = async {
-            if let Some(u) = &unfinished {
-                let mut progress = Progress {
-                    frames: 0,
-                    offset: u.offset,
-                };
-                let rest = || std::iter::once((u.opcode, &u.payload[..]));
-                write_all(&io, rest, &mut progress, CLOSE_GRACE).await?;
-            }
-            let frame = || std::iter::once((wire::OP_CLOSE, payload.as_slice()));
-            write_all(&io, frame, &mut Progress::default(), CLOSE_GRACE).await
+        // The rest of a half-sent frame, if any, then the close frame.
+        let rest = unfinished.as_ref().map(|u| (u.opcode, &u.payload[..]));
+        let frames = || {
+            rest.into_iter()
+                .chain(std::iter::once((wire::OP_CLOSE, payload.as_slice())))
         };
+        let mut progress = Progress {
+            frames: 0,
+            offset: unfinished.as_ref().map_or(0, |u| u.offset),
+        };
+        let send_close = write_all(&io, frames, &mut progress, CLOSE_GRACE);
         // Send our close, then (unless it answers the peer's) wait for the
         // peer's (or the reader's end); give up on both at the deadline and let
         // the socket drop.

@@ -141,18 +141,7 @@ async fn a_stalled_reader_is_conflated_to_the_latest_price() {
 // readers must not take turns on one thread.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_reads_nothing_is_dropped_as_a_slow_consumer() {
-    let mut stack = Stack::start_with(|c| {
-        c.max_queue_bytes = 256 * 1024;
-        // Far beyond WAIT: the overflow itself must end the stalled client,
-        // even while its writer is stuck on a full socket.
-        c.write_timeout = Duration::from_secs(600);
-    })
-    .await;
-    let mut stalled = stack.client().await;
-    stalled.subscribe(&["token.T"]).await;
-    let mut healthy = stack.client().await;
-    healthy.subscribe(&["token.T"]).await;
-
+    let (mut stack, mut stalled, mut healthy) = stalled_and_healthy().await;
     overflow_all_but(&mut stack, &mut healthy).await;
     let stats = stack
         .server
@@ -168,6 +157,23 @@ async fn a_client_that_reads_nothing_is_dropped_as_a_slow_consumer() {
     assert!(matches!(code, Some(4008) | None), "{code:?}");
     healthy.send_json(json!({"type": "ping", "id": "ok"})).await;
     assert_eq!(healthy.next_of_type("pong").await["id"], "ok");
+}
+
+/// A server with a 256 KiB queue bound and two clients on `token.T`: one
+/// that will stop reading and one that keeps up.
+async fn stalled_and_healthy() -> (Stack, super::support::Ws, super::support::Ws) {
+    let stack = Stack::start_with(|c| {
+        c.max_queue_bytes = 256 * 1024;
+        // Far beyond WAIT: the overflow itself must end the stalled client,
+        // even while its writer is stuck on a full socket.
+        c.write_timeout = Duration::from_secs(600);
+    })
+    .await;
+    let mut stalled = stack.client().await;
+    stalled.subscribe(&["token.T"]).await;
+    let mut healthy = stack.client().await;
+    healthy.subscribe(&["token.T"]).await;
+    (stack, stalled, healthy)
 }
 
 /// Publishes 20 MB of trades on `token.T`, which are never conflated, in
@@ -207,15 +213,7 @@ async fn overflow_all_but(stack: &mut Stack, healthy: &mut super::support::Ws) {
 // then the 4008 close starting on a frame boundary, not a broken stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_that_resumes_reads_whole_frames_then_4008() {
-    let mut stack = Stack::start_with(|c| {
-        c.max_queue_bytes = 256 * 1024;
-        c.write_timeout = Duration::from_secs(600);
-    })
-    .await;
-    let mut stalled = stack.client().await;
-    stalled.subscribe(&["token.T"]).await;
-    let mut healthy = stack.client().await;
-    healthy.subscribe(&["token.T"]).await;
+    let (mut stack, mut stalled, mut healthy) = stalled_and_healthy().await;
     let watch = tokio::spawn({
         let server = stack.server.endpoint().clone();
         async move {
