@@ -85,7 +85,7 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunReport, Se
         .await
         .map_err(SetupError)?;
     let result = coordinate(scenario, opts, &mut fleet).await;
-    fleet.shutdown().await;
+    fleet.shutdown(&opts.out_dir).await;
     let mut report = result.map_err(SetupError)?;
     report.started_at = started_at;
     report.duration_secs = wall.elapsed().as_secs_f64();
@@ -258,12 +258,20 @@ impl Fleet {
         }
     }
 
-    async fn shutdown(mut self) {
+    /// Stops the gateways and NATS, and keeps each gateway's log in `dir`
+    /// as `gateway-<g>.log` (its reconnects and last-prices catch-ups).
+    async fn shutdown(mut self, dir: &Path) {
         for gateway in &self.gateways {
             let _ = gateway.signal("TERM");
         }
-        for gateway in &mut self.gateways {
+        for (g, gateway) in self.gateways.iter_mut().enumerate() {
             let _ = gateway.wait(Duration::from_secs(10)).await;
+            let mut log = gateway.logs().join("\n");
+            log.push('\n');
+            let path = dir.join(format!("gateway-{g}.log"));
+            if let Err(e) = std::fs::write(&path, log) {
+                eprintln!("odin-load: cannot write {}: {e}", path.display());
+            }
         }
         drop(self.nats.take());
     }

@@ -58,6 +58,8 @@ pub fn merge(reports: Vec<RunReport>) -> anyhow::Result<RunReport> {
         a.duplicates += ra.duplicates;
         a.out_of_order += ra.out_of_order;
         a.before_run += ra.before_run;
+        a.final_prices += ra.final_prices;
+        a.stale_final_prices += ra.stale_final_prices;
         a.throughput_per_sec += ra.throughput_per_sec;
         for p in &r.timeline {
             let e = timeline.entry(p.second).or_insert(TimelinePoint {

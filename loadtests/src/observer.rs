@@ -201,6 +201,16 @@ impl LoadObserver {
             .map(|(slot, _)| slot)
     }
 
+    /// The `timestamp` of the newest in-run `price_update` received for each
+    /// subscribed token (0 when none), with the token id: where the user's
+    /// price of that token ended.
+    pub fn last_price_at(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.tokens
+            .iter()
+            .zip(&self.tracks)
+            .map(|(t, tr)| (&**t, tr[Tracked::Price as usize].last_timestamp))
+    }
+
     /// Deliveries of `kind` for each subscribed token, with the token id.
     pub fn delivered(&self, kind: Tracked) -> impl Iterator<Item = (&str, u64)> {
         self.tokens

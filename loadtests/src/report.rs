@@ -132,6 +132,13 @@ pub struct Accounting {
     pub out_of_order: u64,
     /// Snapshots of prices from before the run (not counted above).
     pub before_run: u64,
+    /// (user, token) pairs whose token had a price published in the run:
+    /// each should end on that token's last published price.
+    #[serde(default)]
+    pub final_prices: u64,
+    /// Of those, pairs whose user ended on an older price (or none).
+    #[serde(default)]
+    pub stale_final_prices: u64,
     /// Deliveries per second over the publishing time.
     pub throughput_per_sec: f64,
     /// Which kinds the accounting covers.

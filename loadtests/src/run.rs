@@ -374,6 +374,14 @@ fn account(results: &[UserResult], totals: &Totals, publish_secs: f64) -> Accoun
                 acc.lost += expected.saturating_sub(delivered);
             }
         }
+        for (token, at) in r.observer.last_price_at() {
+            if let Some(&last) = totals.last_price_at_by_token.get(token) {
+                acc.final_prices += 1;
+                if at < last {
+                    acc.stale_final_prices += 1;
+                }
+            }
+        }
         acc.duplicates += r.observer.duplicates;
         acc.out_of_order += r.observer.out_of_order;
         acc.before_run += r.observer.before_run;
@@ -499,6 +507,7 @@ pub(crate) fn observe(
         }
         Metric::Duplicates => Some(acc.duplicates as f64),
         Metric::OutOfOrder => Some(acc.out_of_order as f64),
+        Metric::StaleFinalPrices => (acc.final_prices > 0).then_some(acc.stale_final_prices as f64),
         Metric::Throughput => Some(acc.throughput_per_sec),
         Metric::Reconnects => Some(users.reconnects as f64),
     }

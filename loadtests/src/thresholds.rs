@@ -28,6 +28,9 @@ pub enum Metric {
     Duplicates,
     /// Events that arrived before an older one of the same token and kind.
     OutOfOrder,
+    /// Users' tokens whose last price received is older than the token's
+    /// last one published (count).
+    StaleFinalPrices,
     /// Deliveries per second during the hold.
     Throughput,
     /// Reconnections during the run (count).
@@ -44,6 +47,7 @@ impl Metric {
             "loss-rate" => Metric::LossRate,
             "duplicates" => Metric::Duplicates,
             "out-of-order" => Metric::OutOfOrder,
+            "stale-final-prices" => Metric::StaleFinalPrices,
             "throughput" => Metric::Throughput,
             "reconnects" => Metric::Reconnects,
             other => match other.strip_prefix("latency-p") {
@@ -58,7 +62,8 @@ impl Metric {
                 }
                 None => bail!(
                     "unknown metric {other:?}; known: latency-pNN, latency-avg, latency-max, \
-                     connect-success, loss, loss-rate, duplicates, out-of-order, throughput, reconnects"
+                     connect-success, loss, loss-rate, duplicates, out-of-order, stale-final-prices, \
+                     throughput, reconnects"
                 ),
             },
         })
@@ -253,6 +258,10 @@ mod tests {
         assert_eq!(Rule::parse("latency-avg<2").unwrap().limit, 2000.0);
         assert_eq!(Rule::parse("connect-success>=100%").unwrap().limit, 100.0);
         assert_eq!(Rule::parse("loss<=0").unwrap().op, Op::LessOrEqual);
+        assert_eq!(
+            Rule::parse("stale-final-prices<=0").unwrap().metric,
+            Metric::StaleFinalPrices
+        );
         assert_eq!(Rule::parse("throughput>=90000/s").unwrap().limit, 90000.0);
         for bad in [
             "latency-p100<1ms",

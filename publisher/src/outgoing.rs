@@ -118,6 +118,8 @@ pub struct Outgoing {
     pub subject: Subject,
     /// The body's nonce, also sent as the `Nats-Msg-Id` header.
     pub nonce: Nonce,
+    /// The body's `timestamp` (protocol milliseconds).
+    pub timestamp: f64,
     /// The JSON body, exactly as clients will receive it.
     pub payload: Bytes,
     /// A deliberate re-publication of the previous message with the same
@@ -127,7 +129,7 @@ pub struct Outgoing {
 
 /// What the counters need to know about a message, kept after the message
 /// itself has been handed to the sink.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Meta {
     /// See [`Outgoing::kind`].
     pub kind: EventKind,
@@ -137,6 +139,8 @@ pub struct Meta {
     pub token: Option<u32>,
     /// See [`Outgoing::duplicate`].
     pub duplicate: bool,
+    /// See [`Outgoing::timestamp`].
+    pub timestamp: f64,
 }
 
 impl Outgoing {
@@ -147,6 +151,7 @@ impl Outgoing {
             trade_price: self.trade_price,
             token: self.token,
             duplicate: self.duplicate,
+            timestamp: self.timestamp,
         }
     }
 
@@ -159,6 +164,7 @@ impl Outgoing {
             token,
             subject,
             nonce: event.nonce().clone(),
+            timestamp: event.timestamp(),
             payload: encode(event),
             duplicate: false,
         }

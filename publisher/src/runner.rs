@@ -232,6 +232,14 @@ impl Prepared {
             price_updates_by_token: per_token(&tally.by_token, &token_ids, 0),
             volume_updates_by_token: per_token(&tally.by_token, &token_ids, 1),
             trades_by_token: per_token(&tally.by_token, &token_ids, 2),
+            last_price_at_by_token: tally
+                .by_token
+                .iter()
+                .zip(&tally.last_price_at)
+                .enumerate()
+                .filter(|(_, (counts, _))| counts[0] > 0)
+                .map(|(i, (_, &at))| (token_ids[i].to_string(), at))
+                .collect(),
             messages: tally.messages(),
             skipped: tally.skipped,
             errors: tally.errors + sink.refused_later(),

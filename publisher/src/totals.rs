@@ -55,6 +55,10 @@ pub struct Totals {
     /// Distinct `volume_update`s per token id.
     #[serde(default)]
     pub volume_updates_by_token: BTreeMap<String, u64>,
+    /// The `timestamp` of the last `price_update` published per token id:
+    /// the price every subscriber should end on.
+    #[serde(default)]
+    pub last_price_at_by_token: BTreeMap<String, f64>,
     /// Every message published: events plus duplicates.
     pub messages: u64,
     /// Trade slots skipped because the publisher fell more than `--max-lag`
@@ -83,6 +87,9 @@ pub struct Tally {
     /// Distinct per-token events by token index:
     /// `[price_update, volume_update, trade_executed]`.
     pub by_token: Vec<[u64; 3]>,
+    /// The `timestamp` of the last `price_update` by token index (0 when
+    /// none).
+    pub last_price_at: Vec<f64>,
     /// Trade `price_update`s.
     pub trade_price_updates: u64,
     /// Slots skipped.
@@ -112,8 +119,12 @@ impl Tally {
             let i = i as usize;
             if i >= self.by_token.len() {
                 self.by_token.resize(i + 1, [0; 3]);
+                self.last_price_at.resize(i + 1, 0.0);
             }
             self.by_token[i][slot] += 1;
+            if slot == 0 {
+                self.last_price_at[i] = message.timestamp;
+            }
         }
     }
 
@@ -149,5 +160,33 @@ impl Totals {
             self.skipped, self.errors, self.disconnects, self.flushed
         );
         line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(kind: EventKind, token: u32, timestamp: f64, duplicate: bool) -> Meta {
+        Meta {
+            kind,
+            trade_price: kind == EventKind::PriceUpdate,
+            token: Some(token),
+            duplicate,
+            timestamp,
+        }
+    }
+
+    #[test]
+    fn the_tally_keeps_each_tokens_last_price() {
+        let mut tally = Tally::default();
+        tally.count(meta(EventKind::PriceUpdate, 2, 10.0, false));
+        tally.count(meta(EventKind::PriceUpdate, 2, 20.0, false));
+        // Neither a trade nor a duplicate is a price to end on.
+        tally.count(meta(EventKind::TradeExecuted, 2, 30.0, false));
+        tally.count(meta(EventKind::PriceUpdate, 2, 40.0, true));
+        tally.count(meta(EventKind::PriceUpdate, 0, 5.0, false));
+        assert_eq!(tally.last_price_at, [5.0, 0.0, 20.0]);
+        assert_eq!(tally.by_token[2], [2, 0, 1]);
     }
 }

@@ -83,7 +83,12 @@ pub fn validate(
 /// Where a validated event is routed.
 fn route_of(event: &Event) -> Route<'_> {
     match event {
-        Event::PriceUpdate(e) => Route::Token(&e.token_id, TokenEventKind::Price),
+        Event::PriceUpdate(e) => Route::Token(
+            &e.token_id,
+            TokenEventKind::Price {
+                timestamp: e.timestamp,
+            },
+        ),
         Event::VolumeUpdate(e) => Route::Token(&e.token_id, TokenEventKind::Volume),
         Event::TradeExecuted(e) => Route::Token(&e.token_id, TokenEventKind::Trade),
         Event::BatchUpdate(_) => Route::Batch,

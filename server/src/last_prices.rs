@@ -27,10 +27,27 @@
 //! when the cut is read, is missed by both. That token's snapshot is then
 //! the one before it until its next price.
 //!
+//! **After a NATS reconnect** the gateway has missed what was published
+//! while it was away, and core NATS keeps nothing for it. Once the client is
+//! back and its subscription is in place again (a flush answered after the
+//! resubscribe), a task of its own ([`catch_up_after_reconnects`]) reads the
+//! stored price of every token it knows with a *direct get*, which any
+//! replica answers (a cluster that lost the stream's leader needs seconds to
+//! elect another, and the consumer above waits for it; a stream made
+//! without `allow_direct` is read with the consumer instead). Each price
+//! goes to [`Router::restore`], which
+//! applies it only if it is newer than the token's last price and then drops
+//! the older live prices still on their way, so a client never sees a
+//! token's price step back. Live events keep flowing while it reads (a
+//! cluster that lost a node may take seconds to answer). A price published
+//! in the instant interest is still spreading through a cluster can be
+//! missed by both as above.
+//!
 //! Memory stays bounded by the number of tokens: the load keeps one message
 //! per token.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -38,16 +55,17 @@ use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
 use async_nats::jetstream::context::GetStreamErrorKind;
 use async_nats::jetstream::stream::{
-    self, DiscardPolicy, LastRawMessageErrorKind, RetentionPolicy, StorageType,
+    self, DirectGetErrorKind, DiscardPolicy, LastRawMessageErrorKind, RetentionPolicy, StorageType,
 };
 use async_nats::jetstream::{self, ErrorCode};
 use futures_util::StreamExt;
 use odin_protocol::dedup::Seen;
 use odin_protocol::{DedupWindow, Event, Subjects, TokenId};
+use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::ingest::validate;
-use crate::router::{Route, TokenEventKind};
+use crate::router::{Route, Router, TokenEventKind};
 use crate::shared::Shared;
 
 /// How long JetStream itself remembers a `Nats-Msg-Id` to drop a repeated
@@ -101,6 +119,9 @@ pub fn stream_config(config: &LastPricesConfig, subjects: &Subjects) -> stream::
         storage: StorageType::File,
         num_replicas: config.replicas,
         duplicate_window: DUPLICATE_WINDOW,
+        // Any replica answers a direct get, so a catch-up after a reconnect
+        // does not wait for a cluster that lost the stream's leader.
+        allow_direct: true,
         ..stream::Config::default()
     }
 }
@@ -125,6 +146,12 @@ pub fn differences(want: &stream::Config, have: &stream::Config) -> Vec<String> 
         out.push(format!(
             "{} replicas (want {})",
             have.num_replicas, want.num_replicas
+        ));
+    }
+    if have.allow_direct != want.allow_direct {
+        out.push(format!(
+            "allow direct {} (want {})",
+            have.allow_direct, want.allow_direct
         ));
     }
     if have.retention != want.retention {
@@ -201,13 +228,124 @@ pub(crate) async fn subscribe_and_load(
         return Ok((subscribe().await?, Preload::default()));
     };
     let deadline = tokio::time::Instant::now() + config.load_timeout;
-    let store = open(nats, config, subjects, deadline).await;
+    let store = open(nats, config, subjects, deadline, Reading::Start).await;
     let subscription = subscribe().await?;
     let preload = match store {
-        Some(store) => store.load(config, subjects, window, deadline).await,
+        Some(store) => {
+            store
+                .load(config, subjects, Some(window), deadline, Reading::Start)
+                .await
+        }
         None => Preload::default(),
     };
     Ok((subscription, preload))
+}
+
+/// Why the store is read, which decides what a failed read means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// At start, before the first client.
+    Start,
+    /// After a NATS reconnect (or a start whose load did not finish).
+    CatchUp,
+}
+
+impl Reading {
+    /// What the gateway does without the prices, for the error line.
+    fn without(self) -> &'static str {
+        match self {
+            Reading::Start => {
+                "serving without them: each token's snapshot starts with its next price"
+            }
+            Reading::CatchUp => {
+                "a token whose prices were missed while NATS was away keeps its earlier \
+                 price until its next one"
+            }
+        }
+    }
+}
+
+/// Reads the stored prices back after every NATS reconnect, and once at
+/// once when the load at start did not finish (`loaded` false), applying
+/// each that is newer than the gateway's ([`Router::restore`]); ends at
+/// shutdown. Reconnects that come while it reads are served by one more
+/// read.
+pub(crate) async fn catch_up_after_reconnects(
+    shared: Arc<Shared>,
+    config: LastPricesConfig,
+    mut connections: watch::Receiver<u64>,
+    loaded: bool,
+) {
+    // Connections made before serving were covered by the load at start.
+    connections.borrow_and_update();
+    let shutdown = shared.shutdown.clone();
+    // Cleared once direct gets went unanswered: later catch-ups go straight
+    // to the consumer.
+    let mut direct = true;
+    let work = async {
+        if !loaded {
+            catch_up(&shared, &config, &mut direct).await;
+        }
+        while connections.changed().await.is_ok() {
+            connections.borrow_and_update();
+            catch_up(&shared, &config, &mut direct).await;
+        }
+    };
+    tokio::select! {
+        () = work => {}
+        () = shutdown.cancelled() => {}
+    }
+}
+
+/// One catch-up: waits until the live subscription is in place again, then
+/// reads and restores every stored price (within the configured wait), by
+/// direct gets while `direct` holds.
+async fn catch_up(shared: &Shared, config: &LastPricesConfig, direct: &mut bool) {
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + config.load_timeout;
+    // The client resubscribes before it takes any request, so the answer to
+    // this flush means the server has the subscription back: every price
+    // from here on arrives live, every earlier one is in the store.
+    match tokio::time::timeout_at(deadline, shared.nats.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "no catch-up on the last prices: NATS flush failed");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!("no catch-up on the last prices: NATS did not answer a flush in time");
+            return;
+        }
+    }
+    let subjects = &shared.config.subjects;
+    let read = if *direct {
+        read_direct(shared, config, deadline).await
+    } else {
+        None
+    };
+    let preload = match read {
+        Some(preload) => preload,
+        None => {
+            *direct = false;
+            let Some(store) =
+                open(&shared.nats, config, subjects, deadline, Reading::CatchUp).await
+            else {
+                return;
+            };
+            store
+                .load(config, subjects, None, deadline, Reading::CatchUp)
+                .await
+        }
+    };
+    let read = preload.prices.len();
+    let restored = preload.restore(shared);
+    tracing::info!(
+        stream = %config.stream,
+        read,
+        restored,
+        millis = started.elapsed().as_millis() as u64,
+        "caught up on the last prices after a NATS (re)connect"
+    );
 }
 
 /// The store, opened: the stream and an ordered consumer positioned on the
@@ -219,6 +357,92 @@ struct Opened {
     started: Instant,
 }
 
+/// Reads the stored price of every token the router knows with direct gets
+/// (answered by any replica), retrying those that failed until `deadline`.
+/// `None` when not one direct get is answered at first (a stream without
+/// `allow_direct` lets them time out): the caller then reads the stream with
+/// a consumer.
+async fn read_direct(
+    shared: &Shared,
+    config: &LastPricesConfig,
+    deadline: tokio::time::Instant,
+) -> Option<Preload> {
+    use futures_util::stream::{self as futures_stream, StreamExt as _};
+    /// Direct gets in flight at once.
+    const IN_FLIGHT: usize = 64;
+    let subjects = &shared.config.subjects;
+    let js = jetstream::ContextBuilder::new()
+        .timeout(REQUEST_TIMEOUT)
+        .build(shared.nats.clone());
+    let stream = js.get_stream_no_info(&config.stream).await.ok()?;
+    let mut pending = shared.router.token_ids();
+    let mut preload = Preload::default();
+    let mut first = true;
+    while !pending.is_empty() {
+        let stream = &stream;
+        let results: Vec<_> = futures_stream::iter(pending.drain(..))
+            .map(|id| async move {
+                let got = stream
+                    .direct_get_last_for_subject(subjects.price(&id))
+                    .await;
+                (id, got)
+            })
+            .buffer_unordered(IN_FLIGHT)
+            .collect()
+            .await;
+        let asked = results.len();
+        let mut last_error = None;
+        for (id, got) in results {
+            match got {
+                Ok(m) => preload.take(
+                    subjects,
+                    None,
+                    &async_nats::Message {
+                        subject: m.subject,
+                        reply: None,
+                        length: m.payload.len(),
+                        payload: m.payload,
+                        headers: Some(m.headers),
+                        status: None,
+                        description: None,
+                    },
+                ),
+                Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => {}
+                Err(e) => {
+                    last_error = Some(e.to_string());
+                    pending.push(id);
+                }
+            }
+        }
+        if first && pending.len() == asked && asked > 0 {
+            tracing::info!(
+                stream = %config.stream,
+                error = last_error.as_deref().unwrap_or_default(),
+                "no direct get of a last price was answered (a stream without \
+                 allow_direct?); reading the last prices with a consumer"
+            );
+            return None;
+        }
+        first = false;
+        if !pending.is_empty() {
+            if tokio::time::Instant::now() + Duration::from_millis(200) >= deadline {
+                tracing::error!(
+                    stream = %config.stream,
+                    missing = pending.len(),
+                    "cannot read every stored price back within {:?} ({}); {}",
+                    config.load_timeout,
+                    last_error.unwrap_or_default(),
+                    Reading::CatchUp.without()
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    preload.complete = pending.is_empty();
+    Some(preload)
+}
+
 /// Ensures the stream and creates the consumer, retrying until `deadline`
 /// (JetStream may still be electing leaders, NATS may still be connecting).
 /// `None`, after an error in the log, when that did not work in time.
@@ -227,6 +451,7 @@ async fn open(
     config: &LastPricesConfig,
     subjects: &Subjects,
     deadline: tokio::time::Instant,
+    reading: Reading,
 ) -> Option<Opened> {
     let started = Instant::now();
     let want = stream_config(config, subjects);
@@ -265,9 +490,9 @@ async fn open(
         if tokio::time::Instant::now() + backoff >= deadline {
             tracing::error!(
                 stream = %config.stream,
-                "cannot load the last prices from JetStream within {:?} ({error}); serving \
-                 without them: each token's snapshot starts with its next price",
-                config.load_timeout
+                "cannot load the last prices from JetStream within {:?} ({error}); {}",
+                config.load_timeout,
+                reading.without()
             );
             return None;
         }
@@ -284,14 +509,15 @@ async fn open(
 impl Opened {
     /// Reads the consumer until it is past the cut (the last price stored
     /// now; call this once the live subscription is in place), each message
-    /// judged and de-duplicated in `window` like a live event. Stops at
-    /// `deadline` with what it has, after an error in the log.
+    /// judged like a live event and, given a `window`, de-duplicated in it.
+    /// Stops at `deadline` with what it has, after an error in the log.
     async fn load(
         mut self,
         config: &LastPricesConfig,
         subjects: &Subjects,
-        window: &mut DedupWindow,
+        mut window: Option<&mut DedupWindow>,
         deadline: tokio::time::Instant,
+        reading: Reading,
     ) -> Preload {
         let mut preload = Preload::default();
         let mut cut_error = None;
@@ -299,7 +525,7 @@ impl Opened {
             // A leader change can cost this request an answer; ask again
             // (within the deadline) rather than lose the whole load.
             let cut = loop {
-                match self.cut(subjects).await {
+                match cut(&self.stream, subjects).await {
                     Ok(cut) => {
                         cut_error = None;
                         break cut;
@@ -314,6 +540,7 @@ impl Opened {
             if cut == 0 {
                 return anyhow::Ok(());
             }
+            let window = &mut window;
             while let Some(next) = self.messages.next().await {
                 let message = match next {
                     Ok(m) => m,
@@ -328,7 +555,7 @@ impl Opened {
                     Ok(info) => (info.stream_sequence, info.pending),
                     Err(e) => anyhow::bail!("a stored price without its stream position: {e}"),
                 };
-                preload.take(subjects, window, &message.message);
+                preload.take(subjects, window.as_deref_mut(), &message.message);
                 if sequence >= cut && pending == 0 {
                     return Ok(());
                 }
@@ -344,44 +571,50 @@ impl Opened {
                 None => format!("not finished within {:?}", config.load_timeout),
             }),
         };
+        preload.complete = outcome.is_none();
         match outcome {
-            None => tracing::info!(
+            None if reading == Reading::Start => tracing::info!(
                 stream = %config.stream,
                 tokens = preload.prices.len(),
                 invalid = preload.invalid,
                 millis = self.started.elapsed().as_millis() as u64,
                 "loaded the last prices"
             ),
+            None => {}
             Some(error) => tracing::error!(
                 stream = %config.stream,
                 tokens = preload.prices.len(),
-                "loading the last prices failed ({error}); serving with the prices of the \
-                 tokens loaded so far, the others start with their next price"
+                "reading the last prices failed ({error}); using the prices of the tokens \
+                 read so far; {}",
+                reading.without()
             ),
         }
         preload
     }
+}
 
-    /// The stream sequence of the last price stored now; 0 when there is none.
-    async fn cut(&self, subjects: &Subjects) -> anyhow::Result<u64> {
-        match self
-            .stream
-            .get_last_raw_message_by_subject(&subjects.all_prices())
-            .await
-        {
-            Ok(m) => Ok(m.sequence),
-            Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => Ok(0),
-            Err(e) => Err(anyhow::Error::new(e).context("cannot read the last stored price")),
-        }
+/// The stream sequence of the last price stored now; 0 when there is none.
+async fn cut(stream: &stream::Stream, subjects: &Subjects) -> anyhow::Result<u64> {
+    match stream
+        .get_last_raw_message_by_subject(&subjects.all_prices())
+        .await
+    {
+        Ok(m) => Ok(m.sequence),
+        Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => Ok(0),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot read the last stored price")),
     }
 }
 
 /// What the load found: the last valid price of each token, and counts for
-/// `/stats`. Applied to the router before the first client is accepted.
+/// `/stats`. Applied to the router before the first client is accepted, or
+/// restored into it after a reconnect.
 #[derive(Debug, Default)]
 pub(crate) struct Preload {
-    /// One frame per token, exactly as stored (and as first published).
-    prices: HashMap<TokenId, Utf8Bytes>,
+    /// One frame per token with its `timestamp`, exactly as stored (and as
+    /// first published).
+    prices: HashMap<TokenId, (f64, Utf8Bytes)>,
+    /// The whole store was read.
+    complete: bool,
     /// Stored messages read, invalid and duplicate ones included.
     received: u64,
     /// Stored messages dropped as invalid.
@@ -391,9 +624,20 @@ pub(crate) struct Preload {
 }
 
 impl Preload {
-    /// Judges one stored message like a live one: validated, then
-    /// de-duplicated; a valid price replaces the token's earlier one.
-    fn take(&mut self, subjects: &Subjects, window: &mut DedupWindow, msg: &async_nats::Message) {
+    /// Whether the whole store was read.
+    pub(crate) fn is_complete(&self) -> bool {
+        self.complete
+    }
+
+    /// Judges one stored message like a live one: validated, then (given a
+    /// `window`) de-duplicated; a valid price replaces the token's earlier
+    /// one.
+    fn take(
+        &mut self,
+        subjects: &Subjects,
+        window: Option<&mut DedupWindow>,
+        msg: &async_nats::Message,
+    ) {
         self.received += 1;
         let msg_id = msg
             .headers
@@ -408,13 +652,15 @@ impl Preload {
                 return;
             }
         };
-        if window.observe(&valid.dedup_key, std::time::Instant::now()) == Seen::Duplicate {
+        if let Some(window) = window
+            && window.observe(&valid.dedup_key, std::time::Instant::now()) == Seen::Duplicate
+        {
             self.duplicates += 1;
             return;
         }
         match valid.event {
             Event::PriceUpdate(p) => {
-                self.prices.insert(p.token_id, valid.text);
+                self.prices.insert(p.token_id, (p.timestamp, valid.text));
             }
             // The consumer reads price subjects only, and validation ties the
             // type to the subject; anything else is not a price to keep.
@@ -437,13 +683,37 @@ impl Preload {
         metrics.invalid_events.inc_by(self.invalid);
         metrics.duplicates_dropped.inc_by(self.duplicates);
         let mut wakes = Vec::new();
-        for (id, text) in &self.prices {
-            shared
-                .router
-                .deliver(Route::Token(id, TokenEventKind::Price), text, &mut wakes);
+        for (id, (timestamp, text)) in &self.prices {
+            shared.router.deliver(
+                Route::Token(
+                    id,
+                    TokenEventKind::Price {
+                        timestamp: *timestamp,
+                    },
+                ),
+                text,
+                &mut wakes,
+            );
         }
         // Nobody is subscribed yet, so nobody is woken; done for form.
-        crate::router::Router::wake_all(&mut wakes);
+        Router::wake_all(&mut wakes);
+    }
+
+    /// Restores the prices read after a reconnect into a serving router:
+    /// each is applied, and sent to the token's subscribers, only if it is
+    /// newer than the token's last price ([`Router::restore`]). Returns how
+    /// many were. Stored messages are not counted as received again.
+    pub(crate) fn restore(self, shared: &Shared) -> u64 {
+        let mut wakes = Vec::new();
+        let mut restored = 0;
+        for (id, (timestamp, text)) in &self.prices {
+            if shared.router.restore(id, *timestamp, text, &mut wakes) {
+                restored += 1;
+            }
+        }
+        Router::wake_all(&mut wakes);
+        shared.metrics.prices_restored.inc_by(restored);
+        restored
     }
 }
 
@@ -485,16 +755,31 @@ mod tests {
         };
         let p1 = r#"{"type":"price_update","tokenId":"BTC","price":1.0,"source":"trade","timestamp":1.5,"nonce":"n1"}"#;
         let p2 = r#"{"type":"price_update","tokenId":"BTC","price":2.0,"source":"trade","timestamp":2.5,"nonce":"n2"}"#;
-        preload.take(&subjects, &mut window, &msg("odin.token.BTC.price", p1));
-        preload.take(&subjects, &mut window, &msg("odin.token.BTC.price", p2));
-        preload.take(&subjects, &mut window, &msg("odin.token.BTC.price", p1));
         preload.take(
             &subjects,
-            &mut window,
+            Some(&mut window),
+            &msg("odin.token.BTC.price", p1),
+        );
+        preload.take(
+            &subjects,
+            Some(&mut window),
+            &msg("odin.token.BTC.price", p2),
+        );
+        preload.take(
+            &subjects,
+            Some(&mut window),
+            &msg("odin.token.BTC.price", p1),
+        );
+        preload.take(
+            &subjects,
+            Some(&mut window),
             &msg("odin.token.ETH.price", "{not json"),
         );
         assert_eq!(preload.prices.len(), 1);
-        assert_eq!(preload.prices[&TokenId::parse("BTC").unwrap()].as_str(), p2);
+        assert_eq!(
+            preload.prices[&TokenId::parse("BTC").unwrap()].1.as_str(),
+            p2
+        );
         assert_eq!(
             (preload.received, preload.invalid, preload.duplicates),
             (4, 1, 1)

@@ -24,6 +24,7 @@ mod client_page;
 mod connection;
 mod http;
 mod listener;
+mod nats;
 mod session;
 mod shared;
 mod socket;
@@ -52,6 +53,10 @@ pub struct Server {
     ws: TcpListener,
     http: TcpListener,
     ingest: ingest::IngestThread,
+    /// Counts NATS connections made, for the last-prices catch-up.
+    connections: tokio::sync::watch::Receiver<u64>,
+    /// Whether the last prices were loaded in full at start.
+    loaded: bool,
 }
 
 impl Server {
@@ -78,9 +83,10 @@ impl Server {
         let last_prices = config.last_prices.clone();
         let name = server_id.clone();
         let window = odin_protocol::DedupWindow::new(config.dedup_window, config.dedup_capacity);
+        let (connections, connections_rx) = tokio::sync::watch::channel(0);
         let (ingest, nats, preload) =
             ingest::IngestThread::start(window, move |mut window| async move {
-                let nats = connect_nats(&url, &name).await?;
+                let nats = nats::connect(&url, &name, connections).await?;
                 let (subscription, preload) = last_prices::subscribe_and_load(
                     &nats,
                     last_prices.as_ref(),
@@ -103,12 +109,15 @@ impl Server {
             CancellationToken::new(),
         ));
         // Before the first client can be accepted: every snapshot is there.
+        let loaded = preload.is_complete();
         preload.apply(&shared);
         Ok(Server {
             shared,
             ws,
             http,
             ingest,
+            connections: connections_rx,
+            loaded,
         })
     }
 
@@ -138,9 +147,19 @@ impl Server {
             ws,
             http,
             ingest,
+            connections,
+            loaded,
         } = self;
         let tracker = TaskTracker::new();
         let ingest = ingest.run(shared.clone());
+        let catch_up = shared.config.last_prices.clone().map(|config| {
+            tokio::spawn(last_prices::catch_up_after_reconnects(
+                shared.clone(),
+                config,
+                connections,
+                loaded,
+            ))
+        });
         let accept = tokio::spawn(listener::accept_loop(ws, shared.clone(), tracker.clone()));
         let http_shutdown = shared.shutdown.clone();
         let http_shared = shared.clone();
@@ -169,6 +188,9 @@ impl Server {
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), shared.nats.drain()).await;
         ingest.stop().await;
+        if let Some(catch_up) = catch_up {
+            let _ = catch_up.await;
+        }
         let _ = tokio::time::timeout(Duration::from_secs(1), http_task).await;
         tracing::info!("stopped");
         Ok(())
@@ -190,35 +212,4 @@ fn bind_ws(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
     }
     socket.bind(addr)?;
     socket.listen(4096)
-}
-
-async fn connect_nats(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
-    let addrs: Vec<async_nats::ServerAddr> = url
-        .split(',')
-        .map(|u| u.trim().parse())
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("--nats-url {url:?} is not a NATS URL"))?;
-    async_nats::ConnectOptions::new()
-        .name(format!("odin-server {name}"))
-        .retry_on_initial_connect()
-        // The URLs in the order given: the first reachable one is used, the
-        // next on failure (a fleet spreads its gateways over a cluster so).
-        .retain_servers_order()
-        .max_reconnects(None)
-        // Local brokers come back fast; don't let the default back-off
-        // (up to 4 s) delay live events after a NATS restart.
-        .reconnect_delay_callback(|attempts| {
-            let exp = attempts.saturating_sub(1).min(5) as u32;
-            Duration::from_millis(50 * 2u64.pow(exp)).min(Duration::from_secs(1))
-        })
-        .event_callback(|event| async move {
-            match event {
-                async_nats::Event::Connected => tracing::info!("NATS connected"),
-                async_nats::Event::Disconnected => tracing::warn!("NATS disconnected"),
-                other => tracing::debug!(event = %other, "NATS event"),
-            }
-        })
-        .connect(addrs)
-        .await
-        .context("cannot start the NATS client")
 }

@@ -37,6 +37,11 @@ pub struct Metrics {
     pub conflated: Counter,
     /// Connections closed with `4008`.
     pub slow_consumer_disconnects: Counter,
+    /// Stored prices applied after a NATS reconnect because they were newer
+    /// than the gateway's (prices it missed while away).
+    pub prices_restored: Counter,
+    /// Live prices dropped because a newer stored one was already applied.
+    pub prices_superseded: Counter,
     /// Upgrades refused with `401`.
     pub auth_failures: Counter,
     ingest_latency: Histogram,
@@ -64,6 +69,8 @@ impl Metrics {
         let conflated = Counter::default();
         let slow_consumer_disconnects = Counter::default();
         let auth_failures = Counter::default();
+        let prices_restored = Counter::default();
+        let prices_superseded = Counter::default();
         let ingest_latency = Histogram::new(LATENCY_BUCKETS);
         registry.register(
             "odin_connections",
@@ -106,6 +113,16 @@ impl Metrics {
             auth_failures.clone(),
         );
         registry.register(
+            "odin_prices_restored",
+            "Stored last prices applied after a NATS reconnect, newer than the gateway's",
+            prices_restored.clone(),
+        );
+        registry.register(
+            "odin_prices_superseded",
+            "Live prices dropped because a newer stored price was already applied",
+            prices_superseded.clone(),
+        );
+        registry.register(
             "odin_ingest_latency_seconds",
             "Seconds from an event's timestamp to the server receiving it from NATS",
             ingest_latency.clone(),
@@ -121,6 +138,8 @@ impl Metrics {
             conflated,
             slow_consumer_disconnects,
             auth_failures,
+            prices_restored,
+            prices_superseded,
             ingest_latency,
             latency_sum_us: AtomicU64::new(0),
             latency_count: AtomicU64::new(0),
@@ -202,6 +221,8 @@ mod tests {
             "odin_conflated_total",
             "odin_slow_consumer_disconnects_total",
             "odin_auth_failures_total",
+            "odin_prices_restored_total",
+            "odin_prices_superseded_total",
             "odin_ingest_latency_seconds_bucket",
             "odin_ingest_latency_seconds_count 2",
         ] {

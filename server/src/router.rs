@@ -6,6 +6,12 @@
 //! which is what makes the snapshot exact: a client gets `subscribed`, then
 //! the latest price, then every later event, with nothing missed or repeated
 //! in between.
+//!
+//! After a NATS reconnect the gateway reads the stored last prices back
+//! ([`Router::restore`], see [`crate::last_prices`]): a stored price newer
+//! than the token's is applied and fanned out like a live one, and until a
+//! live price newer than it arrives, older live prices of that token (queued
+//! before the read) are dropped as superseded, so per-token order holds.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,10 +28,15 @@ use crate::outbox::{ConflationKey, Frame, Outbox, Pushed};
 pub type ConnId = u64;
 
 /// Which per-token event is being routed; price and volume updates conflate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum TokenEventKind {
-    /// `price_update`: conflated, and remembered for snapshots.
-    Price,
+    /// `price_update`: conflated, and remembered for snapshots with its
+    /// `timestamp` (protocol milliseconds), which orders it against a price
+    /// restored from the store.
+    Price {
+        /// The event's `timestamp`.
+        timestamp: f64,
+    },
     /// `volume_update`: conflated.
     Volume,
     /// `trade_executed`: never conflated.
@@ -52,6 +63,29 @@ struct TokenSlot {
     subscribers: Subscribers,
     /// The latest `price_update` frame, exactly as ingested.
     last_price: Option<Utf8Bytes>,
+    /// `last_price`'s `timestamp`.
+    last_price_at: f64,
+    /// `last_price` was restored from the store and no live price has passed
+    /// it yet: live prices up to it are superseded.
+    restored: bool,
+}
+
+impl TokenSlot {
+    /// Whether a live price at `timestamp` with bytes `text` comes after a
+    /// restored last price: older, or the restored price itself (its live
+    /// copy), it does not. Clears the restored mark once one does.
+    fn admits_live(&mut self, timestamp: f64, text: &Utf8Bytes) -> bool {
+        if !self.restored {
+            return true;
+        }
+        if timestamp < self.last_price_at
+            || (timestamp == self.last_price_at && self.last_price.as_ref() == Some(text))
+        {
+            return false;
+        }
+        self.restored = false;
+        true
+    }
 }
 
 #[derive(Default)]
@@ -121,9 +155,14 @@ impl Router {
         let (subscribers, conflation) = match route {
             Route::Token(id, kind) => {
                 let slot = match kind {
-                    TokenEventKind::Price => {
+                    TokenEventKind::Price { timestamp } => {
                         let slot = index.slot_mut(id);
+                        if !slot.admits_live(timestamp, text) {
+                            self.metrics.prices_superseded.inc();
+                            return;
+                        }
                         slot.last_price = Some(text.clone());
+                        slot.last_price_at = timestamp;
                         slot
                     }
                     TokenEventKind::Volume | TokenEventKind::Trade => {
@@ -134,7 +173,7 @@ impl Router {
                     }
                 };
                 let conflation = match kind {
-                    TokenEventKind::Price => Some(ConflationKey(slot.number << 1)),
+                    TokenEventKind::Price { .. } => Some(ConflationKey(slot.number << 1)),
                     TokenEventKind::Volume => Some(ConflationKey(slot.number << 1 | 1)),
                     TokenEventKind::Trade => None,
                 };
@@ -143,6 +182,43 @@ impl Router {
             Route::Batch => (&index.batch, None),
             Route::Market => (&index.market, None),
         };
+        self.fan_out(subscribers, text, conflation, wakes);
+    }
+
+    /// Applies a price read back from the last-prices store after a NATS
+    /// reconnect, if it is newer than the token's last price (or the token
+    /// has none): it becomes the snapshot and goes to the subscribers like a
+    /// live price, and older live prices of the token that are still on
+    /// their way are dropped ([`TokenEventKind::Price`]). Returns whether it
+    /// was applied.
+    pub fn restore(
+        &self,
+        id: &TokenId,
+        timestamp: f64,
+        text: &Utf8Bytes,
+        wakes: &mut Vec<Arc<Outbox>>,
+    ) -> bool {
+        let mut index = self.index.write();
+        let slot = index.slot_mut(id);
+        if slot.last_price.is_some() && timestamp <= slot.last_price_at {
+            return false;
+        }
+        slot.last_price = Some(text.clone());
+        slot.last_price_at = timestamp;
+        slot.restored = true;
+        let conflation = Some(ConflationKey(slot.number << 1));
+        self.fan_out(&slot.subscribers, text, conflation, wakes);
+        true
+    }
+
+    /// Pushes one shared frame into every outbox of `subscribers`.
+    fn fan_out(
+        &self,
+        subscribers: &Subscribers,
+        text: &Utf8Bytes,
+        conflation: Option<ConflationKey>,
+        wakes: &mut Vec<Arc<Outbox>>,
+    ) {
         let mut conflated = 0;
         for outbox in subscribers.values() {
             let (pushed, wake) = outbox.push_deferred(Frame {
@@ -210,6 +286,11 @@ impl Router {
             .and_then(|s| s.last_price.clone())
     }
 
+    /// Every token the table knows (subscribed to, or with a last price).
+    pub fn token_ids(&self) -> Vec<TokenId> {
+        self.index.read().tokens.keys().cloned().collect()
+    }
+
     /// How many tokens the table knows.
     pub fn token_count(&self) -> usize {
         self.index.read().tokens.len()
@@ -220,6 +301,10 @@ impl Router {
 mod tests {
     use super::*;
     use std::collections::VecDeque;
+
+    fn price(timestamp: f64) -> TokenEventKind {
+        TokenEventKind::Price { timestamp }
+    }
 
     fn drain(o: &Outbox) -> Vec<String> {
         let mut q = VecDeque::new();
@@ -233,11 +318,7 @@ mod tests {
         let btc = TokenId::parse("BTC").unwrap();
         let a = Arc::new(Outbox::new(1 << 20, 0));
         let mut w = Vec::new();
-        router.deliver(
-            Route::Token(&btc, TokenEventKind::Price),
-            &"p1".into(),
-            &mut w,
-        );
+        router.deliver(Route::Token(&btc, price(1.0)), &"p1".into(), &mut w);
         router.subscribe(1, &a, &[Channel::Token(btc.clone())], Frame::plain("ack"));
         router.deliver(
             Route::Token(&btc, TokenEventKind::Trade),
@@ -264,13 +345,56 @@ mod tests {
         assert_eq!(drain(&a), ["t2", "t3"]);
 
         router.unsubscribe(1, &[Channel::Token(btc.clone())]);
-        router.deliver(
-            Route::Token(&btc, TokenEventKind::Price),
-            &"p2".into(),
-            &mut w,
-        );
+        router.deliver(Route::Token(&btc, price(2.0)), &"p2".into(), &mut w);
         assert!(drain(&a).is_empty());
         assert_eq!(router.last_price("BTC").unwrap().as_str(), "p2");
+    }
+
+    #[test]
+    fn a_restored_price_supersedes_older_live_ones_until_a_newer_one() {
+        let metrics = Arc::new(Metrics::new());
+        let router = Router::new(metrics.clone());
+        let btc = TokenId::parse("BTC").unwrap();
+        let a = Arc::new(Outbox::new(1 << 20, 0));
+        let mut w = Vec::new();
+        router.deliver(Route::Token(&btc, price(10.0)), &"p10".into(), &mut w);
+        router.subscribe(1, &a, &[Channel::Token(btc.clone())], Frame::plain("ack"));
+        assert_eq!(drain(&a), ["ack", "p10"]);
+
+        // Not newer than what the gateway has: ignored.
+        assert!(!router.restore(&btc, 10.0, &"s10".into(), &mut w));
+        assert!(!router.restore(&btc, 9.0, &"s9".into(), &mut w));
+        assert!(drain(&a).is_empty());
+        assert_eq!(router.last_price("BTC").unwrap().as_str(), "p10");
+
+        // Newer: the snapshot and a delivery.
+        assert!(router.restore(&btc, 30.0, &"p30".into(), &mut w));
+        assert_eq!(router.last_price("BTC").unwrap().as_str(), "p30");
+        assert_eq!(drain(&a), ["p30"]);
+        // Live prices published before it, and its own live copy, are
+        // superseded; trades are not touched.
+        router.deliver(Route::Token(&btc, price(20.0)), &"p20".into(), &mut w);
+        router.deliver(
+            Route::Token(&btc, TokenEventKind::Trade),
+            &"t".into(),
+            &mut w,
+        );
+        router.deliver(Route::Token(&btc, price(30.0)), &"p30".into(), &mut w);
+        assert_eq!(metrics.prices_superseded.get(), 2);
+        assert_eq!(router.last_price("BTC").unwrap().as_str(), "p30");
+        assert_eq!(drain(&a), ["t"]);
+        // A newer live price passes, and ends the superseding (a later live
+        // price is taken as it comes, as without a restore).
+        router.deliver(Route::Token(&btc, price(40.0)), &"p40".into(), &mut w);
+        assert_eq!(drain(&a), ["p40"]);
+        router.deliver(Route::Token(&btc, price(35.0)), &"p35".into(), &mut w);
+        assert_eq!(drain(&a), ["p35"]);
+        assert_eq!(metrics.prices_superseded.get(), 2);
+
+        // A token the gateway never heard of takes any stored price.
+        let eth = TokenId::parse("ETH").unwrap();
+        assert!(router.restore(&eth, 1.0, &"e1".into(), &mut w));
+        assert_eq!(router.last_price("ETH").unwrap().as_str(), "e1");
     }
 
     #[test]

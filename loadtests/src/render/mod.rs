@@ -108,6 +108,14 @@ pub fn summary_rows(r: &RunReport) -> Vec<(&'static str, String)> {
             format!("{} / {} / {}", a.lost, a.duplicates, a.out_of_order),
         ),
         (
+            "final prices",
+            format!(
+                "{} of {} user tokens on the last price published",
+                format_count(a.final_prices - a.stale_final_prices),
+                format_count(a.final_prices)
+            ),
+        ),
+        (
             "latency p50 / p90 / p99 / p99.9",
             format!(
                 "{} / {} / {} / {}",

@@ -4,7 +4,9 @@
 //! gateway killed and restarted while prices go on, and a
 //! gateway started on a three-node cluster that has lost a node each serve
 //! the latest price of every token in their first client's snapshot, before
-//! any new event is published. A gateway whose NATS is down at start serves
+//! any new event is published. A gateway whose NATS node goes away while
+//! prices go on catches up once it is back: its clients get each token's
+//! missed latest price, and so does the next snapshot. A gateway whose NATS is down at start serves
 //! after its bounded wait, and live prices flow once NATS is back.
 //!
 //! The snapshot is read up to a `pong`: the server queues `subscribed`, the
@@ -12,7 +14,7 @@
 //! `subscribe`, so what lies between is exactly the snapshot, with no
 //! waiting on a timer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -87,6 +89,25 @@ async fn wait_stored(js: &jetstream::Context, count: u64) {
             "the stream stored {last:?} of {count} messages within {LIMIT:?}"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until the stream answers with a leader: after a node is lost, a
+/// price published before the others elected one would not be stored.
+async fn wait_stream_leader(js: &jetstream::Context) {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        if let Ok(mut stream) = js.get_stream(STREAM).await
+            && let Ok(info) = stream.info().await
+            && info.cluster.as_ref().is_some_and(|c| c.leader.is_some())
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stream had no leader within {LIMIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -323,6 +344,132 @@ async fn a_gateway_on_a_cluster_missing_the_stream_leader_loads_every_latest_pri
     );
     assert_eq!(snapshot.len(), TOKENS);
     second.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_gateway_back_from_a_nats_outage_catches_up_on_the_prices_it_missed() {
+    catch_up_after_an_outage(true).await;
+}
+
+#[tokio::test]
+async fn a_gateway_catches_up_with_a_consumer_on_a_stream_without_direct_gets() {
+    catch_up_after_an_outage(false).await;
+}
+
+/// A gateway on node 0 of three loses its node while prices go on, and must
+/// deliver and snapshot each token's missed latest price once it is back;
+/// `direct` false has an operator's stream that refuses direct gets, read
+/// with a consumer instead.
+async fn catch_up_after_an_outage(direct: bool) {
+    // Nodes that do not advertise the cluster: the gateway, given node 0
+    // only, waits for node 0 instead of failing over, so the prices of
+    // round 2 are published while it is away for certain.
+    let mut cluster = NatsCluster::start_with(
+        3,
+        NatsOptions {
+            jetstream: true,
+            extra_args: vec!["--no_advertise".into()],
+            ..NatsOptions::default()
+        },
+    )
+    .await
+    .expect("three JetStream nodes start");
+    let urls = cluster.urls();
+    let js = jetstream_of(urls[1..].to_vec()).await;
+    let config = LastPricesConfig {
+        replicas: 3,
+        load_timeout: Duration::from_secs(30),
+        ..LastPricesConfig::new(STREAM)
+    };
+    if !direct {
+        let want = jetstream::stream::Config {
+            allow_direct: false,
+            ..stream_config(&config, &Subjects::default())
+        };
+        // A fresh cluster answers JetStream requests once it has elected
+        // its leaders.
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        while let Err(e) = ensure_stream(&js, &want).await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the operator's stream is not created within {LIMIT:?}: {e:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let gateway = TestServer::start_with(odin_server::ServerConfig {
+        last_prices: Some(config),
+        ..test_config(&urls[0])
+    })
+    .await
+    .expect("the gateway starts");
+    let stored = js
+        .get_stream(STREAM)
+        .await
+        .expect("the stream exists")
+        .cached_info()
+        .config
+        .allow_direct;
+    assert_eq!(stored, direct, "the stream's allow_direct");
+    let tokens = token_ids(TOKENS);
+    let mut watcher = RawRecorder::subscribe(&gateway, &token_channels(&tokens))
+        .await
+        .unwrap();
+    let nonces = |latest: &BTreeMap<String, String>| -> BTreeSet<String> {
+        latest
+            .values()
+            .map(|text| {
+                let value: serde_json::Value = serde_json::from_str(text).unwrap();
+                value["nonce"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+    let received = |watcher: &RawRecorder, from: usize| -> BTreeSet<String> {
+        watcher.events[from..]
+            .iter()
+            .map(|m| m.nonce().as_str().to_owned())
+            .collect()
+    };
+    let mut latest = BTreeMap::new();
+    // Live prices are published on the gateway's node (no wait for interest
+    // to spread over routes); those of the outage on node 1.
+    wait_subscribed_in_nats(&cluster.nodes()[0], &gateway, &all_subjects()).await;
+    let mut publisher = Publisher::connect(&urls[0]).await;
+    publish_round(&mut publisher, &tokens, 1, &mut latest).await;
+    watcher.until_count(TOKENS).await.unwrap();
+    wait_stored(&js, TOKENS as u64).await;
+
+    cluster.node(0).stop().await.unwrap();
+    wait_stream_leader(&js).await;
+    let mut away = Publisher::connect(&urls[1]).await;
+    publish_round(&mut away, &tokens, 2, &mut latest).await;
+    wait_stored(&js, 2 * TOKENS as u64).await;
+    cluster.node(0).restart().await.unwrap();
+
+    // The missed prices arrive, each once, and nothing else.
+    watcher.until_count(2 * TOKENS).await.unwrap();
+    assert_eq!(
+        received(&watcher, TOKENS),
+        nonces(&latest),
+        "the prices after the outage are not round 2's latest"
+    );
+    let snapshot = first_snapshot(&gateway, &tokens).await.unwrap();
+    assert!(
+        wrong_tokens(&snapshot, &latest).is_empty(),
+        "no or stale snapshot of {:?} after the outage",
+        wrong_tokens(&snapshot, &latest)
+    );
+    // Live prices flow on, none dropped as superseded.
+    let mut publisher = Publisher::connect(&urls[0]).await;
+    publish_round(&mut publisher, &tokens, 3, &mut latest).await;
+    watcher.until_count(3 * TOKENS).await.unwrap();
+    assert_eq!(received(&watcher, 2 * TOKENS), nonces(&latest));
+    let metrics = gateway.get("/metrics").await.unwrap().body;
+    assert!(
+        metrics.contains(&format!("odin_prices_restored_total {TOKENS}")),
+        "{metrics}"
+    );
+    gateway.shutdown().await.unwrap();
 }
 
 #[tokio::test]

@@ -317,6 +317,31 @@ impl RawRecorder {
         })
     }
 
+    /// Keeps reading until `count` events have arrived in all.
+    pub(crate) async fn until_count(&mut self, count: usize) -> anyhow::Result<()> {
+        let reached = timeout(LIMIT, async {
+            while self.events.len() < count {
+                match self.rx.recv().await {
+                    Some(message) if message.clone().into_event().is_some() => {
+                        self.events.push(message);
+                    }
+                    Some(_) => {}
+                    None => return false,
+                }
+            }
+            true
+        })
+        .await;
+        match reached {
+            Ok(true) => Ok(()),
+            Ok(false) => bail!(
+                "the raw connection ended after {} of {count} events",
+                self.events.len()
+            ),
+            Err(_) => bail!("{} of {count} events within {LIMIT:?}", self.events.len()),
+        }
+    }
+
     /// Keeps reading until the event with `nonce` has arrived.
     pub(crate) async fn until_nonce(&mut self, nonce: &str) -> anyhow::Result<()> {
         let found = timeout(LIMIT, async {

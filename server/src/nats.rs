@@ -1,0 +1,51 @@
+//! The gateway's NATS client: the URLs tried in the order given, quick
+//! reconnects, and a count of connections made that the last-prices
+//! catch-up ([`crate::last_prices::catch_up_after_reconnects`]) waits on.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+
+/// Connects to the comma-separated `url` list as `odin-server <name>`,
+/// retrying until NATS is there. Every connection made, the first and each
+/// reconnect, adds one to `connections`.
+pub(crate) async fn connect(
+    url: &str,
+    name: &str,
+    connections: watch::Sender<u64>,
+) -> anyhow::Result<async_nats::Client> {
+    let addrs: Vec<async_nats::ServerAddr> = url
+        .split(',')
+        .map(|u| u.trim().parse())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("--nats-url {url:?} is not a NATS URL"))?;
+    async_nats::ConnectOptions::new()
+        .name(format!("odin-server {name}"))
+        .retry_on_initial_connect()
+        // The URLs in the order given: the first reachable one is used, the
+        // next on failure (a fleet spreads its gateways over a cluster so).
+        .retain_servers_order()
+        .max_reconnects(None)
+        // Local brokers come back fast; don't let the default back-off
+        // (up to 4 s) delay live events after a NATS restart.
+        .reconnect_delay_callback(|attempts| {
+            let exp = attempts.saturating_sub(1).min(5) as u32;
+            Duration::from_millis(50 * 2u64.pow(exp)).min(Duration::from_secs(1))
+        })
+        .event_callback(move |event| {
+            if matches!(event, async_nats::Event::Connected) {
+                connections.send_modify(|n| *n += 1);
+            }
+            async move {
+                match event {
+                    async_nats::Event::Connected => tracing::info!("NATS connected"),
+                    async_nats::Event::Disconnected => tracing::warn!("NATS disconnected"),
+                    other => tracing::debug!(event = %other, "NATS event"),
+                }
+            }
+        })
+        .connect(addrs)
+        .await
+        .context("cannot start the NATS client")
+}
