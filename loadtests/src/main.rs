@@ -98,6 +98,13 @@ struct RunArgs {
     /// Override: gateways sharing one port (embedded runs).
     #[arg(long)]
     gateways: Option<usize>,
+    /// Override: NATS nodes of the embedded cluster (1 is a single server).
+    #[arg(long)]
+    nats_nodes: Option<usize>,
+    /// Override: stop NATS node 0 this far into publishing (e.g. `8s`;
+    /// needs at least 3 nodes).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    stop_nats_node_after: Option<Duration>,
     /// Override, for a stepped run: its rates (e.g. `100,200,400`).
     #[arg(long, value_delimiter = ',')]
     rates: Option<Vec<f64>>,
@@ -616,6 +623,12 @@ fn apply_overrides(mut s: Scenario, a: &RunArgs) -> anyhow::Result<Scenario> {
     }
     if let Some(v) = a.gateways {
         s.gateways = v;
+    }
+    if let Some(v) = a.nats_nodes {
+        s.nats_nodes = v;
+    }
+    if a.stop_nats_node_after.is_some() {
+        s.stop_nats_node_after = a.stop_nats_node_after;
     }
     s.thresholds.extend(a.thresholds.iter().cloned());
     s.goose_thresholds
