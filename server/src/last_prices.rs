@@ -35,13 +35,11 @@
 //! replica answers (a cluster that lost the stream's leader needs seconds to
 //! elect another, and the consumer above waits for it; a stream made
 //! without `allow_direct` is read with the consumer instead). Each price
-//! goes to [`Router::restore`], which
-//! applies it only if it is newer than the token's last price and then drops
-//! the older live prices still on their way, so a client never sees a
-//! token's price step back. Live events keep flowing while it reads (a
-//! cluster that lost a node may take seconds to answer). A price published
-//! in the instant interest is still spreading through a cluster can be
-//! missed by both as above.
+//! goes to [`Router::restore`], which applies it only if it is newer than
+//! the token's last price and then drops the older live prices still on
+//! their way, so a client never sees a token's price step back. Live events
+//! keep flowing while it reads. A price published in the instant interest
+//! is still spreading through a cluster can be missed by both, as above.
 //!
 //! Memory stays bounded by the number of tokens: the load keeps one message
 //! per token.
