@@ -34,8 +34,11 @@
 //! stored price of every token it knows with a *direct get*, which any
 //! replica answers (a cluster that lost the stream's leader needs seconds to
 //! elect another, and the consumer above waits for it; a stream made
-//! without `allow_direct` is read with the consumer instead). Each price
-//! goes to [`Router::restore`], which applies it only if it is newer than
+//! without `allow_direct` is read with the consumer instead). Tokens first
+//! priced while it was away are not among those it knows: it then lists the
+//! stream's price subjects (an answer of the leader, so after the known
+//! tokens are restored) and reads those too. Each price goes to
+//! [`Router::restore`], which applies it only if it is newer than
 //! the token's last price and then drops the older live prices still on
 //! their way, so a client never sees a token's price step back. Live events
 //! keep flowing while it reads. A price published in the instant interest
@@ -316,11 +319,18 @@ async fn catch_up(shared: &Shared, config: &LastPricesConfig, direct: &mut bool)
         }
     }
     let subjects = &shared.config.subjects;
+    let known: Vec<String> = shared
+        .router
+        .token_ids()
+        .iter()
+        .map(|id| subjects.price(id))
+        .collect();
     let read = if *direct {
-        read_direct(shared, config, deadline).await
+        read_direct(shared, config, deadline, known.clone()).await
     } else {
         None
     };
+    let by_direct_gets = read.is_some();
     let preload = match read {
         Some(preload) => preload,
         None => {
@@ -344,6 +354,89 @@ async fn catch_up(shared: &Shared, config: &LastPricesConfig, direct: &mut bool)
         millis = started.elapsed().as_millis() as u64,
         "caught up on the last prices after a NATS (re)connect"
     );
+    if by_direct_gets {
+        catch_up_on_unknown_tokens(shared, config, deadline, &known).await;
+    }
+}
+
+/// The second step of a catch-up by direct gets: tokens the gateway had
+/// never seen before it lost NATS (first priced while it was away) are not
+/// among those it asked for, so it lists the stream's price subjects and
+/// reads the ones it did not ask for. Listing needs the stream's leader,
+/// which a cluster that lost it takes seconds to elect: this runs after the
+/// known tokens are restored, so they do not wait for it.
+async fn catch_up_on_unknown_tokens(
+    shared: &Shared,
+    config: &LastPricesConfig,
+    deadline: tokio::time::Instant,
+    known: &[String],
+) {
+    let started = Instant::now();
+    let Some(stored) = stored_price_subjects(shared, config, deadline).await else {
+        return;
+    };
+    let known: std::collections::HashSet<&str> = known.iter().map(String::as_str).collect();
+    let unknown: Vec<String> = stored
+        .into_iter()
+        .filter(|subject| !known.contains(subject.as_str()))
+        .collect();
+    if unknown.is_empty() {
+        return;
+    }
+    let asked = unknown.len();
+    let Some(preload) = read_direct(shared, config, deadline, unknown).await else {
+        return;
+    };
+    let restored = preload.restore(shared);
+    tracing::info!(
+        stream = %config.stream,
+        asked,
+        restored,
+        millis = started.elapsed().as_millis() as u64,
+        "caught up on the last prices of tokens first priced while NATS was away"
+    );
+}
+
+/// Every price subject the stream holds a message on, retried until
+/// `deadline` (the stream's leader answers, and may still be elected);
+/// `None`, after a warning, when no answer came in time.
+async fn stored_price_subjects(
+    shared: &Shared,
+    config: &LastPricesConfig,
+    deadline: tokio::time::Instant,
+) -> Option<Vec<String>> {
+    use futures_util::TryStreamExt as _;
+    let js = jetstream::ContextBuilder::new()
+        .timeout(REQUEST_TIMEOUT)
+        .build(shared.nats.clone());
+    let filter = shared.config.subjects.all_prices();
+    let list = || async {
+        let stream = js.get_stream_no_info(&config.stream).await?;
+        let subjects: Vec<(String, usize)> = stream
+            .info_with_subjects(&filter)
+            .await?
+            .try_collect()
+            .await?;
+        anyhow::Ok(subjects.into_iter().map(|(subject, _)| subject).collect())
+    };
+    loop {
+        match list().await {
+            Ok(subjects) => return Some(subjects),
+            Err(e) => {
+                if tokio::time::Instant::now() + Duration::from_millis(200) >= deadline {
+                    tracing::warn!(
+                        stream = %config.stream,
+                        error = %e,
+                        "cannot list the stored prices within {:?}: a token first \
+                         priced while NATS was away keeps no snapshot until its next price",
+                        config.load_timeout
+                    );
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
 }
 
 /// The store, opened: the stream and an ordered consumer positioned on the
@@ -355,8 +448,8 @@ struct Opened {
     started: Instant,
 }
 
-/// Reads the stored price of every token the router knows with direct gets
-/// (answered by any replica), retrying those that failed until `deadline`.
+/// Reads the stored price on each of `subjects` with direct gets (answered
+/// by any replica), retrying those that failed until `deadline`.
 /// `None` when not one direct get is answered at first (a stream without
 /// `allow_direct` lets them time out): the caller then reads the stream with
 /// a consumer.
@@ -364,6 +457,7 @@ async fn read_direct(
     shared: &Shared,
     config: &LastPricesConfig,
     deadline: tokio::time::Instant,
+    mut pending: Vec<String>,
 ) -> Option<Preload> {
     use futures_util::stream::{self as futures_stream, StreamExt as _};
     /// Direct gets in flight at once.
@@ -373,24 +467,21 @@ async fn read_direct(
         .timeout(REQUEST_TIMEOUT)
         .build(shared.nats.clone());
     let stream = js.get_stream_no_info(&config.stream).await.ok()?;
-    let mut pending = shared.router.token_ids();
     let mut preload = Preload::default();
     let mut first = true;
     while !pending.is_empty() {
         let stream = &stream;
         let results: Vec<_> = futures_stream::iter(pending.drain(..))
-            .map(|id| async move {
-                let got = stream
-                    .direct_get_last_for_subject(subjects.price(&id))
-                    .await;
-                (id, got)
+            .map(|subject| async move {
+                let got = stream.direct_get_last_for_subject(&subject).await;
+                (subject, got)
             })
             .buffer_unordered(IN_FLIGHT)
             .collect()
             .await;
         let asked = results.len();
         let mut last_error = None;
-        for (id, got) in results {
+        for (subject, got) in results {
             match got {
                 Ok(m) => preload.take(
                     subjects,
@@ -408,7 +499,7 @@ async fn read_direct(
                 Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => {}
                 Err(e) => {
                     last_error = Some(e.to_string());
-                    pending.push(id);
+                    pending.push(subject);
                 }
             }
         }

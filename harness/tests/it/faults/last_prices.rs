@@ -443,7 +443,11 @@ async fn catch_up_after_an_outage(direct: bool) {
     wait_stream_leader(&js).await;
     let mut away = Publisher::connect(&urls[1]).await;
     publish_round(&mut away, &tokens, 2, &mut latest).await;
-    wait_stored(&js, 2 * TOKENS as u64).await;
+    // A token first priced while the gateway is away: it knows nothing of it.
+    let fresh = vec![odin_publisher::universe::token_id(TOKENS).to_string()];
+    let mut fresh_latest = BTreeMap::new();
+    publish_round(&mut away, &fresh, 2, &mut fresh_latest).await;
+    wait_stored(&js, 2 * TOKENS as u64 + 1).await;
     cluster.node(0).restart().await.unwrap();
 
     // The missed prices arrive, each once, and nothing else.
@@ -464,12 +468,40 @@ async fn catch_up_after_an_outage(direct: bool) {
     publish_round(&mut publisher, &tokens, 3, &mut latest).await;
     watcher.until_count(3 * TOKENS).await.unwrap();
     assert_eq!(received(&watcher, 2 * TOKENS), nonces(&latest));
-    let metrics = gateway.get("/metrics").await.unwrap().body;
+    // The token first priced while it was away is restored as well, and
+    // a first client gets its price as the snapshot.
+    assert_eq!(
+        wait_restored(&gateway, TOKENS as u64 + 1).await,
+        TOKENS as u64 + 1
+    );
+    let snapshot = first_snapshot(&gateway, &fresh).await.unwrap();
     assert!(
-        metrics.contains(&format!("odin_prices_restored_total {TOKENS}")),
-        "{metrics}"
+        wrong_tokens(&snapshot, &fresh_latest).is_empty(),
+        "no or stale snapshot of {fresh:?}, first priced during the outage: {snapshot:#?}"
     );
     gateway.shutdown().await.unwrap();
+}
+
+/// Waits until the gateway's `odin_prices_restored_total` reaches `count`,
+/// and returns it.
+async fn wait_restored(gateway: &TestServer, count: u64) -> u64 {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let metrics = gateway.get("/metrics").await.unwrap().body;
+        let restored = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("odin_prices_restored_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if restored >= count {
+            return restored;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{restored} of {count} prices restored within {LIMIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
