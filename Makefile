@@ -85,7 +85,7 @@ bench-fanout: setup build-release ## Fan-out benchmark: stress at 100 → 1,600 
 load-fleet: setup build-release ## Load scenario "fleet": 2,000 users over 2 load processes and 2 gateways on one port
 	$(LOAD) fleet $(LOAD_ARGS)
 
-load-failover: setup build-release ## Load scenario "failover": 2,000 users, 3 gateways over a 3-node NATS cluster, node 0 stopped mid-run
+load-failover: setup build-release ## Load scenario "failover": 2,000 users, 3 gateways over a 3-node NATS cluster, one node stopped mid-run
 	$(LOAD) failover $(LOAD_ARGS)
 
 load-scale: setup build-release ## Load scenario "scale": 100,000 users, 6 gateways on one port, 6 load processes

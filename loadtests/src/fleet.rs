@@ -250,6 +250,54 @@ impl Fleet {
         }
     }
 
+    /// The node a run that loses one stops: the first that does not lead
+    /// the last-prices stream. Losing the leader loses what is published
+    /// while the others elect one (JetStream stores nothing without a
+    /// leader, and core NATS keeps nothing for a gateway that is
+    /// reconnecting), a limit this run does not measure; see
+    /// `LOAD_TESTING.md`. Node 0 when the leader cannot be told.
+    async fn node_to_stop(&mut self) -> usize {
+        let Some(Nats::Cluster(cluster)) = &mut self.nats else {
+            return 0;
+        };
+        let leader = async {
+            let servers = cluster
+                .urls()
+                .iter()
+                .map(|u| u.parse::<async_nats::ServerAddr>())
+                .collect::<Result<Vec<_>, _>>()?;
+            let client = async_nats::connect(servers).await?;
+            let js = async_nats::jetstream::new(client);
+            let mut stream = js.get_stream(LAST_PRICES_STREAM).await?;
+            let info = stream.info().await?;
+            anyhow::Ok(info.cluster.as_ref().and_then(|c| c.leader.clone()))
+        };
+        let leader = match tokio::time::timeout(Duration::from_secs(5), leader).await {
+            Ok(Ok(Some(leader))) => leader,
+            Ok(Ok(None)) => {
+                eprintln!("odin-load: the last-prices stream has no leader now");
+                return 0;
+            }
+            Ok(Err(e)) => {
+                eprintln!("odin-load: cannot tell the last-prices stream's leader: {e:#}");
+                return 0;
+            }
+            Err(_) => {
+                eprintln!("odin-load: the last-prices stream's leader not told within 5 s");
+                return 0;
+            }
+        };
+        for i in 0..cluster.len() {
+            let name = cluster.node(i).monitor_json("/varz").await.ok();
+            let name = name.as_ref().and_then(|v| v["server_name"].as_str());
+            if name.is_some_and(|n| n != leader) {
+                eprintln!("odin-load: the last-prices stream's leader is {leader}");
+                return i;
+            }
+        }
+        0
+    }
+
     /// Stops NATS node `i` of a cluster; `None` when there is none.
     async fn stop_nats_node(&mut self, i: usize) -> Option<anyhow::Result<()>> {
         match &mut self.nats {
@@ -393,22 +441,24 @@ async fn coordinate(
     let stop_node = async {
         if let Some(after) = scenario.stop_nats_node_after {
             tokio::time::sleep(after).await;
+            let node = fleet.node_to_stop().await;
             eprintln!(
-                "odin-load: stopping NATS node 0, {} into publishing",
+                "odin-load: stopping NATS node {node}, {} into publishing",
                 humantime::format_duration(after)
             );
-            if let Some(stopped) = fleet.stop_nats_node(0).await {
-                return stopped.context("cannot stop NATS node 0");
+            if let Some(stopped) = fleet.stop_nats_node(node).await {
+                stopped.with_context(|| format!("cannot stop NATS node {node}"))?;
+                return Ok(Some(node));
             }
         }
-        anyhow::Ok(())
+        anyhow::Ok(None)
     };
     let (totals, stopped) = tokio::join!(
         publisher.wait(scenario.hold + Duration::from_secs(30)),
         stop_node
     );
     let totals = totals.context("the publisher failed")?;
-    stopped?;
+    let stopped = stopped?;
     let publish_secs = publish_wall.elapsed().as_secs_f64();
     tokio::time::sleep(scenario.drain).await;
     let after = fleet.sample();
@@ -441,9 +491,9 @@ async fn coordinate(
     }
     let mut report = crate::merge::merge(reports)?;
     report.target = fleet.describe(processes);
-    if let Some(after) = scenario.stop_nats_node_after {
+    if let (Some(after), Some(node)) = (scenario.stop_nats_node_after, stopped) {
         report.target += &format!(
-            "; NATS node 0 stopped {} into publishing",
+            "; NATS node {node} stopped {} into publishing",
             humantime::format_duration(after)
         );
     }

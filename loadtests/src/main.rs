@@ -101,8 +101,9 @@ struct RunArgs {
     /// Override: NATS nodes of the embedded cluster (1 is a single server).
     #[arg(long)]
     nats_nodes: Option<usize>,
-    /// Override: stop NATS node 0 this far into publishing (e.g. `8s`;
-    /// needs at least 3 nodes).
+    /// Override: stop a NATS node (the first that does not lead the
+    /// last-prices stream) this far into publishing (e.g. `8s`; needs at
+    /// least 3 nodes).
     #[arg(long, value_parser = humantime::parse_duration)]
     stop_nats_node_after: Option<Duration>,
     /// Override, for a stepped run: its rates (e.g. `100,200,400`).

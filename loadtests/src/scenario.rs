@@ -50,7 +50,7 @@ pub struct ScenarioFields {
     pub gateways: Option<usize>,
     /// NATS servers: 1, or a cluster of this many nodes (default 1).
     pub nats_nodes: Option<usize>,
-    /// When, into the publish phase, NATS node 0 is stopped (a cluster
+    /// When, into the publish phase, a NATS node is stopped (a cluster
     /// only).
     #[serde(default, with = "opt_duration")]
     pub stop_nats_node_after: Option<Duration>,
@@ -165,10 +165,12 @@ pub struct Scenario {
     /// `g % nats_nodes`) and the publisher on the last node.
     #[serde(default = "one")]
     pub nats_nodes: usize,
-    /// Into the publish phase, stop NATS node 0 (a cluster only): its
-    /// gateways reconnect to another node and no user may lose its
+    /// Into the publish phase, stop a NATS node (a cluster only; the first
+    /// that does not lead the last-prices stream, never the publisher's):
+    /// its gateways reconnect to another node and no user may lose its
     /// connection. What was published while they were away never reaches
-    /// their users and is reported as loss.
+    /// their users live and is reported as loss; the last prices of that
+    /// gap come back from the stream.
     #[serde(default, with = "opt_duration")]
     pub stop_nats_node_after: Option<Duration>,
     /// Index of this process's first user among all users of the run: users
