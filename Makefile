@@ -16,7 +16,7 @@ LOAD := ODIN_BIN_DIR=$(RELEASE_BINS) $(RELEASE_BINS)/odin-load run
 
 .PHONY: help setup setup-browser build build-release test lint fmt server publisher auth-token \
         nats-up nats-down demo load-quick load-medium load-stress load-progressive \
-        load-burst load-ceiling bench-fanout load-fleet load-failover load-scale fleet \
+        load-burst load-ceiling bench-fanout load-fleet load-failover load-failover-lossless load-scale fleet \
         bench-publisher conformance clean
 
 help: ## List the targets
@@ -87,6 +87,9 @@ load-fleet: setup build-release ## Load scenario "fleet": 2,000 users over 2 loa
 
 load-failover: setup build-release ## Load scenario "failover": 2,000 users, 3 gateways over a 3-node NATS cluster, one node stopped mid-run
 	$(LOAD) failover $(LOAD_ARGS)
+
+load-failover-lossless: setup build-release ## Load scenario "failover-lossless": failover with a second NATS connection per gateway; no event may be lost
+	$(LOAD) failover-lossless $(LOAD_ARGS)
 
 load-scale: setup build-release ## Load scenario "scale": 100,000 users, 6 gateways on one port, 6 load processes
 	$(LOAD) scale $(LOAD_ARGS)

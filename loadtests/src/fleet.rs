@@ -176,12 +176,22 @@ impl Fleet {
                     // Gateway g tries node g % n first, then the others in
                     // turn: the gateways spread over the nodes.
                     let first = g % urls.len();
-                    let order: Vec<&str> = (0..urls.len())
-                        .map(|i| urls[(first + i) % urls.len()].as_str())
-                        .collect();
-                    let gateway = ServerProcess::start_at(&order.join(","), &ws_addr, &args, &[])
-                        .await
-                        .with_context(|| format!("cannot start gateway {g}"))?;
+                    let order = |first: usize| -> String {
+                        (0..urls.len())
+                            .map(|i| urls[(first + i) % urls.len()].as_str())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    };
+                    // Its second connection, if any, prefers the next node.
+                    let second = order(first + 1);
+                    let mut gateway_args = args.clone();
+                    if scenario.nats_second_connection {
+                        gateway_args.extend(["--nats-second-url", second.as_str()]);
+                    }
+                    let gateway =
+                        ServerProcess::start_at(&order(first), &ws_addr, &gateway_args, &[])
+                            .await
+                            .with_context(|| format!("cannot start gateway {g}"))?;
                     gateways.push(gateway);
                 }
                 let fleet = Fleet {
@@ -491,6 +501,9 @@ async fn coordinate(
     }
     let mut report = crate::merge::merge(reports)?;
     report.target = fleet.describe(processes);
+    if scenario.nats_second_connection {
+        report.target += "; two NATS connections per gateway";
+    }
     if let (Some(after), Some(node)) = (scenario.stop_nats_node_after, stopped) {
         report.target += &format!(
             "; NATS node {node} stopped {} into publishing",

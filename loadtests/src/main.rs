@@ -106,6 +106,10 @@ struct RunArgs {
     /// least 3 nodes).
     #[arg(long, value_parser = humantime::parse_duration)]
     stop_nats_node_after: Option<Duration>,
+    /// Override: give every gateway a second NATS connection, to the node
+    /// after its first one's (needs at least 2 nodes).
+    #[arg(long)]
+    nats_second_connection: bool,
     /// Override, for a stepped run: its rates (e.g. `100,200,400`).
     #[arg(long, value_delimiter = ',')]
     rates: Option<Vec<f64>>,
@@ -630,6 +634,9 @@ fn apply_overrides(mut s: Scenario, a: &RunArgs) -> anyhow::Result<Scenario> {
     }
     if a.stop_nats_node_after.is_some() {
         s.stop_nats_node_after = a.stop_nats_node_after;
+    }
+    if a.nats_second_connection {
+        s.nats_second_connection = true;
     }
     s.thresholds.extend(a.thresholds.iter().cloned());
     s.goose_thresholds

@@ -54,6 +54,8 @@ pub struct ScenarioFields {
     /// only).
     #[serde(default, with = "opt_duration")]
     pub stop_nats_node_after: Option<Duration>,
+    /// Give every gateway a second NATS connection (a cluster only).
+    pub nats_second_connection: Option<bool>,
 }
 
 /// The progressive run: several scenarios in turn.
@@ -173,6 +175,11 @@ pub struct Scenario {
     /// gap come back from the stream.
     #[serde(default, with = "opt_duration")]
     pub stop_nats_node_after: Option<Duration>,
+    /// Give every gateway a second NATS connection (`--nats-second-url`),
+    /// preferring the node after its first connection's: a gateway whose
+    /// node is lost then misses nothing (a cluster only).
+    #[serde(default)]
+    pub nats_second_connection: bool,
     /// Index of this process's first user among all users of the run: users
     /// are numbered across processes so that channels spread evenly.
     #[serde(default)]
@@ -304,6 +311,10 @@ fn merge(name: &str, base: &ScenarioFields, over: &ScenarioFields) -> anyhow::Re
         gateways: over.gateways.or(base.gateways).unwrap_or(1),
         nats_nodes: over.nats_nodes.or(base.nats_nodes).unwrap_or(1),
         stop_nats_node_after: over.stop_nats_node_after.or(base.stop_nats_node_after),
+        nats_second_connection: over
+            .nats_second_connection
+            .or(base.nats_second_connection)
+            .unwrap_or(false),
         first_user: 0,
     };
     scenario.validate()?;
@@ -352,6 +363,9 @@ impl Scenario {
         }
         if self.nats_nodes == 0 {
             bail!("scenario {n}: nats_nodes must be at least 1");
+        }
+        if self.nats_second_connection && self.nats_nodes < 2 {
+            bail!("scenario {n}: nats_second_connection needs a cluster of at least 2 nats_nodes");
         }
         if let Some(after) = self.stop_nats_node_after {
             if self.nats_nodes < 3 {
@@ -485,6 +499,10 @@ mod tests {
     fn stopping_a_nats_node_needs_a_cluster_and_time_left() {
         let file = ScenarioFile::load(Path::new(DEFAULT_FILE)).unwrap();
         let failover = file.resolve("failover").unwrap();
+        assert!(!failover.nats_second_connection);
+        let lossless = file.resolve("failover-lossless").unwrap();
+        assert!(lossless.nats_second_connection);
+        assert!(lossless.thresholds.iter().any(|t| t == "loss<=0"));
         assert_eq!(failover.nats_nodes, 3);
         assert_eq!(failover.stop_nats_node_after, Some(Duration::from_secs(8)));
         for (nodes, after, refused) in [

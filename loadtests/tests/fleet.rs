@@ -100,11 +100,12 @@ fn a_run_over_two_gateways_and_two_load_processes_gives_one_verdict() {
     assert!(stdout.contains("PASS"), "{stdout}");
 }
 
-#[test]
-fn a_run_on_a_nats_cluster_survives_the_loss_of_a_node() {
-    // `failover` stops a node 8 s into publishing; hold 10 s leaves 2 s after.
+/// Runs `scenario` (`failover` or a variant) small: 300 users, a node
+/// stopped 8 s into a 10 s hold (2 s left after it); asserts that a node
+/// was stopped and returns the run's report.
+fn run_losing_a_node(scenario: &str) -> serde_json::Value {
     let PassedRun { report, stderr, .. } = run_passing(&[
-        "failover",
+        scenario,
         "--users",
         "300",
         "--ramp-rate",
@@ -118,6 +119,12 @@ fn a_run_on_a_nats_cluster_survives_the_loss_of_a_node() {
         stderr.contains("stopping NATS node"),
         "no node was stopped:\n{stderr}"
     );
+    report
+}
+
+#[test]
+fn a_run_on_a_nats_cluster_survives_the_loss_of_a_node() {
+    let report = run_losing_a_node("failover");
     assert_eq!(report["users"]["live"], 300, "{}", report["users"]);
     assert_eq!(report["users"]["reconnects"], 0, "{}", report["users"]);
     assert_eq!(report["fleet"]["gateways"], 3);
@@ -131,4 +138,22 @@ fn a_run_on_a_nats_cluster_survives_the_loss_of_a_node() {
         lost * 50 < expected,
         "{lost} of {expected} lost: the gateway of the stopped node did not come back"
     );
+}
+
+#[test]
+fn a_second_nats_connection_per_gateway_loses_nothing_when_a_node_is_lost() {
+    // `failover-lossless` is `failover` with `--nats-second-url` on every
+    // gateway and `loss<=0` among its rules.
+    let report = run_losing_a_node("failover-lossless");
+    assert!(
+        report["target"]
+            .as_str()
+            .is_some_and(|t| t.contains("two NATS connections per gateway")),
+        "{}",
+        report["target"]
+    );
+    let accounting = &report["accounting"];
+    assert!(accounting["expected"].as_u64().unwrap() > 0, "{accounting}");
+    assert_eq!(accounting["lost"], 0, "{accounting}");
+    assert_eq!(accounting["delivered"], accounting["expected"]);
 }

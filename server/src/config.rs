@@ -25,6 +25,11 @@ pub struct ServerConfig {
     pub http_addr: SocketAddr,
     /// The NATS server(s) to ingest from (comma-separated URLs allowed).
     pub nats_url: String,
+    /// A second NATS connection to ingest from, to other servers of the same
+    /// cluster: every event is taken from whichever connection brings it
+    /// first (the second copy is a duplicate by nonce), so a gateway whose
+    /// NATS node is lost misses nothing while it reconnects.
+    pub nats_second_url: Option<String>,
     /// Subject layout under the configured prefix.
     pub subjects: Subjects,
     /// How tokens are checked.
@@ -71,6 +76,7 @@ impl Default for ServerConfig {
             reuse_port: false,
             http_addr: ([0, 0, 0, 0], 3001).into(),
             nats_url: "nats://127.0.0.1:4222".into(),
+            nats_second_url: None,
             subjects: Subjects::default(),
             auth: AuthConfig::development(),
             max_connections: 50_000,
@@ -187,6 +193,13 @@ pub struct ServerArgs {
     /// NATS URL(s), comma-separated.
     #[arg(long, env = "ODIN_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
+    /// A second NATS connection (URLs, comma-separated) to other servers of
+    /// the same cluster, subscribed to the same subjects: each event is
+    /// taken from whichever connection brings it first, so losing one NATS
+    /// node loses no event. Every event then arrives twice (the second copy
+    /// counts as a dropped duplicate).
+    #[arg(long, env = "ODIN_NATS_SECOND_URL")]
+    pub nats_second_url: Option<String>,
     /// JWT settings.
     #[command(flatten)]
     pub jwt: JwtArgs,
@@ -321,6 +334,7 @@ impl ServerArgs {
             reuse_port: self.reuse_port,
             http_addr: self.http_addr,
             nats_url: self.nats_url,
+            nats_second_url: self.nats_second_url.filter(|u| !u.trim().is_empty()),
             subjects,
             auth: self.jwt.auth_config()?,
             max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),

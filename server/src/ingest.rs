@@ -102,6 +102,9 @@ fn route_of(event: &Event) -> Route<'_> {
 pub(crate) struct Connected {
     pub(crate) client: async_nats::Client,
     pub(crate) subscription: async_nats::Subscriber,
+    /// The second connection (`--nats-second-url`) and its subscription to
+    /// the same subjects, if any.
+    pub(crate) second: Option<(async_nats::Client, async_nats::Subscriber)>,
     pub(crate) window: DedupWindow,
     pub(crate) preload: Preload,
 }
@@ -143,6 +146,7 @@ impl IngestThread {
                     let Connected {
                         client,
                         subscription,
+                        second,
                         window,
                         preload,
                     } = match connect(window).await {
@@ -154,8 +158,20 @@ impl IngestThread {
                     };
                     let _ = ready_tx.send(Ok((client, preload)));
                     let Ok(shared) = start_rx.await else { return };
+                    // Both connections' events go through one loop and one
+                    // window: per publisher, the first copy of each event
+                    // comes in publish order whichever connection brings it.
+                    let ingest = async {
+                        match second {
+                            Some((_second_client, second)) => {
+                                let both = futures_util::stream::select(subscription, second);
+                                run(both, shared, window).await;
+                            }
+                            None => run(subscription, shared, window).await,
+                        }
+                    };
                     tokio::select! {
-                        () = run(subscription, shared, window) => {}
+                        () = ingest => {}
                         () = thread_stop.cancelled() => {}
                     }
                 });
@@ -211,7 +227,7 @@ const BURST: usize = 256;
 /// [`BURST`]) before any writer is woken, so each client gets a burst in one
 /// write; a lone event is woken at once, as before.
 pub(crate) async fn run(
-    mut subscription: async_nats::Subscriber,
+    mut subscription: impl futures_util::Stream<Item = async_nats::Message> + Unpin,
     shared: Arc<Shared>,
     mut window: DedupWindow,
 ) {

@@ -79,6 +79,7 @@ impl Server {
             .clone()
             .unwrap_or_else(|| format!("odin-{:08x}", rand::random::<u32>()));
         let url = config.nats_url.clone();
+        let second_url = config.nats_second_url.clone();
         let subjects = config.subjects.clone();
         let last_prices = config.last_prices.clone();
         let name = server_id.clone();
@@ -86,7 +87,7 @@ impl Server {
         let (connections, connections_rx) = tokio::sync::watch::channel(0);
         let (ingest, nats, preload) =
             ingest::IngestThread::start(window, move |mut window| async move {
-                let nats = nats::connect(&url, &name, connections).await?;
+                let nats = nats::connect(&url, "--nats-url", &name, Some(connections)).await?;
                 let (subscription, preload) = last_prices::subscribe_and_load(
                     &nats,
                     last_prices.as_ref(),
@@ -94,9 +95,24 @@ impl Server {
                     &mut window,
                 )
                 .await?;
+                // After the load: its keys are in the window, so the second
+                // connection's copies of stored prices are duplicates too.
+                let second = match second_url {
+                    Some(url) => {
+                        let name = format!("{name} (second)");
+                        let client = nats::connect(&url, "--nats-second-url", &name, None).await?;
+                        let subscription = client
+                            .subscribe(subjects.all())
+                            .await
+                            .context("cannot subscribe on the second NATS connection")?;
+                        Some((client, subscription))
+                    }
+                    None => None,
+                };
                 Ok(ingest::Connected {
                     client: nats,
                     subscription,
+                    second,
                     window,
                     preload,
                 })

@@ -7,19 +7,22 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::sync::watch;
 
-/// Connects to the comma-separated `url` list as `odin-server <name>`,
+/// Connects to the comma-separated `url` list (given as `flag`, for the
+/// error) as `odin-server <name>`,
 /// retrying until NATS is there. Every connection made, the first and each
-/// reconnect, adds one to `connections`.
+/// reconnect, adds one to `connections` when given.
 pub(crate) async fn connect(
     url: &str,
+    flag: &str,
     name: &str,
-    connections: watch::Sender<u64>,
+    connections: Option<watch::Sender<u64>>,
 ) -> anyhow::Result<async_nats::Client> {
     let addrs: Vec<async_nats::ServerAddr> = url
         .split(',')
         .map(|u| u.trim().parse())
         .collect::<Result<_, _>>()
-        .with_context(|| format!("--nats-url {url:?} is not a NATS URL"))?;
+        .with_context(|| format!("{flag} {url:?} is not a NATS URL"))?;
+    let connection = std::sync::Arc::new(name.to_owned());
     async_nats::ConnectOptions::new()
         .name(format!("odin-server {name}"))
         .retry_on_initial_connect()
@@ -34,13 +37,20 @@ pub(crate) async fn connect(
             Duration::from_millis(50 * 2u64.pow(exp)).min(Duration::from_secs(1))
         })
         .event_callback(move |event| {
-            if matches!(event, async_nats::Event::Connected) {
+            if let Some(connections) = &connections
+                && matches!(event, async_nats::Event::Connected)
+            {
                 connections.send_modify(|n| *n += 1);
             }
+            let which = connection.clone();
             async move {
                 match event {
-                    async_nats::Event::Connected => tracing::info!("NATS connected"),
-                    async_nats::Event::Disconnected => tracing::warn!("NATS disconnected"),
+                    async_nats::Event::Connected => {
+                        tracing::info!(connection = %which, "NATS connected")
+                    }
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!(connection = %which, "NATS disconnected")
+                    }
                     other => tracing::debug!(event = %other, "NATS event"),
                 }
             }

@@ -1,8 +1,9 @@
 //! End-to-end fault tests against real NATS and the real binaries: the
 //! server killed and restarted under its clients, a publisher's duplicate
 //! storm, two servers on one NATS, a NATS cluster losing nodes under two
-//! servers, a thousand clients reconnecting at once, and the last prices
-//! kept in JetStream serving the first snapshots of a starting gateway.
+//! servers, a thousand clients reconnecting at once, the last prices kept
+//! in JetStream serving the first snapshots of a starting gateway, and a
+//! gateway with a second NATS connection losing nothing with a node.
 //!
 //! Each checks what a client's application sees (the reference client's
 //! delivered events, or a bare connection's frames) against what was
@@ -12,5 +13,6 @@ mod duplicates;
 mod last_prices;
 mod reconnect_storm;
 mod scale_out;
+mod second_connection;
 mod server_restart;
 mod support;
