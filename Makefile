@@ -88,7 +88,7 @@ load-fleet: setup build-release ## Load scenario "fleet": 2,000 users over 2 loa
 load-failover: setup build-release ## Load scenario "failover": 2,000 users, 3 gateways over a 3-node NATS cluster, one node stopped mid-run
 	$(LOAD) failover $(LOAD_ARGS)
 
-load-failover-lossless: setup build-release ## Load scenario "failover-lossless": failover with a second NATS connection per gateway; no event may be lost
+load-failover-lossless: setup build-release ## Load scenario "failover-lossless": the stream leader's node lost, a second NATS connection per gateway, stored prices confirmed; nothing may be lost
 	$(LOAD) failover-lossless $(LOAD_ARGS)
 
 load-scale: setup build-release ## Load scenario "scale": 100,000 users, 6 gateways on one port, 6 load processes

@@ -103,6 +103,52 @@ enum Nats {
 /// The last-prices stream of a cluster run.
 const LAST_PRICES_STREAM: &str = "ODIN_LAST_PRICES";
 
+/// The name of the server that leads the last-prices stream (asked of
+/// any node), within 5 s.
+async fn stream_leader(cluster: &NatsCluster) -> anyhow::Result<Option<String>> {
+    let ask = async {
+        let js = async_nats::jetstream::new(cluster_client(cluster).await?);
+        let mut stream = js.get_stream(LAST_PRICES_STREAM).await?;
+        let info = stream.info().await?;
+        anyhow::Ok(info.cluster.as_ref().and_then(|c| c.leader.clone()))
+    };
+    tokio::time::timeout(Duration::from_secs(5), ask)
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within 5 s")))
+}
+
+/// Asks the last-prices stream's leader to hand its leadership on, and
+/// waits (at most 10 s) until another node leads.
+async fn step_down(cluster: &NatsCluster) -> anyhow::Result<()> {
+    let before = stream_leader(cluster).await?;
+    let client = cluster_client(cluster).await?;
+    client
+        .request(
+            format!("$JS.API.STREAM.LEADER.STEPDOWN.{LAST_PRICES_STREAM}"),
+            "".into(),
+        )
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let now = stream_leader(cluster).await.ok().flatten();
+        if now.is_some() && now != before {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("no other node leads 10 s after the step-down")
+}
+
+/// A client of whichever node of `cluster` answers.
+async fn cluster_client(cluster: &NatsCluster) -> anyhow::Result<async_nats::Client> {
+    let servers = cluster
+        .urls()
+        .iter()
+        .map(|u| u.parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(async_nats::connect(servers).await?)
+}
+
 /// NATS and the gateways of an embedded run, or an external target.
 struct Fleet {
     nats: Option<Nats>,
@@ -260,55 +306,109 @@ impl Fleet {
         }
     }
 
-    /// The node a run that loses one stops: the first that does not lead
-    /// the last-prices stream. Losing the leader loses what is published
-    /// while the others elect one (JetStream stores nothing without a
-    /// leader, and core NATS keeps nothing for a gateway that is
-    /// reconnecting), a limit this run does not measure; see
-    /// `LOAD_TESTING.md`. Node 0 when the leader cannot be told.
-    async fn node_to_stop(&mut self) -> usize {
+    /// The node a run that loses one stops: the one that leads the
+    /// last-prices stream when `leader_wanted`, else the first that does
+    /// not; never the publisher's (the last), whose leadership is handed on
+    /// first when it leads. Losing the leader loses what is published while
+    /// the others elect one (JetStream stores nothing without a leader, and
+    /// core NATS keeps nothing for a gateway that is reconnecting) unless
+    /// the publisher confirms its stored prices and the gateways have a
+    /// second connection; see `LOAD_TESTING.md`. Node 0 when the leader
+    /// cannot be told.
+    async fn node_to_stop(&mut self, leader_wanted: bool) -> usize {
         let Some(Nats::Cluster(cluster)) = &mut self.nats else {
             return 0;
         };
-        let leader = async {
-            let servers = cluster
-                .urls()
-                .iter()
-                .map(|u| u.parse::<async_nats::ServerAddr>())
-                .collect::<Result<Vec<_>, _>>()?;
-            let client = async_nats::connect(servers).await?;
-            let js = async_nats::jetstream::new(client);
-            let mut stream = js.get_stream(LAST_PRICES_STREAM).await?;
-            let info = stream.info().await?;
-            anyhow::Ok(info.cluster.as_ref().and_then(|c| c.leader.clone()))
-        };
-        let leader = match tokio::time::timeout(Duration::from_secs(5), leader).await {
-            Ok(Ok(Some(leader))) => leader,
-            Ok(Ok(None)) => {
-                eprintln!("odin-load: the last-prices stream has no leader now");
-                return 0;
+        let publishers = cluster.len() - 1;
+        for _attempt in 0..5 {
+            let leader = match stream_leader(cluster).await {
+                Ok(Some(leader)) => leader,
+                Ok(None) => {
+                    eprintln!("odin-load: the last-prices stream has no leader now");
+                    return 0;
+                }
+                Err(e) => {
+                    eprintln!("odin-load: cannot tell the last-prices stream's leader: {e:#}");
+                    return 0;
+                }
+            };
+            eprintln!("odin-load: the last-prices stream's leader is {leader}");
+            let mut leads = Vec::with_capacity(cluster.len());
+            for i in 0..cluster.len() {
+                let name = cluster.node(i).monitor_json("/varz").await.ok();
+                let name = name.as_ref().and_then(|v| v["server_name"].as_str());
+                leads.push(name.is_some_and(|n| n == leader));
             }
-            Ok(Err(e)) => {
-                eprintln!("odin-load: cannot tell the last-prices stream's leader: {e:#}");
-                return 0;
+            if leader_wanted && leads[publishers] {
+                eprintln!("odin-load: the publisher's node leads; asking it to step down");
+                if let Err(e) = step_down(cluster).await {
+                    eprintln!("odin-load: the step-down failed: {e:#}");
+                }
+                continue;
             }
-            Err(_) => {
-                eprintln!("odin-load: the last-prices stream's leader not told within 5 s");
-                return 0;
-            }
-        };
-        for i in 0..cluster.len() {
-            let name = cluster.node(i).monitor_json("/varz").await.ok();
-            let name = name.as_ref().and_then(|v| v["server_name"].as_str());
-            if name.is_some_and(|n| n != leader) {
-                eprintln!("odin-load: the last-prices stream's leader is {leader}");
+            if let Some(i) = (0..publishers).find(|&i| leads[i] == leader_wanted) {
                 return i;
             }
+            return 0;
         }
         0
     }
 
-    /// Stops NATS node `i` of a cluster; `None` when there is none.
+    /// Reads the last-prices store (through its leader, so a lagging
+    /// replica cannot answer) for every token priced in the run and counts
+    /// those it holds an older price for, or none: `(checked, stale)`.
+    /// `None` when the fleet keeps no store (a single NATS server).
+    async fn check_stored_prices(&self, totals: &Totals) -> Option<anyhow::Result<(u64, u64)>> {
+        let Some(Nats::Cluster(cluster)) = &self.nats else {
+            return None;
+        };
+        let check = || async {
+            let js = async_nats::jetstream::new(cluster_client(cluster).await?);
+            let stream = js.get_stream(LAST_PRICES_STREAM).await?;
+            let subjects = odin_protocol::Subjects::default();
+            let (mut checked, mut stale) = (0, 0);
+            for (token, &last) in &totals.last_price_at_by_token {
+                let id = odin_protocol::TokenId::parse(token)
+                    .map_err(|e| anyhow::anyhow!("token {token:?}: {e}"))?;
+                let subject = subjects.price(&id);
+                let stored = match stream.get_last_raw_message_by_subject(&subject).await {
+                    Ok(message) => {
+                        let body: serde_json::Value = serde_json::from_slice(&message.payload)
+                            .with_context(|| format!("the stored price of {token} is not JSON"))?;
+                        body["timestamp"].as_f64()
+                    }
+                    Err(e)
+                        if e.kind()
+                            == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
+                    {
+                        None
+                    }
+                    Err(e) => return Err(anyhow::anyhow!("reading {subject}: {e}")),
+                };
+                checked += 1;
+                if stored.is_none_or(|at| at < last) {
+                    stale += 1;
+                }
+            }
+            anyhow::Ok((checked, stale))
+        };
+        // A cluster that has just lost a node may still be electing the
+        // stream's leader, and then answers nothing: ask again until it does.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let error = match tokio::time::timeout(left, check()).await {
+                Ok(Ok(found)) => return Some(Ok(found)),
+                Ok(Err(e)) => e,
+                Err(_) => anyhow::anyhow!("no answer"),
+            };
+            if Instant::now() + Duration::from_millis(500) >= deadline {
+                return Some(Err(error.context("the store did not answer within 30 s")));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     async fn stop_nats_node(&mut self, i: usize) -> Option<anyhow::Result<()>> {
         match &mut self.nats {
             Some(Nats::Cluster(cluster)) => Some(cluster.node(i).stop().await),
@@ -439,19 +539,29 @@ async fn coordinate(
         worker.send(&format!("publish {started_ms}")).await?;
     }
     let publish_wall = Instant::now();
+    // With a last-prices store (a cluster), the publisher sees each token's
+    // latest price stored, and its final flush waits for a store that is
+    // electing a leader.
+    let store = scenario.nats_nodes > 1;
     let config = PublisherConfig {
         nats_url: fleet.nats_url.clone(),
         tokens: scenario.tokens,
         rate: scenario.publish_rate,
         duration: Some(scenario.hold),
         tick: scenario.tick,
+        confirm_stored_prices: store,
+        flush_timeout: if store {
+            Duration::from_secs(30)
+        } else {
+            PublisherConfig::default().flush_timeout
+        },
         ..PublisherConfig::default()
     };
     let publisher = odin_harness::publisher::PublisherProcess::start(&config).await?;
     let stop_node = async {
         if let Some(after) = scenario.stop_nats_node_after {
             tokio::time::sleep(after).await;
-            let node = fleet.node_to_stop().await;
+            let node = fleet.node_to_stop(scenario.stop_nats_leader).await;
             eprintln!(
                 "odin-load: stopping NATS node {node}, {} into publishing",
                 humantime::format_duration(after)
@@ -474,6 +584,20 @@ async fn coordinate(
     let after = fleet.sample();
     let generator_wall = publish_wall.elapsed();
     let stats_after = fleet.stats().await;
+    let store = match fleet.check_stored_prices(&totals).await {
+        Some(Ok((checked, stale))) => {
+            eprintln!(
+                "odin-load: the last-prices store holds the last price of {} of {checked} tokens",
+                checked - stale
+            );
+            Some((checked, stale))
+        }
+        Some(Err(e)) => {
+            eprintln!("odin-load: cannot check the last-prices store: {e:#}");
+            Some((0, 0))
+        }
+        None => None,
+    };
 
     let totals_path = opts.out_dir.join("publisher-totals.json");
     std::fs::write(&totals_path, serde_json::to_vec_pretty(&totals)?)
@@ -499,14 +623,19 @@ async fn coordinate(
         })?;
         reports.push(report);
     }
-    let mut report = crate::merge::merge(reports)?;
+    let mut report = crate::merge::merge_with_store(reports, store)?;
     report.target = fleet.describe(processes);
     if scenario.nats_second_connection {
         report.target += "; two NATS connections per gateway";
     }
     if let (Some(after), Some(node)) = (scenario.stop_nats_node_after, stopped) {
+        let which = if scenario.stop_nats_leader {
+            " (the last-prices stream's leader)"
+        } else {
+            ""
+        };
         report.target += &format!(
-            "; NATS node {node} stopped {} into publishing",
+            "; NATS node {node}{which} stopped {} into publishing",
             humantime::format_duration(after)
         );
     }

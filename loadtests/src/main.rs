@@ -110,6 +110,10 @@ struct RunArgs {
     /// after its first one's (needs at least 2 nodes).
     #[arg(long)]
     nats_second_connection: bool,
+    /// Override: the node stopped is the one that leads the last-prices
+    /// stream (with `--stop-nats-node-after`).
+    #[arg(long)]
+    stop_nats_leader: bool,
     /// Override, for a stepped run: its rates (e.g. `100,200,400`).
     #[arg(long, value_delimiter = ',')]
     rates: Option<Vec<f64>>,
@@ -637,6 +641,9 @@ fn apply_overrides(mut s: Scenario, a: &RunArgs) -> anyhow::Result<Scenario> {
     }
     if a.nats_second_connection {
         s.nats_second_connection = true;
+    }
+    if a.stop_nats_leader {
+        s.stop_nats_leader = true;
     }
     s.thresholds.extend(a.thresholds.iter().cloned());
     s.goose_thresholds

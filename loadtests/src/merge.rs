@@ -15,6 +15,15 @@ use crate::thresholds::Rule;
 /// Merges `reports` (of the same scenario) into one, re-judging the first
 /// report's thresholds on the merged figures.
 pub fn merge(reports: Vec<RunReport>) -> anyhow::Result<RunReport> {
+    merge_with_store(reports, None)
+}
+
+/// [`merge`], with what the fleet found in the last-prices store at the end
+/// of the run (`(tokens checked, tokens stale)`), judged with the rest.
+pub fn merge_with_store(
+    reports: Vec<RunReport>,
+    store: Option<(u64, u64)>,
+) -> anyhow::Result<RunReport> {
     let Some(first) = reports.first().cloned() else {
         bail!("nothing to merge");
     };
@@ -80,6 +89,10 @@ pub fn merge(reports: Vec<RunReport>) -> anyhow::Result<RunReport> {
         if let Outcome::Invalid { reason } = &r.outcome {
             invalid.push(reason.clone());
         }
+    }
+    if let Some((checked, stale)) = store {
+        out.accounting.stored_prices = checked;
+        out.accounting.stale_stored_prices = stale;
     }
     out.latency = LatencySummary::of(&hist);
     out.latency_histogram = encode_histogram(&hist);

@@ -139,6 +139,14 @@ pub struct Accounting {
     /// Of those, pairs whose user ended on an older price (or none).
     #[serde(default)]
     pub stale_final_prices: u64,
+    /// Tokens whose price the JetStream last-prices store was checked for
+    /// at the end of a fleet run (the tokens priced in the run); 0 when the
+    /// run has no store.
+    #[serde(default)]
+    pub stored_prices: u64,
+    /// Of those, tokens the store holds an older price for (or none).
+    #[serde(default)]
+    pub stale_stored_prices: u64,
     /// Deliveries per second over the publishing time.
     pub throughput_per_sec: f64,
     /// Which kinds the accounting covers.

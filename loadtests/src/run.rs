@@ -508,6 +508,9 @@ pub(crate) fn observe(
         Metric::Duplicates => Some(acc.duplicates as f64),
         Metric::OutOfOrder => Some(acc.out_of_order as f64),
         Metric::StaleFinalPrices => (acc.final_prices > 0).then_some(acc.stale_final_prices as f64),
+        Metric::StaleStoredPrices => {
+            (acc.stored_prices > 0).then_some(acc.stale_stored_prices as f64)
+        }
         Metric::Throughput => Some(acc.throughput_per_sec),
         Metric::Reconnects => Some(users.reconnects as f64),
     }

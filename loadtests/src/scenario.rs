@@ -56,6 +56,9 @@ pub struct ScenarioFields {
     pub stop_nats_node_after: Option<Duration>,
     /// Give every gateway a second NATS connection (a cluster only).
     pub nats_second_connection: Option<bool>,
+    /// Stop the node that leads the last-prices stream rather than one that
+    /// does not (default false).
+    pub stop_nats_leader: Option<bool>,
 }
 
 /// The progressive run: several scenarios in turn.
@@ -180,6 +183,11 @@ pub struct Scenario {
     /// node is lost then misses nothing (a cluster only).
     #[serde(default)]
     pub nats_second_connection: bool,
+    /// Stop the node that leads the last-prices stream instead of the first
+    /// that does not: the hard case, where JetStream stores nothing until
+    /// the other nodes have elected a leader (with `stop_nats_node_after`).
+    #[serde(default)]
+    pub stop_nats_leader: bool,
     /// Index of this process's first user among all users of the run: users
     /// are numbered across processes so that channels spread evenly.
     #[serde(default)]
@@ -315,6 +323,10 @@ fn merge(name: &str, base: &ScenarioFields, over: &ScenarioFields) -> anyhow::Re
             .nats_second_connection
             .or(base.nats_second_connection)
             .unwrap_or(false),
+        stop_nats_leader: over
+            .stop_nats_leader
+            .or(base.stop_nats_leader)
+            .unwrap_or(false),
         first_user: 0,
     };
     scenario.validate()?;
@@ -377,6 +389,8 @@ impl Scenario {
             if after >= self.hold {
                 bail!("scenario {n}: stop_nats_node_after must be shorter than hold");
             }
+        } else if self.stop_nats_leader {
+            bail!("scenario {n}: stop_nats_leader needs stop_nats_node_after");
         }
         for rule in &self.thresholds {
             crate::thresholds::Rule::parse(rule)

@@ -31,6 +31,9 @@ pub enum Metric {
     /// Users' tokens whose last price received is older than the token's
     /// last one published (count).
     StaleFinalPrices,
+    /// Tokens whose price in the JetStream last-prices store is older than
+    /// the last one published, at the end of a fleet run (count).
+    StaleStoredPrices,
     /// Deliveries per second during the hold.
     Throughput,
     /// Reconnections during the run (count).
@@ -48,6 +51,7 @@ impl Metric {
             "duplicates" => Metric::Duplicates,
             "out-of-order" => Metric::OutOfOrder,
             "stale-final-prices" => Metric::StaleFinalPrices,
+            "stale-stored-prices" => Metric::StaleStoredPrices,
             "throughput" => Metric::Throughput,
             "reconnects" => Metric::Reconnects,
             other => match other.strip_prefix("latency-p") {
@@ -63,7 +67,7 @@ impl Metric {
                 None => bail!(
                     "unknown metric {other:?}; known: latency-pNN, latency-avg, latency-max, \
                      connect-success, loss, loss-rate, duplicates, out-of-order, stale-final-prices, \
-                     throughput, reconnects"
+                     stale-stored-prices, throughput, reconnects"
                 ),
             },
         })

@@ -141,19 +141,27 @@ fn a_run_on_a_nats_cluster_survives_the_loss_of_a_node() {
 }
 
 #[test]
-fn a_second_nats_connection_per_gateway_loses_nothing_when_a_node_is_lost() {
-    // `failover-lossless` is `failover` with `--nats-second-url` on every
-    // gateway and `loss<=0` among its rules.
+fn nothing_is_lost_when_the_node_leading_the_last_prices_stream_is_lost() {
+    // `failover-lossless` is `failover` with the stream's leader stopped,
+    // `--nats-second-url` on every gateway, the publisher confirming what
+    // the store takes, and `loss<=0` and `stale-stored-prices<=0` among its
+    // rules.
     let report = run_losing_a_node("failover-lossless");
+    let target = report["target"].as_str().unwrap_or_default();
     assert!(
-        report["target"]
-            .as_str()
-            .is_some_and(|t| t.contains("two NATS connections per gateway")),
-        "{}",
-        report["target"]
+        target.contains("two NATS connections per gateway")
+            && target.contains("(the last-prices stream's leader) stopped"),
+        "{target}"
     );
     let accounting = &report["accounting"];
     assert!(accounting["expected"].as_u64().unwrap() > 0, "{accounting}");
     assert_eq!(accounting["lost"], 0, "{accounting}");
     assert_eq!(accounting["delivered"], accounting["expected"]);
+    // Every token priced in the run was checked in the store, and the store
+    // ends on its last price although its leader was lost mid-run.
+    assert!(
+        accounting["storedPrices"].as_u64().unwrap() > 0,
+        "{accounting}"
+    );
+    assert_eq!(accounting["staleStoredPrices"], 0, "{accounting}");
 }

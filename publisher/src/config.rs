@@ -171,6 +171,15 @@ pub struct PublisherConfig {
     )]
     pub nats_buffer: usize,
 
+    /// Publish every price_update through JetStream and send a price again,
+    /// while it is its token's latest, until the last-prices store (the
+    /// stream of `odin-server --last-prices-stream`) confirms it: the store
+    /// then ends on every token's latest price even when a NATS cluster
+    /// loses the stream's leader. Needs that stream; the final flush waits
+    /// (up to --flush-timeout) for the store.
+    #[arg(long, env = "ODIN_CONFIRM_STORED_PRICES", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
+    pub confirm_stored_prices: bool,
+
     /// Print the final totals as one JSON line on stdout instead of a
     /// human-readable line.
     #[arg(long, env = "ODIN_TOTALS_JSON", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
@@ -209,6 +218,7 @@ impl Default for PublisherConfig {
             connect_timeout: Duration::from_secs(5),
             flush_timeout: Duration::from_secs(5),
             nats_buffer: 65_536,
+            confirm_stored_prices: false,
             totals_json: false,
             totals_file: None,
             log_format: LogFormat::Human,
@@ -350,6 +360,9 @@ impl PublisherConfig {
         }
         if self.deterministic_nonces {
             args.push("--deterministic-nonces".to_owned());
+        }
+        if self.confirm_stored_prices {
+            args.push("--confirm-stored-prices".to_owned());
         }
         if let Some(p) = &self.record {
             args.push(format!("--record={}", p.display()));

@@ -19,7 +19,8 @@
 //! it emits) → [`sim`] (trades and scheduler ticks merged in time, duplicates)
 //! or [`replay`] (a recording) → [`runner`] (pacing against [`schedule`],
 //! [`record`]ing, counting into [`totals`]) → [`sink`] (NATS; in [`run`],
-//! on a thread of its own through [`pipeline`]).
+//! on a thread of its own through [`pipeline`]; with
+//! `--confirm-stored-prices`, prices through [`store_confirm`]).
 
 pub mod config;
 pub mod error;
@@ -36,6 +37,7 @@ pub mod sim;
 pub mod sink;
 pub mod source;
 pub mod stamp;
+pub mod store_confirm;
 pub mod totals;
 pub mod universe;
 

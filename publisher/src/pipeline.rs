@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::Error;
 use crate::outgoing::Outgoing;
 use crate::sink::{ConnectionStats, NatsSink, Sink, SinkError};
+use crate::store_confirm::StoreStats;
 
 /// Messages per hand-over batch.
 const BATCH: usize = 256;
@@ -37,13 +38,19 @@ pub struct PipelinedNats {
     tx: mpsc::Sender<Command>,
     batch: Vec<Outgoing>,
     stats: Arc<ConnectionStats>,
+    store: Option<Arc<StoreStats>>,
     refused: Arc<AtomicU64>,
 }
 
 impl PipelinedNats {
     /// Starts the publishing thread and connects it to `url` (see
     /// [`NatsSink::connect`] for the retry and buffer settings).
-    pub async fn connect(url: &str, timeout: Duration, buffer: usize) -> Result<Self, Error> {
+    pub async fn connect(
+        url: &str,
+        timeout: Duration,
+        buffer: usize,
+        confirm_stored_prices: bool,
+    ) -> Result<Self, Error> {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (ready_tx, ready_rx) = oneshot::channel();
         let refused = Arc::new(AtomicU64::new(0));
@@ -63,9 +70,13 @@ impl PipelinedNats {
             .spawn(move || {
                 runtime.block_on(async move {
                     match NatsSink::connect(&thread_url, timeout, buffer).await {
-                        Ok(sink) => {
+                        Ok(mut sink) => {
+                            if confirm_stored_prices {
+                                sink.confirm_stored_prices();
+                            }
                             let stats = sink.stats().unwrap_or_default();
-                            if ready_tx.send(Ok(stats)).is_ok() {
+                            let ready = (stats, sink.store_stats());
+                            if ready_tx.send(Ok(ready)).is_ok() {
                                 serve(sink, rx, thread_refused).await;
                             }
                         }
@@ -80,7 +91,7 @@ impl PipelinedNats {
                 timeout,
                 reason: format!("cannot start the publishing thread: {e}"),
             })?;
-        let stats = ready_rx.await.map_err(|_| Error::Connect {
+        let (stats, store) = ready_rx.await.map_err(|_| Error::Connect {
             url,
             timeout,
             reason: "the publishing thread died".to_owned(),
@@ -89,6 +100,7 @@ impl PipelinedNats {
             tx,
             batch: Vec::with_capacity(BATCH),
             stats,
+            store,
             refused,
         })
     }
@@ -161,6 +173,10 @@ impl Sink for PipelinedNats {
 
     fn connection_stats(&self) -> Option<&ConnectionStats> {
         Some(&self.stats)
+    }
+
+    fn store_stats(&self) -> Option<Arc<StoreStats>> {
+        self.store.clone()
     }
 
     fn refused_later(&self) -> u64 {

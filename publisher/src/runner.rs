@@ -51,9 +51,13 @@ pub async fn run(
 ) -> Result<Totals, Error> {
     config.validate()?;
     let prepared = Prepared::new(&config)?;
-    let mut sink =
-        PipelinedNats::connect(&config.nats_url, config.connect_timeout, config.nats_buffer)
-            .await?;
+    let mut sink = PipelinedNats::connect(
+        &config.nats_url,
+        config.connect_timeout,
+        config.nats_buffer,
+        config.confirm_stored_prices,
+    )
+    .await?;
     prepared.drive(&config, &mut sink, shutdown).await
 }
 
@@ -65,6 +69,9 @@ pub async fn run_with_client(
     shutdown: impl Future<Output = ()>,
 ) -> Result<Totals, Error> {
     let mut sink = NatsSink::from_client(client);
+    if config.confirm_stored_prices {
+        sink.confirm_stored_prices();
+    }
     run_with_sink(config, &mut sink, shutdown).await
 }
 
@@ -245,6 +252,8 @@ impl Prepared {
             errors: tally.errors + sink.refused_later(),
             disconnects: stats.map_or(0, |s| s.disconnects()),
             reconnects: stats.map_or(0, |s| s.reconnects()),
+            stored_prices_resent: sink.store_stats().map_or(0, |s| s.resent()),
+            stored_prices_unconfirmed: sink.store_stats().map_or(0, |s| s.unconfirmed()),
             flushed,
             interrupted,
         })

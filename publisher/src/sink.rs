@@ -16,10 +16,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::header::NATS_MESSAGE_ID;
+use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::{Client, ConnectOptions, HeaderMap};
 
 use crate::error::Error;
-use crate::outgoing::Outgoing;
+use crate::outgoing::{EventKind, Outgoing};
+use crate::store_confirm::{StoreConfirm, StoreStats};
 
 /// Why one publish failed.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +61,12 @@ pub trait Sink {
     fn refused_later(&self) -> u64 {
         0
     }
+
+    /// What the last-prices store confirmation did, when it is on
+    /// (`--confirm-stored-prices`).
+    fn store_stats(&self) -> Option<Arc<StoreStats>> {
+        None
+    }
 }
 
 /// NATS connection events, counted by the client's event callback.
@@ -85,6 +93,7 @@ impl ConnectionStats {
 pub struct NatsSink {
     client: Client,
     stats: Option<Arc<ConnectionStats>>,
+    store: Option<StoreConfirm>,
 }
 
 impl NatsSink {
@@ -94,6 +103,7 @@ impl NatsSink {
         Self {
             client,
             stats: None,
+            store: None,
         }
     }
 
@@ -121,6 +131,7 @@ impl NatsSink {
                     return Ok(Self {
                         client,
                         stats: Some(stats),
+                        store: None,
                     });
                 }
                 Err(e) => {
@@ -137,6 +148,13 @@ impl NatsSink {
                 }
             }
         }
+    }
+
+    /// Publishes every `price_update` from now on through JetStream and sees
+    /// each token's latest one stored ([`StoreConfirm`]); starts a task on
+    /// the current runtime.
+    pub fn confirm_stored_prices(&mut self) {
+        self.store = Some(StoreConfirm::start(self.client.clone()));
     }
 
     /// The client, e.g. to subscribe on the same connection.
@@ -185,6 +203,17 @@ fn options(stats: Arc<ConnectionStats>, buffer: usize, timeout: Duration) -> Con
 
 impl Sink for NatsSink {
     async fn publish(&mut self, message: Outgoing) -> Result<(), SinkError> {
+        if let (Some(store), EventKind::PriceUpdate, Some(token)) =
+            (&self.store, message.kind, message.token)
+        {
+            return store
+                .publish(token, message.subject, message.nonce, message.payload)
+                .await
+                .map_err(|e| match e.kind() {
+                    PublishErrorKind::BrokenPipe => SinkError::Closed(e.to_string()),
+                    _ => SinkError::Refused(e.to_string()),
+                });
+        }
         let mut headers = HeaderMap::new();
         headers.insert(NATS_MESSAGE_ID, message.nonce.as_str());
         self.client
@@ -200,7 +229,19 @@ impl Sink for NatsSink {
         self.client
             .flush()
             .await
-            .map_err(|e| SinkError::Closed(e.to_string()))
+            .map_err(|e| SinkError::Closed(e.to_string()))?;
+        if let Some(store) = &self.store {
+            // The caller bounds the wait (`--flush-timeout`).
+            let left = store.wait_stored(Duration::MAX).await;
+            if left > 0 {
+                tracing::warn!(left, "the last-prices store lacks some latest prices");
+            }
+        }
+        Ok(())
+    }
+
+    fn store_stats(&self) -> Option<Arc<StoreStats>> {
+        self.store.as_ref().map(StoreConfirm::stats)
     }
 
     fn connection_stats(&self) -> Option<&ConnectionStats> {

@@ -70,6 +70,13 @@ pub struct Totals {
     pub disconnects: u64,
     /// Times it came back.
     pub reconnects: u64,
+    /// Prices sent again because the last-prices store had not confirmed
+    /// them (`--confirm-stored-prices`).
+    #[serde(default)]
+    pub stored_prices_resent: u64,
+    /// Prices the store had still not confirmed when the run ended.
+    #[serde(default)]
+    pub stored_prices_unconfirmed: u64,
     /// Whether the final flush reached NATS before `--flush-timeout`.
     pub flushed: bool,
     /// Whether the run was stopped by the shutdown signal (rather than by

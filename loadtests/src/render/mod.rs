@@ -115,6 +115,18 @@ pub fn summary_rows(r: &RunReport) -> Vec<(&'static str, String)> {
                 format_count(a.final_prices)
             ),
         ),
+    ]);
+    if a.stored_prices > 0 {
+        rows.push((
+            "stored last prices",
+            format!(
+                "{} of {} tokens in the JetStream store on the last price published",
+                format_count(a.stored_prices - a.stale_stored_prices),
+                format_count(a.stored_prices)
+            ),
+        ));
+    }
+    rows.extend([
         (
             "latency p50 / p90 / p99 / p99.9",
             format!(
