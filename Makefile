@@ -85,7 +85,7 @@ bench-fanout: setup build-release ## Fan-out benchmark: stress at 100 → 1,600 
 load-fleet: setup build-release ## Load scenario "fleet": 2,000 users over 2 load processes and 2 gateways on one port
 	$(LOAD) fleet $(LOAD_ARGS)
 
-load-failover: setup build-release ## Load scenario "failover": 2,000 users, 3 gateways over a 3-node NATS cluster, one node stopped mid-run
+load-failover: setup build-release ## Load scenario "failover": 2,000 users, 3 gateways over a 3-node NATS cluster, the last-prices stream leader's node stopped mid-run
 	$(LOAD) failover $(LOAD_ARGS)
 
 load-failover-lossless: setup build-release ## Load scenario "failover-lossless": the stream leader's node lost, a second NATS connection per gateway, stored prices confirmed; nothing may be lost

@@ -102,8 +102,8 @@ struct RunArgs {
     #[arg(long)]
     nats_nodes: Option<usize>,
     /// Override: stop a NATS node (the first that does not lead the
-    /// last-prices stream) this far into publishing (e.g. `8s`; needs at
-    /// least 3 nodes).
+    /// last-prices stream, or the leader with `--stop-nats-leader`) this
+    /// far into publishing (e.g. `8s`; needs at least 3 nodes).
     #[arg(long, value_parser = humantime::parse_duration)]
     stop_nats_node_after: Option<Duration>,
     /// Override: give every gateway a second NATS connection, to the node

@@ -171,11 +171,12 @@ pub struct Scenario {
     #[serde(default = "one")]
     pub nats_nodes: usize,
     /// Into the publish phase, stop a NATS node (a cluster only; the first
-    /// that does not lead the last-prices stream, never the publisher's):
-    /// its gateways reconnect to another node and no user may lose its
-    /// connection. What was published while they were away never reaches
-    /// their users live and is reported as loss; the last prices of that
-    /// gap come back from the stream.
+    /// that does not lead the last-prices stream, or the leader with
+    /// `stop_nats_leader`; never the publisher's): its gateways reconnect
+    /// to another node and no user may lose its connection. What was
+    /// published while they were away never reaches their users live and is
+    /// reported as loss; the last prices of that gap come back from the
+    /// stream, or from the publisher when the store missed them.
     #[serde(default, with = "opt_duration")]
     pub stop_nats_node_after: Option<Duration>,
     /// Give every gateway a second NATS connection (`--nats-second-url`),
