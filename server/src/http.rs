@@ -23,16 +23,24 @@ pub(crate) fn routes(shared: Arc<Shared>) -> Router {
 }
 
 /// `200` while the server can serve; `503` while NATS is unreachable (clients
-/// stay connected, but no live events flow).
+/// stay connected, but no live events flow). With a second NATS connection,
+/// events flow while either is up; both are then named (`natsFirst`,
+/// `natsSecond`).
 async fn health(State(shared): State<Arc<Shared>>) -> Response {
     let connected = shared.nats_connected();
-    let body = Json(json!({
+    let word = |up: bool| if up { "connected" } else { "disconnected" };
+    let mut body = json!({
         "status": if connected { "ok" } else { "degraded" },
-        "nats": if connected { "connected" } else { "disconnected" },
+        "nats": word(connected),
         "serverId": shared.server_id,
         "connections": shared.metrics.connections.get(),
         "uptimeSeconds": shared.metrics.uptime_seconds(),
-    }));
+    });
+    if let (first, Some(second)) = shared.nats_connections() {
+        body["natsFirst"] = word(first).into();
+        body["natsSecond"] = word(second).into();
+    }
+    let body = Json(body);
     let status = if connected {
         StatusCode::OK
     } else {

@@ -96,6 +96,13 @@ fn route_of(event: &Event) -> Route<'_> {
     }
 }
 
+/// The gateway's NATS clients: the first (`--nats-url`) and the second
+/// (`--nats-second-url`), if any.
+pub(crate) struct NatsClients {
+    pub(crate) first: async_nats::Client,
+    pub(crate) second: Option<async_nats::Client>,
+}
+
 /// What the ingest thread's set-up hands over: the client, the live
 /// subscription, the de-duplication window it was given (holding the keys of
 /// the stored prices loaded, if any) and those prices.
@@ -122,12 +129,12 @@ pub(crate) struct IngestThread {
 impl IngestThread {
     /// Starts the thread and runs `connect` there with the de-duplication
     /// window ingest will use; returns once it has the client, the
-    /// subscription and the stored prices (the client, handed back, is shared
-    /// for `/health` and shutdown; the prices seed the router).
+    /// subscription and the stored prices (the clients, handed back, are
+    /// shared for `/health` and shutdown; the prices seed the router).
     pub(crate) async fn start<C, F>(
         window: DedupWindow,
         connect: C,
-    ) -> anyhow::Result<(Self, async_nats::Client, Preload)>
+    ) -> anyhow::Result<(Self, NatsClients, Preload)>
     where
         C: FnOnce(DedupWindow) -> F + Send + 'static,
         F: std::future::Future<Output = anyhow::Result<Connected>>,
@@ -156,7 +163,11 @@ impl IngestThread {
                             return;
                         }
                     };
-                    let _ = ready_tx.send(Ok((client, preload)));
+                    let clients = NatsClients {
+                        first: client,
+                        second: second.as_ref().map(|(client, _)| client.clone()),
+                    };
+                    let _ = ready_tx.send(Ok((clients, preload)));
                     let Ok(shared) = start_rx.await else { return };
                     // Both connections' events go through one loop and one
                     // window: per publisher, the first copy of each event
@@ -176,7 +187,7 @@ impl IngestThread {
                     }
                 });
             })?;
-        let (client, preload) = ready_rx
+        let (clients, preload) = ready_rx
             .await
             .map_err(|_| anyhow::anyhow!("the ingest thread died while connecting"))??;
         Ok((
@@ -185,7 +196,7 @@ impl IngestThread {
                 start,
                 stop,
             },
-            client,
+            clients,
             preload,
         ))
     }

@@ -24,6 +24,9 @@ pub(crate) struct Shared {
     pub(crate) router: Router,
     pub(crate) authenticator: Authenticator,
     pub(crate) nats: async_nats::Client,
+    /// The second NATS connection (`--nats-second-url`), if any: events
+    /// still flow while either connection is up.
+    pub(crate) nats_second: Option<async_nats::Client>,
     /// Cancelled when the server starts shutting down.
     pub(crate) shutdown: CancellationToken,
     nonces: NonceSource,
@@ -40,7 +43,7 @@ impl Shared {
     pub(crate) fn new(
         config: ServerConfig,
         server_id: String,
-        nats: async_nats::Client,
+        nats: crate::ingest::NatsClients,
         shutdown: CancellationToken,
     ) -> Self {
         let metrics = Arc::new(Metrics::new());
@@ -50,7 +53,8 @@ impl Shared {
             metrics,
             config,
             server_id,
-            nats,
+            nats: nats.first,
+            nats_second: nats.second,
             shutdown,
             nonces: NonceSource::random(),
             next_conn: AtomicU64::new(1),
@@ -92,8 +96,19 @@ impl Shared {
         })
     }
 
+    /// Whether live events can flow: either NATS connection is up.
     pub(crate) fn nats_connected(&self) -> bool {
-        self.nats.connection_state() == async_nats::connection::State::Connected
+        let (first, second) = self.nats_connections();
+        first || second == Some(true)
+    }
+
+    /// Whether the first NATS connection is up, and the second if there is
+    /// one.
+    pub(crate) fn nats_connections(&self) -> (bool, Option<bool>) {
+        let up = |c: &async_nats::Client| {
+            c.connection_state() == async_nats::connection::State::Connected
+        };
+        (up(&self.nats), self.nats_second.as_ref().map(up))
     }
 
     /// Takes one connection slot, or `None` when the server is full.

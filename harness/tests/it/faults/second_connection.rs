@@ -2,7 +2,7 @@
 //! node of the cluster loses nothing when the node of its first connection
 //! is lost: the events published while the first reconnects come through
 //! the second, and each event reaches a client once, whichever connection
-//! brought it first.
+//! brought it first. Meanwhile `/health` stays 200: events still flow.
 
 use std::collections::BTreeSet;
 
@@ -103,6 +103,27 @@ async fn a_gateway_with_a_second_nats_connection_loses_nothing_when_its_node_is_
             )
         });
     assert_eq!(received(&watcher, before), round_2);
+
+    // Events flow, so the gateway is healthy: `/health` names the first
+    // connection down and the second up, and answers 200 "ok".
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    let health = loop {
+        let response = gateway.endpoint().get("/health").await.unwrap();
+        let body: serde_json::Value = response.json().unwrap();
+        if body["natsFirst"] == "disconnected" {
+            break (response.status, body);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/health never saw the first connection down: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_eq!(health.0, 200, "{}", health.1);
+    assert_eq!(health.1["status"], "ok", "{}", health.1);
+    assert_eq!(health.1["nats"], "connected", "{}", health.1);
+    assert_eq!(health.1["natsSecond"], "connected", "{}", health.1);
+    assert!(gateway.stats().await.unwrap().nats_connected);
 
     // Node 0 is back and so is the first connection: still each event once.
     cluster.node(0).restart().await.unwrap();
