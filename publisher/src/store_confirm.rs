@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use async_nats::jetstream::context::{PublishAckFuture, PublishError};
+use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::{Client, Subject};
 use bytes::Bytes;
@@ -166,7 +166,14 @@ impl StoreConfirm {
         payload: Bytes,
     ) -> Result<(), PublishError> {
         let mut latest = self.latest.lock().await;
-        let ack = send(&self.js, subject.clone(), &nonce, payload.clone()).await?;
+        // A send times out only when the client's buffer is full (NATS
+        // away): wait as a core publish would, rather than drop the price.
+        let ack = loop {
+            match send(&self.js, subject.clone(), &nonce, payload.clone()).await {
+                Err(e) if e.kind() == PublishErrorKind::TimedOut => continue,
+                sent => break sent?,
+            }
+        };
         latest.insert(
             token,
             Latest {

@@ -2,7 +2,10 @@
 //! (`--confirm-stored-prices`): a price the store did not take (here: no
 //! stream yet, as for a cluster still electing the stream's leader) is sent
 //! again while it is its token's latest, until the store has it; an older
-//! price of a token is not sent again once a newer one was published.
+//! price of a token is not sent again once a newer one was published. With
+//! NATS away and the client's buffer full, publishing waits (as a core
+//! publish does) instead of dropping prices, and they are stored once NATS
+//! is back.
 
 use std::time::Duration;
 
@@ -82,4 +85,84 @@ async fn the_publisher_sends_each_unstored_latest_price_again_until_the_store_ta
     let info = stream.info().await.expect("stream info");
     assert_eq!(info.state.messages, 2, "{:?}", info.state);
     assert_eq!(info.state.last_sequence, 2, "{:?}", info.state);
+}
+
+#[tokio::test]
+async fn prices_published_while_nats_is_away_with_a_full_buffer_wait_and_are_stored() {
+    let mut nats = NatsServer::start_with(NatsOptions {
+        jetstream: true,
+        ..NatsOptions::default()
+    })
+    .await
+    .expect("NATS with JetStream starts");
+    let subjects = Subjects::default();
+    // A client that buffers 4 commands while disconnected: publishing then
+    // waits, as the publisher's own client does past `--nats-buffer`.
+    let client = async_nats::ConnectOptions::new()
+        .client_capacity(4)
+        .retry_on_initial_connect()
+        .connect(nats.url())
+        .await
+        .expect("connects");
+    let js = jetstream::new(client.clone());
+    let config = LastPricesConfig::new("ODIN_LAST_PRICES");
+    let stream = ensure_stream(&js, &stream_config(&config, &subjects))
+        .await
+        .expect("the stream is made");
+    let mut sink = NatsSink::from_client(client.clone());
+    sink.confirm_stored_prices();
+    let stats = sink.store_stats().expect("confirmation is on");
+
+    let mut events = Publisher::connect(&nats.url()).await;
+    let prices: Vec<_> = (0..20)
+        .map(|i| events.price_event(&format!("T{i}"), f64::from(i)))
+        .collect();
+
+    nats.stop().await.expect("NATS stops");
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while client.connection_state() == async_nats::connection::State::Connected {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the client never saw NATS go"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let publishing = tokio::spawn({
+        let prices = prices.clone();
+        let subjects = subjects.clone();
+        async move {
+            for (i, event) in prices.iter().enumerate() {
+                let subject = event.subject(&subjects).into();
+                sink.publish(Outgoing::new(event, Some(i as u32), subject))
+                    .await?;
+            }
+            tokio::time::timeout(LIMIT, sink.flush())
+                .await
+                .map_err(|_| odin_publisher::sink::SinkError::Closed("flush timed out".into()))?
+        }
+    });
+    // Longer than a JetStream send's timeout (1 s): a publish stuck behind
+    // the full buffer must wait, not fail. This test is about that timeout,
+    // so it waits on the clock.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !publishing.is_finished(),
+        "publishing went on with NATS away"
+    );
+    nats.restart().await.expect("NATS restarts");
+    publishing
+        .await
+        .expect("the publishing task ends")
+        .expect("every price is sent and the store confirms it");
+    assert_eq!(stats.unconfirmed(), 0);
+    for (i, event) in prices.iter().enumerate() {
+        let stored = stream
+            .get_last_raw_message_by_subject(&format!("odin.token.T{i}.price"))
+            .await
+            .unwrap_or_else(|e| panic!("the store has no price of T{i}: {e}"));
+        assert_eq!(
+            std::str::from_utf8(&stored.payload).unwrap(),
+            event.to_json()
+        );
+    }
 }
