@@ -232,10 +232,7 @@ impl Sink for NatsSink {
             .map_err(|e| SinkError::Closed(e.to_string()))?;
         if let Some(store) = &self.store {
             // The caller bounds the wait (`--flush-timeout`).
-            let left = store.wait_stored(Duration::MAX).await;
-            if left > 0 {
-                tracing::warn!(left, "the last-prices store lacks some latest prices");
-            }
+            store.wait_stored().await;
         }
         Ok(())
     }

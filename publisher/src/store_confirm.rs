@@ -45,12 +45,14 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
 
 /// What the confirmation did, for the publisher's totals and logs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct StoreStats {
     confirmed: AtomicU64,
     failed: AtomicU64,
     resent: AtomicU64,
-    unconfirmed: AtomicU64,
+    /// Prices not yet known to be stored (or superseded); a watch, so the
+    /// final flush can wait for 0.
+    unconfirmed: watch::Sender<u64>,
 }
 
 impl StoreStats {
@@ -71,27 +73,16 @@ impl StoreStats {
 
     /// Latest prices the store has not confirmed yet.
     pub fn unconfirmed(&self) -> u64 {
-        self.unconfirmed.load(Ordering::Relaxed)
-    }
-}
-
-/// Counts prices not yet known to be stored, for waiters and for
-/// [`StoreStats::unconfirmed`].
-#[derive(Debug)]
-struct Unconfirmed {
-    count: watch::Sender<u64>,
-    stats: Arc<StoreStats>,
-}
-
-impl Unconfirmed {
-    fn add(&self) {
-        self.count.send_modify(|n| *n += 1);
-        self.stats.unconfirmed.fetch_add(1, Ordering::Relaxed);
+        *self.unconfirmed.borrow()
     }
 
-    fn settle(&self) {
-        self.count.send_modify(|n| *n -= 1);
-        self.stats.unconfirmed.fetch_sub(1, Ordering::Relaxed);
+    fn new() -> Self {
+        Self {
+            confirmed: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            resent: AtomicU64::new(0),
+            unconfirmed: watch::Sender::new(0),
+        }
     }
 }
 
@@ -117,8 +108,6 @@ pub struct StoreConfirm {
     js: async_nats::jetstream::Context,
     latest: Arc<Mutex<HashMap<u32, Latest>>>,
     awaited: mpsc::UnboundedSender<Awaited>,
-    /// Prices not yet known to be stored (or superseded).
-    unconfirmed: Arc<Unconfirmed>,
     stats: Arc<StoreStats>,
 }
 
@@ -135,23 +124,12 @@ impl StoreConfirm {
             .build(client);
         let latest = Arc::new(Mutex::new(HashMap::new()));
         let (awaited, rx) = mpsc::unbounded_channel();
-        let stats = Arc::new(StoreStats::default());
-        let unconfirmed = Arc::new(Unconfirmed {
-            count: watch::Sender::new(0),
-            stats: stats.clone(),
-        });
-        tokio::spawn(confirm(
-            js.clone(),
-            latest.clone(),
-            rx,
-            unconfirmed.clone(),
-            stats.clone(),
-        ));
+        let stats = Arc::new(StoreStats::new());
+        tokio::spawn(confirm(js.clone(), latest.clone(), rx, stats.clone()));
         Self {
             js,
             latest,
             awaited,
-            unconfirmed,
             stats,
         }
     }
@@ -183,17 +161,16 @@ impl StoreConfirm {
             },
         );
         drop(latest);
-        self.unconfirmed.add();
+        self.stats.unconfirmed.send_modify(|n| *n += 1);
         let _ = self.awaited.send(Awaited { token, nonce, ack });
         Ok(())
     }
 
-    /// Waits until the store has every token's latest price, at most
-    /// `timeout`; returns how many prices it still lacks then.
-    pub async fn wait_stored(&self, timeout: Duration) -> u64 {
-        let mut rx = self.unconfirmed.count.subscribe();
-        let _ = tokio::time::timeout(timeout, rx.wait_for(|n| *n == 0)).await;
-        *rx.borrow()
+    /// Waits until the store has every token's latest price (the caller
+    /// bounds the wait).
+    pub async fn wait_stored(&self) {
+        let mut rx = self.stats.unconfirmed.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
     }
 
     /// What the confirmation has done so far.
@@ -227,7 +204,6 @@ async fn confirm(
     js: async_nats::jetstream::Context,
     latest: Arc<Mutex<HashMap<u32, Latest>>>,
     mut rx: mpsc::UnboundedReceiver<Awaited>,
-    unconfirmed: Arc<Unconfirmed>,
     stats: Arc<StoreStats>,
 ) {
     let mut pending: FuturesUnordered<BoxFuture<'static, Outcome>> = FuturesUnordered::new();
@@ -256,7 +232,7 @@ async fn confirm(
         match outcome {
             Outcome::Answered(_, _, Ok(())) => {
                 stats.confirmed.fetch_add(1, Ordering::Relaxed);
-                unconfirmed.settle();
+                stats.unconfirmed.send_modify(|n| *n -= 1);
             }
             Outcome::Answered(token, nonce, Err(e)) => {
                 let failed = stats.failed.fetch_add(1, Ordering::Relaxed) + 1;
@@ -277,7 +253,7 @@ async fn confirm(
                 let guard = latest.lock().await;
                 let Some(l) = guard.get(&token).filter(|l| l.nonce == nonce) else {
                     // A newer price of the token is on its way to the store.
-                    unconfirmed.settle();
+                    stats.unconfirmed.send_modify(|n| *n -= 1);
                     continue;
                 };
                 let sent = send(&js, l.subject.clone(), &nonce, l.payload.clone()).await;
