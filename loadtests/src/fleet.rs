@@ -103,11 +103,9 @@ enum Nats {
 /// The last-prices stream of a cluster run.
 const LAST_PRICES_STREAM: &str = "ODIN_LAST_PRICES";
 
-/// The name of the server that leads the last-prices stream (asked of
-/// any node), within 5 s.
-async fn stream_leader(cluster: &NatsCluster) -> anyhow::Result<Option<String>> {
+/// The name of the server that leads the last-prices stream, within 5 s.
+async fn stream_leader(js: &async_nats::jetstream::Context) -> anyhow::Result<Option<String>> {
     let ask = async {
-        let js = async_nats::jetstream::new(cluster_client(cluster).await?);
         let mut stream = js.get_stream(LAST_PRICES_STREAM).await?;
         let info = stream.info().await?;
         anyhow::Ok(info.cluster.as_ref().and_then(|c| c.leader.clone()))
@@ -117,12 +115,10 @@ async fn stream_leader(cluster: &NatsCluster) -> anyhow::Result<Option<String>> 
         .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within 5 s")))
 }
 
-/// Asks the last-prices stream's leader to hand its leadership on, and
-/// waits (at most 10 s) until another node leads.
-async fn step_down(cluster: &NatsCluster) -> anyhow::Result<()> {
-    let before = stream_leader(cluster).await?;
-    let client = cluster_client(cluster).await?;
-    client
+/// Asks the last-prices stream's leader (`before`) to hand its leadership
+/// on, and waits (at most 10 s) until another node leads.
+async fn step_down(js: &async_nats::jetstream::Context, before: &str) -> anyhow::Result<()> {
+    js.client()
         .request(
             format!("$JS.API.STREAM.LEADER.STEPDOWN.{LAST_PRICES_STREAM}"),
             "".into(),
@@ -130,8 +126,8 @@ async fn step_down(cluster: &NatsCluster) -> anyhow::Result<()> {
         .await?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        let now = stream_leader(cluster).await.ok().flatten();
-        if now.is_some() && now != before {
+        let now = stream_leader(js).await.ok().flatten();
+        if now.is_some_and(|now| now != before) {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -319,9 +315,16 @@ impl Fleet {
         let Some(Nats::Cluster(cluster)) = &mut self.nats else {
             return 0;
         };
-        let publishers = cluster.len() - 1;
+        let js = match cluster_client(cluster).await {
+            Ok(client) => async_nats::jetstream::new(client),
+            Err(e) => {
+                eprintln!("odin-load: cannot tell the last-prices stream's leader: {e:#}");
+                return 0;
+            }
+        };
+        let publisher_node = cluster.len() - 1;
         for _attempt in 0..5 {
-            let leader = match stream_leader(cluster).await {
+            let leader = match stream_leader(&js).await {
                 Ok(Some(leader)) => leader,
                 Ok(None) => {
                     eprintln!("odin-load: the last-prices stream has no leader now");
@@ -339,14 +342,14 @@ impl Fleet {
                 let name = name.as_ref().and_then(|v| v["server_name"].as_str());
                 leads.push(name.is_some_and(|n| n == leader));
             }
-            if leader_wanted && leads[publishers] {
+            if leader_wanted && leads[publisher_node] {
                 eprintln!("odin-load: the publisher's node leads; asking it to step down");
-                if let Err(e) = step_down(cluster).await {
+                if let Err(e) = step_down(&js, &leader).await {
                     eprintln!("odin-load: the step-down failed: {e:#}");
                 }
                 continue;
             }
-            if let Some(i) = (0..publishers).find(|&i| leads[i] == leader_wanted) {
+            if let Some(i) = (0..publisher_node).find(|&i| leads[i] == leader_wanted) {
                 return i;
             }
             return 0;
@@ -542,15 +545,15 @@ async fn coordinate(
     // With a last-prices store (a cluster), the publisher sees each token's
     // latest price stored, and its final flush waits for a store that is
     // electing a leader.
-    let store = scenario.nats_nodes > 1;
+    let confirm = scenario.nats_nodes > 1;
     let config = PublisherConfig {
         nats_url: fleet.nats_url.clone(),
         tokens: scenario.tokens,
         rate: scenario.publish_rate,
         duration: Some(scenario.hold),
         tick: scenario.tick,
-        confirm_stored_prices: store,
-        flush_timeout: if store {
+        confirm_stored_prices: confirm,
+        flush_timeout: if confirm {
             Duration::from_secs(30)
         } else {
             PublisherConfig::default().flush_timeout
