@@ -20,13 +20,13 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use async_nats::jetstream;
 use odin_harness::client::connect_raw;
-use odin_harness::nats::{NatsCluster, NatsOptions, NatsServer};
+use odin_harness::nats::{NatsCluster, NatsOptions};
 use odin_harness::server::{Endpoint, ServerProcess, TestServer, test_config};
 use odin_protocol::message::{ChannelRequest, PingRequest};
 use odin_protocol::{ClientMessage, ServerMessage, Subjects};
 use odin_server::last_prices::{LastPricesConfig, ensure_stream, stream_config};
 
-use super::support::{LIMIT, RawRecorder, all_subjects, token_channels, token_ids};
+use super::support::{LIMIT, RawRecorder, all_subjects, jetstream_nats, token_channels, token_ids};
 use crate::support::{Publisher, wait_subscribed_in_nats};
 
 /// The stream every test here keeps its prices in.
@@ -34,16 +34,6 @@ const STREAM: &str = "ODIN_LAST_PRICES";
 
 /// Tokens published in these tests.
 const TOKENS: usize = 12;
-
-/// One stand-alone NATS server with JetStream.
-async fn jetstream_nats() -> NatsServer {
-    NatsServer::start_with(NatsOptions {
-        jetstream: true,
-        ..NatsOptions::default()
-    })
-    .await
-    .expect("NATS with JetStream starts")
-}
 
 /// A client of `addrs` for JetStream requests.
 async fn jetstream_of(addrs: impl async_nats::ToServerAddrs) -> jetstream::Context {

@@ -10,23 +10,32 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
-use odin_harness::nats::{NatsOptions, NatsServer};
-use odin_protocol::Subjects;
+use odin_protocol::{Event, Subjects};
 use odin_publisher::outgoing::Outgoing;
 use odin_publisher::sink::{NatsSink, Sink};
 use odin_server::last_prices::{LastPricesConfig, ensure_stream, stream_config};
 
-use super::support::LIMIT;
+use super::support::{LIMIT, jetstream_nats};
 use crate::support::Publisher;
+
+/// Asserts that `stream` holds `price` as its token's last price, byte for
+/// byte.
+async fn assert_stored(stream: &jetstream::stream::Stream, price: &Event) {
+    let subject = price.subject(&Subjects::default());
+    let stored = stream
+        .get_last_raw_message_by_subject(&subject)
+        .await
+        .unwrap_or_else(|e| panic!("the store has nothing on {subject}: {e}"));
+    assert_eq!(
+        std::str::from_utf8(&stored.payload).unwrap(),
+        price.to_json(),
+        "the store's price on {subject}"
+    );
+}
 
 #[tokio::test]
 async fn the_publisher_sends_each_unstored_latest_price_again_until_the_store_takes_it() {
-    let nats = NatsServer::start_with(NatsOptions {
-        jetstream: true,
-        ..NatsOptions::default()
-    })
-    .await
-    .expect("NATS with JetStream starts");
+    let nats = jetstream_nats().await;
     let client = async_nats::connect(nats.url()).await.expect("connects");
     let mut sink = NatsSink::from_client(client.clone());
     sink.confirm_stored_prices();
@@ -69,17 +78,8 @@ async fn the_publisher_sends_each_unstored_latest_price_again_until_the_store_ta
     assert_eq!(stats.unconfirmed(), 0);
     assert!(stats.resent() >= 2, "{} resent", stats.resent());
 
-    for (token, want) in [("AAA", &a2), ("BBB", &b1)] {
-        let stored = stream
-            .get_last_raw_message_by_subject(&format!("odin.token.{token}.price"))
-            .await
-            .unwrap_or_else(|e| panic!("the store has no price of {token}: {e}"));
-        assert_eq!(
-            std::str::from_utf8(&stored.payload).unwrap(),
-            want.to_json(),
-            "the store's price of {token}"
-        );
-    }
+    assert_stored(&stream, &a2).await;
+    assert_stored(&stream, &b1).await;
     // A1 was superseded by A2 before the store came back: never stored.
     let mut stream = stream;
     let info = stream.info().await.expect("stream info");
@@ -89,12 +89,7 @@ async fn the_publisher_sends_each_unstored_latest_price_again_until_the_store_ta
 
 #[tokio::test]
 async fn prices_published_while_nats_is_away_with_a_full_buffer_wait_and_are_stored() {
-    let mut nats = NatsServer::start_with(NatsOptions {
-        jetstream: true,
-        ..NatsOptions::default()
-    })
-    .await
-    .expect("NATS with JetStream starts");
+    let mut nats = jetstream_nats().await;
     let subjects = Subjects::default();
     // A client that buffers 4 commands while disconnected: publishing then
     // waits, as the publisher's own client does past `--nats-buffer`.
@@ -155,14 +150,7 @@ async fn prices_published_while_nats_is_away_with_a_full_buffer_wait_and_are_sto
         .expect("the publishing task ends")
         .expect("every price is sent and the store confirms it");
     assert_eq!(stats.unconfirmed(), 0);
-    for (i, event) in prices.iter().enumerate() {
-        let stored = stream
-            .get_last_raw_message_by_subject(&format!("odin.token.T{i}.price"))
-            .await
-            .unwrap_or_else(|e| panic!("the store has no price of T{i}: {e}"));
-        assert_eq!(
-            std::str::from_utf8(&stored.payload).unwrap(),
-            event.to_json()
-        );
+    for event in &prices {
+        assert_stored(&stream, event).await;
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
 use odin_harness::client::{ClientConfig, ClientEvent, TestClient, connect_raw};
+use odin_harness::nats::{NatsOptions, NatsServer};
 use odin_harness::server::Endpoint;
 use odin_protocol::message::ChannelRequest;
 use odin_protocol::{ClientMessage, Event, ServerMessage};
@@ -25,6 +26,16 @@ pub(crate) const LIMIT: Duration = Duration::from_secs(20);
 pub(crate) const BACKOFF_BASE: Duration = Duration::from_millis(50);
 /// Longest back-off delay of the reference clients.
 pub(crate) const BACKOFF_CAP: Duration = Duration::from_secs(1);
+
+/// One stand-alone NATS server with JetStream.
+pub(crate) async fn jetstream_nats() -> NatsServer {
+    NatsServer::start_with(NatsOptions {
+        jetstream: true,
+        ..NatsOptions::default()
+    })
+    .await
+    .expect("NATS with JetStream starts")
+}
 
 /// The subject every server subscribes to (default prefix).
 pub(crate) fn all_subjects() -> String {
