@@ -100,6 +100,15 @@ fleet: setup build-release ## NATS and GATEWAYS=4 odin-server gateways sharing w
 bench-publisher: setup ## Publisher throughput benchmark (asked vs achieved rate up to its ceiling)
 	$(CARGO) bench -p odin-publisher --bench throughput
 
+.PHONY: bench-instructions bench-instructions-update
+bench-instructions: ## Hot path in instructions under callgrind vs server/benches/instructions.json; fails on a regression
+	@scripts/ensure-valgrind.sh
+	$(CARGO) bench -p odin-server --bench instructions
+
+bench-instructions-update: ## Rewrite server/benches/instructions.json after an intended change to the hot path
+	@scripts/ensure-valgrind.sh
+	$(CARGO) bench -p odin-server --bench instructions -- --update
+
 nats-up: ## Start only NATS (JetStream, monitoring on :8222) with docker compose
 	docker compose up -d nats
 

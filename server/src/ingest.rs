@@ -15,6 +15,7 @@ use odin_protocol::{DedupWindow, Event, Subjects};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::last_prices::Preload;
+use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::router::{Route, Router, TokenEventKind};
 use crate::shared::Shared;
@@ -244,10 +245,24 @@ pub(crate) async fn run(
 ) {
     let mut wakes = Vec::new();
     while let Some(msg) = subscription.next().await {
-        ingest_one(&shared, &mut window, msg, &mut wakes);
+        ingest_one(
+            &shared.config.subjects,
+            &shared.metrics,
+            &shared.router,
+            &mut window,
+            msg,
+            &mut wakes,
+        );
         for _ in 1..BURST {
             match subscription.next().now_or_never() {
-                Some(Some(msg)) => ingest_one(&shared, &mut window, msg, &mut wakes),
+                Some(Some(msg)) => ingest_one(
+                    &shared.config.subjects,
+                    &shared.metrics,
+                    &shared.router,
+                    &mut window,
+                    msg,
+                    &mut wakes,
+                ),
                 _ => break,
             }
         }
@@ -256,42 +271,38 @@ pub(crate) async fn run(
     tracing::debug!("NATS subscription ended");
 }
 
-/// Validates, de-duplicates, measures and routes one NATS message.
-fn ingest_one(
-    shared: &Shared,
+/// Validates, de-duplicates, measures and routes one NATS message: what
+/// [`run`] does per message. It takes the parts of the server state it uses
+/// rather than all of it, so the instruction-count benchmark
+/// (`server/benches/instructions.rs`) can drive it without a NATS client.
+pub fn ingest_one(
+    subjects: &Subjects,
+    metrics: &Metrics,
+    router: &Router,
     window: &mut DedupWindow,
     msg: async_nats::Message,
     wakes: &mut Vec<Arc<Outbox>>,
 ) {
-    shared.metrics.messages_received.inc();
+    metrics.messages_received.inc();
     let msg_id = msg
         .headers
         .as_ref()
         .and_then(|h| h.get(NATS_MESSAGE_ID))
         .map(|v| v.as_str());
-    let valid = match validate(
-        &shared.config.subjects,
-        msg.subject.as_str(),
-        msg_id,
-        msg.payload.clone(),
-    ) {
+    let valid = match validate(subjects, msg.subject.as_str(), msg_id, msg.payload.clone()) {
         Ok(v) => v,
         Err(e) => {
-            shared.metrics.invalid_events.inc();
+            metrics.invalid_events.inc();
             tracing::debug!(subject = %msg.subject, error = %e, "dropped invalid event");
             return;
         }
     };
     if window.observe(&valid.dedup_key, Instant::now()) == Seen::Duplicate {
-        shared.metrics.duplicates_dropped.inc();
+        metrics.duplicates_dropped.inc();
         return;
     }
-    shared
-        .metrics
-        .observe_ingest_latency(now_millis() - valid.event.timestamp());
-    shared
-        .router
-        .deliver(route_of(&valid.event), &valid.text, wakes);
+    metrics.observe_ingest_latency(now_millis() - valid.event.timestamp());
+    router.deliver(route_of(&valid.event), &valid.text, wakes);
 }
 
 #[cfg(test)]

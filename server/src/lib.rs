@@ -19,6 +19,7 @@ pub mod last_prices;
 pub mod metrics;
 pub mod outbox;
 pub mod router;
+pub mod wire;
 
 mod client_page;
 mod connection;
@@ -28,7 +29,6 @@ mod nats;
 mod session;
 mod shared;
 mod socket;
-mod wire;
 mod writer;
 
 use std::future::Future;

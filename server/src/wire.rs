@@ -3,19 +3,22 @@
 //! their shared payloads with vectored writes — no copy into a
 //! per-connection buffer, one `writev` for as many frames as the socket
 //! takes.
+//!
+//! Public for the instruction-count benchmark (`server/benches/instructions.rs`),
+//! which encodes frames with [`write_frames`] as the writer does, into memory.
 
 use std::io::{self, IoSlice};
 
 use tokio::net::tcp::OwnedWriteHalf;
 
 /// Text frame opcode.
-pub(crate) const OP_TEXT: u8 = 0x1;
+pub const OP_TEXT: u8 = 0x1;
 /// Close frame opcode.
 pub(crate) const OP_CLOSE: u8 = 0x8;
 /// Ping frame opcode.
-pub(crate) const OP_PING: u8 = 0x9;
+pub const OP_PING: u8 = 0x9;
 /// Pong frame opcode.
-pub(crate) const OP_PONG: u8 = 0xA;
+pub const OP_PONG: u8 = 0xA;
 
 /// The close code that is never sent (RFC 6455 §7.4.1): it stands for a
 /// close without a body, the answer to a peer's close that carried no code.
@@ -73,7 +76,7 @@ pub(crate) fn close_payload(code: u16, reason: &str) -> Vec<u8> {
 
 /// Where a run of frames stands: how much of it the socket has taken.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Progress {
+pub struct Progress {
     /// Frames written completely.
     pub(crate) frames: usize,
     /// Bytes of the next frame (header included) already written.
@@ -94,9 +97,9 @@ where
     write_frames(|slices| io.try_write_vectored(slices), frames, progress)
 }
 
-/// [`try_write`] over any vectored write: builds the slices of the next
-/// [`FRAMES_PER_WRITE`] frames, writes once, advances `progress`.
-fn write_frames<'a, I, W>(mut write: W, frames: I, progress: &mut Progress) -> io::Result<usize>
+/// `try_write` over any vectored write: builds the slices of the next
+/// `FRAMES_PER_WRITE` (64) frames, writes once, advances `progress`.
+pub fn write_frames<'a, I, W>(mut write: W, frames: I, progress: &mut Progress) -> io::Result<usize>
 where
     I: IntoIterator<Item = (u8, &'a [u8])>,
     W: FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
