@@ -17,6 +17,7 @@ LOAD := ODIN_BIN_DIR=$(RELEASE_BINS) $(RELEASE_BINS)/odin-load run
 .PHONY: help setup setup-browser build build-release test lint fmt server publisher auth-token \
         nats-up nats-down demo load-quick load-medium load-stress load-progressive \
         load-burst load-ceiling bench-fanout load-fleet load-failover load-failover-lossless load-scale fleet \
+        gate-selftest \
         bench-publisher conformance clean
 
 help: ## List the targets
@@ -99,6 +100,9 @@ fleet: setup build-release ## NATS and GATEWAYS=4 odin-server gateways sharing w
 
 bench-publisher: setup ## Publisher throughput benchmark (asked vs achieved rate up to its ceiling)
 	$(CARGO) bench -p odin-publisher --bench throughput
+
+gate-selftest: setup ## The release gate's selftest: each seeded regression (loadtests/regressions/) caught, the unchanged code passed SELFTEST_CLEAN_RUNS=10 times
+	scripts/gate-selftest.sh
 
 .PHONY: bench-instructions bench-instructions-update
 bench-instructions: ## Hot path in instructions under callgrind vs server/benches/instructions.json; fails on a regression

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Builds one set of release binaries for the release gate (odin-load gate):
+# odin-server, odin-publisher and odin-load, copied into --out DIR.
+#
+#   scripts/build-bins.sh --ref REF [--patch FILE] --out DIR [--name NAME]
+#   scripts/build-bins.sh --worktree --out DIR
+#
+# --ref     a commit of this repository (HEAD, a sha, a tag, a branch),
+#           checked out as a detached `git worktree` under
+#           target/gate/worktrees/NAME (made afresh every time), with
+#           --patch FILE applied by `git apply` if given; the worktree is
+#           removed afterwards (KEEP_WORKTREE=1 keeps it).
+# --worktree  this checkout as it is, uncommitted edits included.
+# --name    the worktree's name (default: DIR's last component).
+#
+# Both share this checkout's `target` directory, so dependencies are built
+# once and later builds only recompile the workspace's own crates. A --ref
+# build passes an explicit `--target <host triple>`: its artifacts then live
+# in target/<triple>/release, apart from target/release. Without that, cargo
+# would take this checkout's release binaries for up to date after a
+# worktree build (its fingerprints of workspace crates hold paths relative to
+# the workspace root and compare only mtimes, and this checkout's sources are
+# older than the worktree's build), and the next `make build-release` here
+# would silently keep the worktree's — possibly patched — server. A
+# --worktree build is this checkout's own `cargo build --release`.
+#
+# Paths compiled into the binaries point into the tree they were built in,
+# which for --ref is gone: run odin-load with --scenario-file (and the
+# gate's --gate-file) naming a checkout's fixtures/.
+#
+# Needs git and cargo; flock (util-linux) when present, to keep two of these
+# scripts from building at once (they share the same output folder).
+# Exits non-zero with one line saying why on any failure.
+set -euo pipefail
+
+say() { printf 'build-bins: %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+usage() {
+  sed -n '4,6p' "$0" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+BINS=(odin-server odin-publisher odin-load)
+
+ref="" patch="" out="" name="" worktree_mode=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --ref) [[ $# -ge 2 ]] || die "--ref needs a value"; ref="$2"; shift 2 ;;
+    --patch) [[ $# -ge 2 ]] || die "--patch needs a value"; patch="$2"; shift 2 ;;
+    --out) [[ $# -ge 2 ]] || die "--out needs a value"; out="$2"; shift 2 ;;
+    --name) [[ $# -ge 2 ]] || die "--name needs a value"; name="$2"; shift 2 ;;
+    --worktree) worktree_mode=1; shift ;;
+    -h|--help) usage ;;
+    *) say "unknown argument: $1"; usage ;;
+  esac
+done
+
+[[ -n "$out" ]] || die "--out DIR is required"
+if [[ $worktree_mode -eq 1 ]]; then
+  [[ -z "$ref" ]] || die "give either --ref or --worktree, not both"
+  [[ -z "$patch" ]] || die "--patch applies to a --ref build only (it would edit this checkout)"
+else
+  [[ -n "$ref" ]] || die "give --ref REF or --worktree"
+fi
+command -v git >/dev/null 2>&1 || die "git not found"
+command -v cargo >/dev/null 2>&1 || die "cargo not found"
+
+root=$(git -C "$(dirname "$0")" rev-parse --show-toplevel) ||
+  die "$(dirname "$0") is not inside a git checkout"
+# Absolute paths before anything changes directory.
+mkdir -p "$out" || die "cannot create --out $out"
+out=$(cd "$out" && pwd)
+if [[ -n "$patch" ]]; then
+  [[ -f "$patch" ]] || die "patch $patch not found"
+  patch="$(cd "$(dirname "$patch")" && pwd)/$(basename "$patch")"
+fi
+target_dir="$root/target"
+gate_dir="$target_dir/gate"
+mkdir -p "$gate_dir"
+
+# One build at a time: builds of different refs write the same uplifted
+# binaries before this script copies them.
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$gate_dir/build.lock"
+  if ! flock -n 9; then
+    say "waiting for another build-bins.sh to finish"
+    flock 9
+  fi
+else
+  say "flock not found: not guarding against a concurrent build-bins.sh"
+fi
+
+build_cmd=(cargo build --release
+  -p odin-server -p odin-publisher -p odin-loadtests
+  --bin odin-server --bin odin-publisher --bin odin-load
+  --target-dir "$target_dir")
+
+started=$(date +%s)
+wt=""
+cleanup() {
+  if [[ -n "$wt" && "${KEEP_WORKTREE:-0}" != 1 ]]; then
+    git -C "$root" worktree remove --force "$wt" >/dev/null 2>&1 || rm -rf "$wt"
+    git -C "$root" worktree prune >/dev/null 2>&1 || true
+  fi
+}
+trap cleanup EXIT
+
+if [[ $worktree_mode -eq 1 ]]; then
+  src="$root"
+  built="$target_dir/release"
+  describe="worktree $(git -C "$root" rev-parse HEAD)$(git -C "$root" diff --quiet HEAD -- 2>/dev/null || echo ' (with uncommitted changes)')"
+  say "building this checkout ($root)"
+  (cd "$root" && "${build_cmd[@]}") || die "cargo build of this checkout failed"
+else
+  sha=$(git -C "$root" rev-parse --verify --quiet "${ref}^{commit}") ||
+    die "$ref is not a commit of $root"
+  [[ -n "$name" ]] || name=$(basename "$out")
+  name=${name//[^A-Za-z0-9._-]/_}
+  wt="$gate_dir/worktrees/$name"
+  # Made afresh: a fresh checkout's files are newer than any earlier build
+  # output, so cargo rebuilds the workspace's crates from this tree.
+  if [[ -e "$wt" ]] || git -C "$root" worktree list --porcelain | grep -qxF "worktree $wt"; then
+    say "removing the old worktree $wt"
+    git -C "$root" worktree remove --force "$wt" >/dev/null 2>&1 || rm -rf "$wt"
+  fi
+  git -C "$root" worktree prune
+  mkdir -p "$(dirname "$wt")"
+  git -C "$root" worktree add --quiet --detach "$wt" "$sha" ||
+    die "git worktree add $wt $sha failed"
+  describe="$ref ($sha)"
+  if [[ -n "$patch" ]]; then
+    git -C "$wt" apply --check "$patch" ||
+      die "$patch does not apply to $ref ($sha)"
+    git -C "$wt" apply "$patch" || die "git apply $patch failed"
+    describe="$describe + $(basename "$patch")"
+  fi
+  host=$(rustc -vV | sed -n 's/^host: //p')
+  [[ -n "$host" ]] || die "cannot tell the host triple from rustc -vV"
+  src="$wt"
+  built="$target_dir/$host/release"
+  say "building $describe in $wt"
+  (cd "$wt" && "${build_cmd[@]}" --target "$host") ||
+    die "cargo build of $describe failed"
+fi
+
+# Copied at once: the next build overwrites the uplifted binaries.
+for bin in "${BINS[@]}"; do
+  [[ -x "$built/$bin" ]] || die "$built/$bin missing after the build"
+  { cp -f "$built/$bin" "$out/$bin.tmp" && mv -f "$out/$bin.tmp" "$out/$bin"; } ||
+    die "cannot copy $bin into $out"
+done
+{
+  echo "source: $describe"
+  echo "tree: $src"
+  echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "rustc: $(rustc -V)"
+} >"$out/build-info.txt"
+say "$describe -> $out ($(($(date +%s) - started)) s)"
