@@ -17,8 +17,7 @@ LOAD := ODIN_BIN_DIR=$(RELEASE_BINS) $(RELEASE_BINS)/odin-load run
 .PHONY: help setup setup-browser build build-release test lint fmt server publisher auth-token \
         nats-up nats-down demo load-quick load-medium load-stress load-progressive \
         load-burst load-ceiling bench-fanout load-fleet load-failover load-failover-lossless load-scale fleet \
-        gate-selftest \
-        bench-publisher conformance clean
+        bench-publisher bench-instructions bench-instructions-update gate gate-selftest conformance clean
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sort | \
@@ -101,10 +100,6 @@ fleet: setup build-release ## NATS and GATEWAYS=4 odin-server gateways sharing w
 bench-publisher: setup ## Publisher throughput benchmark (asked vs achieved rate up to its ceiling)
 	$(CARGO) bench -p odin-publisher --bench throughput
 
-gate-selftest: setup ## The release gate's selftest: each seeded regression (loadtests/regressions/) caught, the unchanged code passed SELFTEST_CLEAN_RUNS=10 times
-	scripts/gate-selftest.sh
-
-.PHONY: bench-instructions bench-instructions-update
 bench-instructions: ## Hot path in instructions under callgrind vs server/benches/instructions.json; fails on a regression
 	@scripts/ensure-valgrind.sh
 	$(CARGO) bench -p odin-server --bench instructions
@@ -112,6 +107,12 @@ bench-instructions: ## Hot path in instructions under callgrind vs server/benche
 bench-instructions-update: ## Rewrite server/benches/instructions.json after an intended change to the hot path
 	@scripts/ensure-valgrind.sh
 	$(CARGO) bench -p odin-server --bench instructions -- --update
+
+gate: setup ## Release gate: the work tree against BASELINE=<ref> (default: merge-base with origin/main, else HEAD~1) in alternating pairs of load runs; exit 0 pass, 1 regression, 2 invalid
+	@scripts/gate.sh
+
+gate-selftest: setup ## The release gate's selftest: each seeded regression (loadtests/regressions/) caught, the unchanged code passed SELFTEST_CLEAN_RUNS=10 times
+	scripts/gate-selftest.sh
 
 nats-up: ## Start only NATS (JetStream, monitoring on :8222) with docker compose
 	docker compose up -d nats

@@ -48,7 +48,7 @@ const SOURCES_PER_WORKER: u8 = 8;
 const READY: &str = "odin-worker: ready";
 
 /// What a run over several processes adds to its report.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FleetSummary {
     /// Gateways started (0 for an external target).
@@ -657,6 +657,8 @@ async fn coordinate(
             report.users.live,
         );
         report.server.binary = Some(ServerKind::Odin.binary().to_owned());
+        // The memory rules read the gateways' figures, known only now.
+        crate::merge::judge(&mut report)?;
     }
     let live = report.users.live.max(1) as f64;
     report.fleet = Some(FleetSummary {

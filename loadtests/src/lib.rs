@@ -11,6 +11,7 @@
 pub mod baseline;
 pub mod fleet;
 pub mod forwarder;
+pub mod gate;
 pub mod lag;
 pub mod limits;
 pub mod merge;

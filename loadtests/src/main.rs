@@ -37,6 +37,10 @@ struct Cli {
 enum Command {
     /// Run one scenario of the scenario file, or `progressive`.
     Run(Box<RunArgs>),
+    /// The release gate: a candidate's binaries against a baseline's, in
+    /// alternating pairs of runs of one scenario (see LOAD_TESTING.md,
+    /// "Gating a release"). Exit 0 pass, 1 regression, 2 invalid, 3 setup error.
+    Gate(GateArgs),
     /// Merge the report.json files of several load processes into one verdict.
     Merge {
         /// The reports to merge.
@@ -51,6 +55,8 @@ enum Command {
     /// protocol on stdin/stdout, and a report.json for the coordinator.
     #[command(hide = true)]
     Worker(WorkerArgs),
+    /// Print the JSON Schema of report.json.
+    Schema,
     /// List the scenarios of the scenario file.
     List {
         /// The scenario file.
@@ -171,6 +177,38 @@ struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+struct GateArgs {
+    /// The gate of the gate file.
+    #[arg(default_value = "release")]
+    gate: String,
+    /// Folder holding the baseline's odin-server and odin-publisher.
+    #[arg(long)]
+    baseline_bins: PathBuf,
+    /// Folder holding the candidate's.
+    #[arg(long)]
+    candidate_bins: PathBuf,
+    /// The gate file.
+    #[arg(long, default_value = odin_loadtests::gate::spec::DEFAULT_FILE)]
+    gate_file: PathBuf,
+    /// The scenario file its scenario is in.
+    #[arg(long, default_value = odin_loadtests::scenario::DEFAULT_FILE)]
+    scenario_file: PathBuf,
+    /// Override: pairs always run.
+    #[arg(long)]
+    pairs: Option<usize>,
+    /// Override: pairs at most.
+    #[arg(long)]
+    max_pairs: Option<usize>,
+    /// Folder for the gate's files (default `runs/<time>-gate-<name>`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Extra flags for every run (scenario overrides such as `--hold 5s`),
+    /// after `--`.
+    #[arg(last = true)]
+    run_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
 struct WorkerArgs {
     /// This worker's share of the scenario, as JSON.
     #[arg(long)]
@@ -216,6 +254,10 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run(args) => runtime.block_on(run(*args)),
+        Command::Gate(args) => match gate(args) {
+            Ok(code) => code,
+            Err(e) => setup_error(e),
+        },
         Command::Worker(args) => match runtime.block_on(worker(args)) {
             Ok(code) => code,
             Err(e) => setup_error(e),
@@ -224,6 +266,10 @@ fn main() -> ExitCode {
             Ok(code) => code,
             Err(e) => setup_error(e),
         },
+        Command::Schema => {
+            print!("{}", odin_loadtests::report::json_schema());
+            ExitCode::SUCCESS
+        }
         Command::List { scenario_file } => match ScenarioFile::load(&scenario_file) {
             Ok(file) => {
                 for name in file.names() {
@@ -252,6 +298,52 @@ fn main() -> ExitCode {
             Err(e) => setup_error(e),
         },
     }
+}
+
+/// Runs a gate and prints its table; the exit code is its verdict's.
+fn gate(args: GateArgs) -> anyhow::Result<ExitCode> {
+    use odin_loadtests::gate::{self, GateFile, GateOptions};
+    let mut spec = GateFile::load(&args.gate_file)?.resolve(&args.gate)?;
+    ScenarioFile::load(&args.scenario_file)?.resolve(&spec.scenario)?;
+    if let Some(p) = args.pairs {
+        spec.pairs = p;
+        spec.max_pairs = spec.max_pairs.max(p);
+    }
+    if let Some(p) = args.max_pairs {
+        spec.max_pairs = p;
+    }
+    if spec.pairs < 3 || spec.max_pairs < spec.pairs {
+        anyhow::bail!("--pairs must be at least 3 and --max-pairs at least --pairs");
+    }
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace(':', "");
+    let out_dir = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{stamp}-gate-{}", spec.name)));
+    let opts = GateOptions {
+        scenario_file: args.scenario_file,
+        baseline_bins: args.baseline_bins,
+        candidate_bins: args.candidate_bins,
+        out_dir: out_dir.clone(),
+        load_exe: std::env::current_exe().context("cannot find odin-load's own executable")?,
+        run_args: args.run_args,
+    };
+    eprintln!(
+        "gate {}: {} against {}, scenario {}, {}-{} pairs, into {}",
+        spec.name,
+        opts.candidate_bins.display(),
+        opts.baseline_bins.display(),
+        spec.scenario,
+        spec.pairs,
+        spec.max_pairs,
+        out_dir.display()
+    );
+    let report = gate::run(&spec, &opts)?;
+    gate::render::write_files(&report, &out_dir)?;
+    println!("\n{}", gate::render::markdown(&report));
+    println!("  files: {}/gate.md, gate.json", out_dir.display());
+    Ok(ExitCode::from(report.verdict.exit_code()))
 }
 
 /// Runs one worker's share and writes its report for the coordinator.
@@ -374,18 +466,14 @@ async fn run(args: RunArgs) -> ExitCode {
         };
     }
     if reports.len() > 1 {
-        println!("\nProgressive series:");
-        for r in &reports {
-            println!(
-                "  {:<8} {:>6} users  p99 {:>9}  {:>9.0} deliveries/s  lost {:>6}  {}",
-                r.scenario.name,
-                r.scenario.users,
-                odin_loadtests::thresholds::format_micros(r.latency.p99_us as f64),
-                r.accounting.throughput_per_sec,
-                r.accounting.lost,
-                verdict_word(&r.outcome)
-            );
+        println!("\n{}", render::series::markdown(&reports));
+        if let Err(e) = render::series::write_files(&reports, &series_dir) {
+            return setup_error(e);
         }
+        println!(
+            "  series: {}/series.md, index.html, junit.xml",
+            series_dir.display()
+        );
     }
     // The worst outcome decides: invalid (2) over fail (1) over pass (0).
     let code = reports
@@ -589,14 +677,6 @@ fn series(file: &ScenarioFile, args: &RunArgs) -> anyhow::Result<Series> {
         compare_pairs: 1,
         base: String::new(),
     })
-}
-
-fn verdict_word(o: &Outcome) -> &'static str {
-    match o {
-        Outcome::Pass => "PASS",
-        Outcome::Fail => "FAIL",
-        Outcome::Invalid { .. } => "INVALID",
-    }
 }
 
 fn apply_overrides(mut s: Scenario, a: &RunArgs) -> anyhow::Result<Scenario> {

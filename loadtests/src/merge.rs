@@ -29,11 +29,13 @@ pub fn merge_with_store(
     };
     let mut out = first.clone();
     let mut hist = latency_histogram();
+    let mut stamped = latency_histogram();
     let mut timeline: BTreeMap<usize, TimelinePoint> = BTreeMap::new();
     out.users = Default::default();
     out.accounting = Default::default();
     out.accounting.kinds = first.accounting.kinds.clone();
     out.processes = 0;
+    out.latency_unscheduled = 0;
     let mut invalid = Vec::new();
     for r in &reports {
         if r.scenario.name != first.scenario.name {
@@ -48,6 +50,13 @@ pub fn merge_with_store(
                 .context("a report's histogram is unreadable")?,
         )
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        stamped
+            .add(
+                r.stamped_histogram()
+                    .context("a report's stamped histogram is unreadable")?,
+            )
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        out.latency_unscheduled += r.latency_unscheduled;
         out.processes += r.processes;
         let (u, ru) = (&mut out.users, &r.users);
         u.wanted += ru.wanted;
@@ -96,13 +105,39 @@ pub fn merge_with_store(
     }
     out.latency = LatencySummary::of(&hist);
     out.latency_histogram = encode_histogram(&hist);
+    out.latency_stamped = LatencySummary::of(&stamped);
+    out.latency_stamped_histogram = encode_histogram(&stamped);
     out.timeline = timeline.into_values().collect();
     out.generator.cpu_per_delivery_us = reports
         .iter()
         .map(|r| r.generator.cpu_per_delivery_us * r.accounting.delivered as f64)
         .sum::<f64>()
         / out.accounting.delivered.max(1) as f64;
-    out.thresholds = first
+    out.goose_thresholds =
+        merge_goose_verdicts(reports.iter().map(|r| r.goose_thresholds.as_slice()));
+    out.baseline.clear();
+    out.outcome = if invalid.is_empty() {
+        Outcome::Pass
+    } else {
+        Outcome::Invalid {
+            reason: invalid.join("; "),
+        }
+    };
+    judge(&mut out)?;
+    Ok(out)
+}
+
+/// Judges `report`'s scenario thresholds on its merged figures (again, once
+/// the fleet has put the gateways' own figures in `report.server`) and sets
+/// the outcome from them; an invalid run stays invalid.
+pub fn judge(report: &mut RunReport) -> anyhow::Result<()> {
+    let hist = report
+        .histogram()
+        .context("the merged histogram is unreadable")?;
+    let stamped = report
+        .stamped_histogram()
+        .context("the merged stamped histogram is unreadable")?;
+    report.thresholds = report
         .scenario
         .thresholds
         .iter()
@@ -110,27 +145,26 @@ pub fn merge_with_store(
             let rule = Rule::parse(text)?;
             Ok(rule.judge(crate::run::observe(
                 rule.metric,
-                &hist,
-                &out.accounting,
-                &out.users,
+                &crate::run::Figures {
+                    latency: &hist,
+                    latency_stamped: &stamped,
+                    accounting: &report.accounting,
+                    users: &report.users,
+                    server: &report.server,
+                },
             )))
         })
         .collect::<anyhow::Result<_>>()?;
-    out.goose_thresholds =
-        merge_goose_verdicts(reports.iter().map(|r| r.goose_thresholds.as_slice()));
-    out.baseline.clear();
-    out.outcome = if !invalid.is_empty() {
-        Outcome::Invalid {
-            reason: invalid.join("; "),
-        }
-    } else if out.thresholds.iter().all(|v| v.passed)
-        && out.goose_thresholds.iter().all(|g| g.passed)
-    {
-        Outcome::Pass
-    } else {
-        Outcome::Fail
-    };
-    Ok(out)
+    if !matches!(report.outcome, Outcome::Invalid { .. }) {
+        report.outcome = if report.thresholds.iter().all(|v| v.passed)
+            && report.goose_thresholds.iter().all(|g| g.passed)
+        {
+            Outcome::Pass
+        } else {
+            Outcome::Fail
+        };
+    }
+    Ok(())
 }
 
 /// One verdict per Goose rule: every process judged its own Goose metrics

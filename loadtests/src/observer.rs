@@ -144,8 +144,17 @@ pub struct LoadObserver {
     tracks: Vec<[Track; 3]>,
     /// Whether the next message of a token may be its snapshot.
     snapshot_pending: Vec<bool>,
-    /// Latency of every in-run event, in microseconds.
+    /// Latency of every in-run event from when the publisher's schedule had
+    /// it due (`scheduledAt`), in microseconds: a stalled publisher's late
+    /// events count their wait (no coordinated omission). From `timestamp`
+    /// for an event without a schedule.
     pub latency: Histogram<u64>,
+    /// Latency of every in-run event from its `timestamp` (when the publisher
+    /// actually made it), in microseconds.
+    pub latency_stamped: Histogram<u64>,
+    /// Timed events that carried no `scheduledAt` (their scheduled latency is
+    /// the stamped one).
+    pub unscheduled: u64,
     /// Events a user received twice (snapshots after a reconnect excepted).
     pub duplicates: u64,
     /// Events older than one already received of the same token and kind.
@@ -180,6 +189,8 @@ impl LoadObserver {
             snapshot_pending: vec![false; tokens.len()],
             tokens,
             latency: latency_histogram(),
+            latency_stamped: latency_histogram(),
+            unscheduled: 0,
             duplicates: 0,
             out_of_order: 0,
             before_run: 0,
@@ -249,9 +260,23 @@ impl Observer for LoadObserver {
         if timestamp < self.clock.measure_from() {
             return;
         }
-        let us = latency_us.max(0) as u64;
-        self.latency.saturating_record(us.clamp(1, LATENCY_MAX_US));
-        self.timeline.record(us);
+        let stamped = latency_us.max(0) as u64;
+        self.latency_stamped
+            .saturating_record(stamped.clamp(1, LATENCY_MAX_US));
+        // The same clock reading, moved back to when the event was due.
+        let scheduled = match message.scheduled_at() {
+            Some(at) => {
+                let late_us = ((timestamp - at) * 1000.0).round().max(0.0) as u64;
+                stamped.saturating_add(late_us)
+            }
+            None => {
+                self.unscheduled += 1;
+                stamped
+            }
+        };
+        self.latency
+            .saturating_record(scheduled.clamp(1, LATENCY_MAX_US));
+        self.timeline.record(scheduled);
     }
 
     fn on_notice(&mut self, notice: Notice<'_>) {

@@ -13,7 +13,7 @@ use crate::sysstat::ProcSample;
 use crate::thresholds::Verdict;
 
 /// How the run ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum Outcome {
     /// Every threshold passed (exit 0).
@@ -40,7 +40,7 @@ impl Outcome {
 }
 
 /// Latency percentiles, in microseconds.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LatencySummary {
     /// Number of samples.
@@ -81,7 +81,7 @@ impl LatencySummary {
 }
 
 /// One second of the latency timeline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TimelinePoint {
     /// Seconds since the run started.
@@ -97,7 +97,7 @@ pub struct TimelinePoint {
 }
 
 /// Users and their connections.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UsersSummary {
     /// Users the scenario asked for.
@@ -117,7 +117,7 @@ pub struct UsersSummary {
 }
 
 /// Deliveries against what the publisher published.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Accounting {
     /// Deliveries the users should have had (events of their tokens).
@@ -154,7 +154,7 @@ pub struct Accounting {
 }
 
 /// What the publisher reported.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PublisherSummary {
     /// Price events per second asked for.
@@ -170,7 +170,7 @@ pub struct PublisherSummary {
 }
 
 /// The server's figures over the run.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerSummary {
     /// The binary under test (`odin-server`, or `odin-forwarder`, the bare
@@ -191,10 +191,15 @@ pub struct ServerSummary {
     pub cpu_per_delivery_us: Option<f64>,
     /// RSS growth per connected user, bytes.
     pub rss_per_user_bytes: Option<f64>,
+    /// RSS growth from the start of publishing to the end of the drain,
+    /// per delivery, bytes: what a leak per message shows as (every user is
+    /// connected throughout, so a steady server stays near zero).
+    #[serde(default)]
+    pub rss_growth_per_delivery_bytes: Option<f64>,
 }
 
 /// The load generator's own cost.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GeneratorSummary {
     /// CPU used during the run as a share of one core.
@@ -210,7 +215,7 @@ pub struct GeneratorSummary {
 }
 
 /// One Goose threshold's result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GooseVerdict {
     /// The rule.
@@ -222,7 +227,7 @@ pub struct GooseVerdict {
 }
 
 /// One run, complete.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunReport {
     /// Format version of this file.
@@ -243,10 +248,23 @@ pub struct RunReport {
     pub publisher: PublisherSummary,
     /// Loss accounting.
     pub accounting: Accounting,
-    /// End-to-end latency.
+    /// End-to-end latency from when each event was due by the publisher's
+    /// schedule (`scheduledAt`): a stalled publisher or generator cannot hide
+    /// its queueing here (coordinated omission).
     pub latency: LatencySummary,
     /// The merged latency histogram, HdrHistogram V2, base64.
     pub latency_histogram: String,
+    /// End-to-end latency from each event's `timestamp` (when the publisher
+    /// actually made it).
+    #[serde(default)]
+    pub latency_stamped: LatencySummary,
+    /// Its merged histogram, HdrHistogram V2, base64.
+    #[serde(default)]
+    pub latency_stamped_histogram: String,
+    /// Timed deliveries whose event carried no `scheduledAt` (a publisher
+    /// that does not say): their scheduled latency is the stamped one.
+    #[serde(default)]
+    pub latency_unscheduled: u64,
     /// Latency per second.
     pub timeline: Vec<TimelinePoint>,
     /// The server.
@@ -269,6 +287,15 @@ pub struct RunReport {
 /// Current format version of [`RunReport`].
 pub const REPORT_VERSION: u32 = 1;
 
+/// The JSON Schema of `report.json` (`odin-load schema`; committed as
+/// `docs/report.schema.json` for tools that read reports).
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(RunReport);
+    let mut text = serde_json::to_string_pretty(&schema).expect("a schema serialises");
+    text.push('\n');
+    text
+}
+
 /// Serialises a histogram for the report (V2, base64).
 pub fn encode_histogram(h: &Histogram<u64>) -> String {
     let mut bytes = Vec::new();
@@ -290,11 +317,33 @@ impl RunReport {
     pub fn histogram(&self) -> anyhow::Result<Histogram<u64>> {
         decode_histogram(&self.latency_histogram)
     }
+
+    /// The merged histogram of the stamped latency (empty in reports written
+    /// before it was kept).
+    pub fn stamped_histogram(&self) -> anyhow::Result<Histogram<u64>> {
+        if self.latency_stamped_histogram.is_empty() {
+            return Ok(crate::observer::latency_histogram());
+        }
+        decode_histogram(&self.latency_stamped_histogram)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_committed_schema_is_current() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/report.schema.json");
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == json_schema(),
+            "{} is not the schema of RunReport: regenerate it with \
+             `target/debug/odin-load schema > docs/report.schema.json`",
+            path.display()
+        );
+    }
 
     #[test]
     fn histograms_survive_the_report() {

@@ -157,9 +157,14 @@ async fn run_on(
     // Accounting.
     let accounting = account(&results, &totals, publish_secs);
     let mut latency = latency_histogram();
+    let mut latency_stamped = latency_histogram();
     for r in &results {
         latency.add(&r.observer.latency).expect("same bounds");
+        latency_stamped
+            .add(&r.observer.latency_stamped)
+            .expect("same bounds");
     }
+    let latency_unscheduled = results.iter().map(|r| r.observer.unscheduled).sum();
     let timeline = ctx
         .timeline
         .seconds()
@@ -206,7 +211,16 @@ async fn run_on(
         .iter()
         .map(|text| {
             let rule = Rule::parse(text).expect("validated with the scenario");
-            rule.judge(observe(rule.metric, &latency, &accounting, &users))
+            rule.judge(observe(
+                rule.metric,
+                &Figures {
+                    latency: &latency,
+                    latency_stamped: &latency_stamped,
+                    accounting: &accounting,
+                    users: &users,
+                    server: &server,
+                },
+            ))
         })
         .collect();
     let goose_thresholds: Vec<GooseVerdict> = goose_metrics
@@ -248,6 +262,9 @@ async fn run_on(
         accounting,
         latency: LatencySummary::of(&latency),
         latency_histogram: encode_histogram(&latency),
+        latency_stamped: LatencySummary::of(&latency_stamped),
+        latency_stamped_histogram: encode_histogram(&latency_stamped),
+        latency_unscheduled,
         timeline,
         server,
         generator,
@@ -447,7 +464,8 @@ pub(crate) struct ServerSamples {
 }
 
 /// The server's figures of a run: `/stats` around it, CPU over the publish
-/// window (per delivery), and memory growth since before the ramp (per user).
+/// window (per delivery), memory growth since before the ramp (per user) and
+/// over the publish window (per delivery).
 pub(crate) fn server_summary(
     stats_before: Option<odin_protocol::stats::StatsSnapshot>,
     stats_after: Option<odin_protocol::stats::StatsSnapshot>,
@@ -474,6 +492,10 @@ pub(crate) fn server_summary(
         }
         _ => None,
     };
+    let rss_growth_per_delivery_bytes = match (&publish_start, &after) {
+        (Some(b), Some(a)) => Some((a.rss_bytes as f64 - b.rss_bytes as f64) / deliveries),
+        _ => None,
+    };
     ServerSummary {
         binary: None,
         stats_before,
@@ -483,21 +505,37 @@ pub(crate) fn server_summary(
         cpu_share,
         cpu_per_delivery_us,
         rss_per_user_bytes,
+        rss_growth_per_delivery_bytes,
     }
 }
 
+/// A run's figures that rules are judged on.
+pub(crate) struct Figures<'a> {
+    /// Latency from the schedule (`scheduledAt`).
+    pub(crate) latency: &'a hdrhistogram::Histogram<u64>,
+    /// Latency from the events' `timestamp`.
+    pub(crate) latency_stamped: &'a hdrhistogram::Histogram<u64>,
+    pub(crate) accounting: &'a Accounting,
+    pub(crate) users: &'a UsersSummary,
+    pub(crate) server: &'a ServerSummary,
+}
+
 /// What a rule's metric observed in this run.
-pub(crate) fn observe(
-    metric: Metric,
-    latency: &hdrhistogram::Histogram<u64>,
-    acc: &Accounting,
-    users: &UsersSummary,
-) -> Option<f64> {
+pub(crate) fn observe(metric: Metric, figures: &Figures<'_>) -> Option<f64> {
+    let Figures {
+        latency,
+        latency_stamped,
+        accounting: acc,
+        users,
+        server,
+    } = figures;
     let has_latency = !latency.is_empty();
     match metric {
         Metric::LatencyPercentile(p) => {
             has_latency.then(|| latency.value_at_quantile(p / 100.0) as f64)
         }
+        Metric::LatencyStampedPercentile(p) => (!latency_stamped.is_empty())
+            .then(|| latency_stamped.value_at_quantile(p / 100.0) as f64),
         Metric::LatencyAvg => has_latency.then(|| latency.mean()),
         Metric::LatencyMax => has_latency.then(|| latency.max() as f64),
         Metric::ConnectSuccess => Some(users.live as f64 * 100.0 / users.wanted.max(1) as f64),
@@ -513,6 +551,8 @@ pub(crate) fn observe(
         }
         Metric::Throughput => Some(acc.throughput_per_sec),
         Metric::Reconnects => Some(users.reconnects as f64),
+        Metric::RssPerUser => server.rss_per_user_bytes,
+        Metric::RssGrowth => server.rss_growth_per_delivery_bytes,
     }
 }
 

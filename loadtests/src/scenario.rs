@@ -125,7 +125,7 @@ pub struct ScenarioFile {
 }
 
 /// A fully resolved scenario, ready to run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Scenario {
     /// Its name in the file (`quick`, `medium`, …).
     pub name: String,
@@ -137,12 +137,15 @@ pub struct Scenario {
     pub ramp_rate: f64,
     /// How long the publisher runs.
     #[serde(with = "humantime_serde_compat")]
+    #[schemars(with = "String")]
     pub hold: Duration,
     /// How long deliveries may trail the last publish.
     #[serde(with = "humantime_serde_compat")]
+    #[schemars(with = "String")]
     pub drain: Duration,
     /// Start of publishing whose latencies are not measured (still counted).
     #[serde(with = "humantime_serde_compat")]
+    #[schemars(with = "String")]
     pub warmup: Duration,
     /// Simulated tokens.
     pub tokens: usize,
@@ -152,6 +155,7 @@ pub struct Scenario {
     pub publish_rate: f64,
     /// The publisher's scheduler interval.
     #[serde(with = "humantime_serde_compat")]
+    #[schemars(with = "String")]
     pub tick: Duration,
     /// Our rules.
     pub thresholds: Vec<String>,
@@ -178,6 +182,7 @@ pub struct Scenario {
     /// reported as loss; the last prices of that gap come back from the
     /// stream, or from the publisher when the store missed them.
     #[serde(default, with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
     pub stop_nats_node_after: Option<Duration>,
     /// Give every gateway a second NATS connection (`--nats-second-url`),
     /// preferring the node after its first connection's: a gateway whose

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 const TICKS_PER_SECOND: f64 = 100.0;
 
 /// One reading of a process.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProcSample {
     /// User + system CPU time so far, in seconds.

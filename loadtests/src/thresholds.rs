@@ -12,8 +12,13 @@ use serde::{Deserialize, Serialize};
 /// What a rule measures.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum Metric {
-    /// End-to-end latency at a percentile (0 < p < 100), in microseconds.
+    /// End-to-end latency at a percentile (0 < p < 100), in microseconds,
+    /// from when the publisher's schedule had the event due (`scheduledAt`):
+    /// what a user would believe, stalls of the publisher included.
     LatencyPercentile(f64),
+    /// End-to-end latency at a percentile from the event's `timestamp` (when
+    /// the publisher actually made it), in microseconds.
+    LatencyStampedPercentile(f64),
     /// Mean end-to-end latency, in microseconds.
     LatencyAvg,
     /// Largest end-to-end latency, in microseconds.
@@ -38,6 +43,13 @@ pub enum Metric {
     Throughput,
     /// Reconnections during the run (count).
     Reconnects,
+    /// Server RSS growth per connected user, from before the ramp to the
+    /// end of the drain with every user connected, in bytes (embedded runs).
+    RssPerUser,
+    /// Server RSS growth during publishing per delivery, in bytes: a leak
+    /// detector, near zero for a server that keeps its memory flat under a
+    /// steady load (embedded runs).
+    RssGrowth,
 }
 
 impl Metric {
@@ -54,20 +66,18 @@ impl Metric {
             "stale-stored-prices" => Metric::StaleStoredPrices,
             "throughput" => Metric::Throughput,
             "reconnects" => Metric::Reconnects,
+            "rss-per-user" => Metric::RssPerUser,
+            "rss-growth" => Metric::RssGrowth,
+            other if other.starts_with("latency-stamped-p") => {
+                let p = parse_percentile(other, "latency-stamped-p")?;
+                Metric::LatencyStampedPercentile(p)
+            }
             other => match other.strip_prefix("latency-p") {
-                Some(p) => {
-                    let p: f64 = p
-                        .parse()
-                        .with_context(|| format!("{other:?}: the percentile is not a number"))?;
-                    if !(p > 0.0 && p < 100.0) {
-                        bail!("{other:?}: the percentile must be above 0 and below 100");
-                    }
-                    Metric::LatencyPercentile(p)
-                }
+                Some(_) => Metric::LatencyPercentile(parse_percentile(other, "latency-p")?),
                 None => bail!(
-                    "unknown metric {other:?}; known: latency-pNN, latency-avg, latency-max, \
+                    "unknown metric {other:?}; known: latency-pNN, latency-stamped-pNN, latency-avg, latency-max, \
                      connect-success, loss, loss-rate, duplicates, out-of-order, stale-final-prices, \
-                     stale-stored-prices, throughput, reconnects"
+                     stale-stored-prices, throughput, reconnects, rss-per-user, rss-growth"
                 ),
             },
         })
@@ -76,8 +86,15 @@ impl Metric {
     fn is_time(self) -> bool {
         matches!(
             self,
-            Metric::LatencyPercentile(_) | Metric::LatencyAvg | Metric::LatencyMax
+            Metric::LatencyPercentile(_)
+                | Metric::LatencyStampedPercentile(_)
+                | Metric::LatencyAvg
+                | Metric::LatencyMax
         )
+    }
+
+    fn is_bytes(self) -> bool {
+        matches!(self, Metric::RssPerUser | Metric::RssGrowth)
     }
 
     fn is_percent(self) -> bool {
@@ -90,12 +107,25 @@ impl Metric {
             format_micros(value)
         } else if self.is_percent() {
             format!("{value:.2}%")
+        } else if self.is_bytes() {
+            format_bytes(value)
         } else if self == Metric::Throughput {
             format!("{value:.0}/s")
         } else {
             format!("{value:.0}")
         }
     }
+}
+
+/// The percentile of a metric name `<prefix><p>`, above 0 and below 100.
+fn parse_percentile(name: &str, prefix: &str) -> anyhow::Result<f64> {
+    let p: f64 = name[prefix.len()..]
+        .parse()
+        .with_context(|| format!("{name:?}: the percentile is not a number"))?;
+    if !(p > 0.0 && p < 100.0) {
+        bail!("{name:?}: the percentile must be above 0 and below 100");
+    }
+    Ok(p)
 }
 
 /// Microseconds as a short human time.
@@ -106,6 +136,21 @@ pub fn format_micros(us: f64) -> String {
         format!("{:.2}ms", us / 1000.0)
     } else {
         format!("{us:.0}µs")
+    }
+}
+
+/// Bytes as a short human figure (`512 B`, `7.4 KiB`, `12.0 MiB`);
+/// negative values (memory given back) keep their sign.
+pub fn format_bytes(bytes: f64) -> String {
+    let abs = bytes.abs();
+    if abs >= (1u64 << 30) as f64 {
+        format!("{:.2} GiB", bytes / (1u64 << 30) as f64)
+    } else if abs >= (1u64 << 20) as f64 {
+        format!("{:.1} MiB", bytes / (1u64 << 20) as f64)
+    } else if abs >= 1024.0 {
+        format!("{:.1} KiB", bytes / 1024.0)
+    } else {
+        format!("{bytes:.0} B")
     }
 }
 
@@ -157,7 +202,8 @@ pub struct Rule {
 
 impl Rule {
     /// Parses `<metric><op><value>`; times take `us`, `ms` or `s` (bare
-    /// numbers are milliseconds), percentages an optional `%`.
+    /// numbers are milliseconds), sizes `B`, `KiB` or `MiB` (bare numbers are
+    /// bytes), percentages an optional `%`.
     pub fn parse(text: &str) -> anyhow::Result<Rule> {
         let t = text.trim();
         let at = t.find(['<', '>']).with_context(|| {
@@ -177,6 +223,8 @@ impl Rule {
         let value = value.trim();
         let limit = if metric.is_time() {
             parse_time_micros(value).with_context(|| format!("{t:?}: bad time {value:?}"))?
+        } else if metric.is_bytes() {
+            parse_bytes(value).with_context(|| format!("{t:?}: bad size {value:?}"))?
         } else {
             let v = value.strip_suffix('%').unwrap_or(value).trim();
             let v = v.strip_suffix("/s").unwrap_or(v);
@@ -218,7 +266,7 @@ impl fmt::Display for Rule {
     }
 }
 
-fn parse_time_micros(v: &str) -> anyhow::Result<f64> {
+pub(crate) fn parse_time_micros(v: &str) -> anyhow::Result<f64> {
     let (num, factor) = if let Some(n) = v.strip_suffix("us").or_else(|| v.strip_suffix("µs")) {
         (n, 1.0)
     } else if let Some(n) = v.strip_suffix("ms") {
@@ -231,8 +279,21 @@ fn parse_time_micros(v: &str) -> anyhow::Result<f64> {
     Ok(num.trim().parse::<f64>()? * factor)
 }
 
+pub(crate) fn parse_bytes(v: &str) -> anyhow::Result<f64> {
+    let (num, factor) = if let Some(n) = v.strip_suffix("MiB") {
+        (n, 1024.0 * 1024.0)
+    } else if let Some(n) = v.strip_suffix("KiB") {
+        (n, 1024.0)
+    } else if let Some(n) = v.strip_suffix('B') {
+        (n, 1.0)
+    } else {
+        (v, 1.0)
+    };
+    Ok(num.trim().parse::<f64>()? * factor)
+}
+
 /// The result of judging one rule.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Verdict {
     /// The rule's text.
     pub rule: String,
@@ -259,6 +320,10 @@ mod tests {
         );
         assert_eq!(Rule::parse("latency-p99.9<=1s").unwrap().limit, 1_000_000.0);
         assert_eq!(Rule::parse("latency-max<250us").unwrap().limit, 250.0);
+        assert_eq!(
+            Rule::parse("latency-stamped-p99.9<2ms").unwrap().metric,
+            Metric::LatencyStampedPercentile(99.9)
+        );
         assert_eq!(Rule::parse("latency-avg<2").unwrap().limit, 2000.0);
         assert_eq!(Rule::parse("connect-success>=100%").unwrap().limit, 100.0);
         assert_eq!(Rule::parse("loss<=0").unwrap().op, Op::LessOrEqual);
@@ -267,13 +332,20 @@ mod tests {
             Metric::StaleFinalPrices
         );
         assert_eq!(Rule::parse("throughput>=90000/s").unwrap().limit, 90000.0);
+        let r = Rule::parse("rss-per-user<64KiB").unwrap();
+        assert_eq!((r.metric, r.limit), (Metric::RssPerUser, 65536.0));
+        assert_eq!(Rule::parse("rss-growth<=16B").unwrap().limit, 16.0);
+        assert_eq!(Rule::parse("rss-growth<=2MiB").unwrap().limit, 2097152.0);
+        assert_eq!(Rule::parse("rss-growth<8").unwrap().limit, 8.0);
         for bad in [
             "latency-p100<1ms",
+            "latency-stamped-p0<1ms",
             "nope<1",
             "loss",
             "loss<=x",
             "connect-success>=120%",
             "loss<-1",
+            "rss-per-user<1GB",
         ] {
             assert!(Rule::parse(bad).is_err(), "{bad}");
         }

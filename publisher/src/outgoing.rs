@@ -92,14 +92,24 @@ impl KindCounts {
 
 /// `event` as JSON: the same bytes as [`Event::to_json`] (same serde
 /// serialiser), written into a buffer sized for a typical event so the hot
-/// path does not grow it several times.
-pub fn encode(event: &Event) -> Bytes {
+/// path does not grow it several times; with `scheduled_at`, the optional
+/// `scheduledAt` field of `PROTOCOL.md` §1 comes last.
+pub fn encode(event: &Event, scheduled_at: Option<f64>) -> Bytes {
     let capacity = match event {
         Event::BatchUpdate(b) => 128 + 80 * b.updates.len(),
         _ => 320,
     };
     let mut buf = Vec::with_capacity(capacity);
     serde_json::to_writer(&mut buf, event).expect("events always serialize");
+    if let Some(at) = scheduled_at.filter(|t| t.is_finite()) {
+        // An event serialises as one JSON object: reopen it for one more
+        // field (the protocol types know nothing of the schedule).
+        debug_assert_eq!(buf.last(), Some(&b'}'));
+        buf.pop();
+        buf.extend_from_slice(b",\"scheduledAt\":");
+        serde_json::to_writer(&mut buf, &at).expect("a finite number serialises");
+        buf.push(b'}');
+    }
     Bytes::from(buf)
 }
 
@@ -155,8 +165,14 @@ impl Outgoing {
         }
     }
 
-    /// The message of `event` on `subject`.
-    pub fn new(event: &Event, token: Option<u32>, subject: Subject) -> Self {
+    /// The message of `event` on `subject`, due at `scheduled_at` (ms since
+    /// the Unix epoch) when a schedule paces it.
+    pub fn new(
+        event: &Event,
+        token: Option<u32>,
+        subject: Subject,
+        scheduled_at: Option<f64>,
+    ) -> Self {
         let trade_price = matches!(event, Event::PriceUpdate(e) if e.source == PriceSource::Trade);
         Self {
             kind: EventKind::of(event),
@@ -165,7 +181,7 @@ impl Outgoing {
             subject,
             nonce: event.nonce().clone(),
             timestamp: event.timestamp(),
-            payload: encode(event),
+            payload: encode(event, scheduled_at),
             duplicate: false,
         }
     }
@@ -209,5 +225,32 @@ mod tests {
             let event: Event = serde_json::from_slice(&m.payload).unwrap();
             assert_eq!(m.payload, event.to_json().as_bytes());
         }
+    }
+
+    #[test]
+    fn a_scheduled_event_carries_scheduled_at_last_and_parses_as_the_same_event() {
+        let mut stamper = FixedStamper::new(1_764_288_000_000.0, 1.0, 1);
+        let (timestamp, nonce) = crate::stamp::Stamper::stamp(&mut stamper);
+        let event = Event::VolumeUpdate(odin_protocol::message::VolumeUpdate {
+            token_id: odin_protocol::TokenId::parse("tok-1").unwrap(),
+            volume_24h: 10.5,
+            timestamp,
+            nonce,
+        });
+        let plain = encode(&event, None);
+        let scheduled = encode(&event, Some(1_764_287_999_990.25));
+        let text = std::str::from_utf8(&scheduled).unwrap();
+        assert!(
+            text.ends_with(r#","scheduledAt":1764287999990.25}"#),
+            "{text}"
+        );
+        assert_eq!(&scheduled[..plain.len() - 1], &plain[..plain.len() - 1]);
+        // Clients that know nothing of the field read the same event.
+        let back: Event = serde_json::from_slice(&scheduled).unwrap();
+        assert_eq!(back, event);
+        let fields: serde_json::Value = serde_json::from_slice(&scheduled).unwrap();
+        assert_eq!(fields["scheduledAt"], 1_764_287_999_990.25);
+        // Not a number JSON can hold: left out.
+        assert_eq!(encode(&event, Some(f64::NAN)), plain);
     }
 }

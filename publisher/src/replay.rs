@@ -175,7 +175,7 @@ impl Source for Replay {
                 let (timestamp, nonce) = stamper.stamp();
                 restamp(&mut line.event, timestamp, nonce);
                 let subject = Subject::from(line.event.subject(&self.subjects));
-                let message = Outgoing::new(&line.event, token, subject);
+                let message = Outgoing::new(&line.event, token, subject, stamper.scheduled());
                 if self.recent.len() == RECENT {
                     self.recent.pop_front();
                 }

@@ -302,6 +302,7 @@ async fn pace<S: Source, K: Sink, F: Future<Output = ()>>(
 ) -> Outcome {
     let mut tally = Tally::default();
     let start = Instant::now();
+    let start_ms = odin_protocol::time::now_millis();
     let mut out: Vec<Outgoing> = Vec::with_capacity(64);
     let mut steps_to_poll = SHUTDOWN_POLL_STEPS;
     let mut next_progress = start + PROGRESS_EVERY;
@@ -383,6 +384,7 @@ async fn pace<S: Source, K: Sink, F: Future<Output = ()>>(
         }
 
         out.clear();
+        stamper.schedule(start_ms + due * 1000.0);
         if let Err(e) = source.step(stamper, &mut out) {
             error = Some(e);
             break;

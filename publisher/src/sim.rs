@@ -152,7 +152,7 @@ impl Source for Simulation {
             self.market.trade(due, stamper, &mut emitted);
         }
         for e in &emitted {
-            let message = Outgoing::new(&e.event, e.token, self.subject_of(e));
+            let message = Outgoing::new(&e.event, e.token, self.subject_of(e), stamper.scheduled());
             let duplicate = self.dup_ratio > 0.0 && self.dup_rng.random_bool(self.dup_ratio);
             if duplicate {
                 let copy = message.to_duplicate();

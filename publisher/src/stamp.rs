@@ -13,24 +13,47 @@ pub trait Stamper {
     /// The timestamp (ms since the Unix epoch, µs fraction) and a nonce never
     /// given before by this stamper.
     fn stamp(&mut self) -> (f64, Nonce);
+
+    /// When the events being made now were due by the schedule (ms since the
+    /// Unix epoch), for their `scheduledAt` (`PROTOCOL.md` §1); `None` when
+    /// nothing paces them (tests, the fixed clock).
+    fn scheduled(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// The stamper of a live run: the wall clock and a [`NonceSource`].
 #[derive(Debug)]
 pub struct LiveStamper {
     nonces: NonceSource,
+    scheduled: Option<f64>,
 }
 
 impl LiveStamper {
     /// Stamps with `now` and nonces from `nonces`.
     pub fn new(nonces: NonceSource) -> Self {
-        Self { nonces }
+        Self {
+            nonces,
+            scheduled: None,
+        }
+    }
+
+    /// The schedule's time (ms since the Unix epoch) of the step about to be
+    /// made: a step made late (the publisher stalled) keeps the time it was
+    /// due, so a latency measured from it counts the stall (no coordinated
+    /// omission).
+    pub fn schedule(&mut self, due_at: f64) {
+        self.scheduled = Some(due_at);
     }
 }
 
 impl Stamper for LiveStamper {
     fn stamp(&mut self) -> (f64, Nonce) {
         (time::now_millis(), self.nonces.next())
+    }
+
+    fn scheduled(&self) -> Option<f64> {
+        self.scheduled
     }
 }
 

@@ -84,6 +84,8 @@ struct Fields<'a> {
     token_id: Option<Text<'a>>,
     #[serde(default)]
     price: Option<f64>,
+    #[serde(rename = "scheduledAt", default)]
+    scheduled_at: Option<f64>,
 }
 
 /// A string borrowed from the frame unless it had escapes.
@@ -126,6 +128,7 @@ pub struct MessageView<'a> {
     timestamp: f64,
     token_id: Option<Cow<'a, str>>,
     price: Option<f64>,
+    scheduled_at: Option<f64>,
     raw: &'a str,
 }
 
@@ -141,6 +144,7 @@ impl<'a> MessageView<'a> {
             timestamp: f.timestamp.ok_or(ViewError::Timestamp)?,
             token_id: f.token_id.map(|t| t.0),
             price: f.price,
+            scheduled_at: f.scheduled_at,
             raw,
         })
     }
@@ -170,6 +174,13 @@ impl<'a> MessageView<'a> {
         self.price
     }
 
+    /// `scheduledAt` (`PROTOCOL.md` §1): when a paced publisher meant to
+    /// send the event, ms since the Unix epoch; `None` from publishers that
+    /// do not say.
+    pub fn scheduled_at(&self) -> Option<f64> {
+        self.scheduled_at
+    }
+
     /// The whole frame text, byte for byte as the server sent it.
     pub fn raw(&self) -> &'a str {
         self.raw
@@ -190,6 +201,17 @@ impl<'a> MessageView<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_scheduled_at_when_the_publisher_sends_it() {
+        let raw = r#"{"type":"trade_executed","tokenId":"A","timestamp":1000.5,"nonce":"n1","scheduledAt":990.25}"#;
+        assert_eq!(
+            MessageView::parse(raw).unwrap().scheduled_at(),
+            Some(990.25)
+        );
+        let raw = r#"{"type":"trade_executed","tokenId":"A","timestamp":1000.5,"nonce":"n1"}"#;
+        assert_eq!(MessageView::parse(raw).unwrap().scheduled_at(), None);
+    }
 
     #[test]
     fn reads_the_hot_fields_and_skips_the_rest() {

@@ -115,7 +115,7 @@ pub fn render(r: &RunReport) -> String {
     )
 }
 
-const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:1000px;color:#111}\
+pub(crate) const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:1000px;color:#111}\
 table{border-collapse:collapse;margin:.5rem 0}th,td{border:1px solid #ddd;padding:.3rem .6rem;text-align:left}\
 th{background:#f6f6f6;font-weight:600}tr.fail td{background:#fee2e2}tr.pass td:last-child{color:#15803d}\
 .verdict{font-size:1.4rem;font-weight:700;padding:.4rem .8rem;display:inline-block;border-radius:6px}\
@@ -217,7 +217,7 @@ fn line_chart(
     svg
 }
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -3,7 +3,9 @@
 //! files of the run folder.
 
 pub mod html;
+pub mod junit;
 pub mod markdown;
+pub mod series;
 pub mod steps;
 pub mod terminal;
 
@@ -14,7 +16,7 @@ use anyhow::Context;
 use crate::report::RunReport;
 use crate::stack::ServerKind;
 
-/// Writes `report.json`, `report.md`, `report.html` and the server's
+/// Writes `report.json`, `report.md`, `report.html`, `junit.xml` and the server's
 /// `/stats` before and after into `dir`.
 pub fn write_run_folder(report: &RunReport, dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -25,6 +27,7 @@ pub fn write_run_folder(report: &RunReport, dir: &Path) -> anyhow::Result<()> {
     write("report.json", serde_json::to_string_pretty(report)?)?;
     write("report.md", markdown::render(report))?;
     write("report.html", html::render(report))?;
+    write("junit.xml", junit::render(report))?;
     if let Some(s) = &report.server.stats_before {
         write("server-stats-before.json", serde_json::to_string_pretty(s)?)?;
     }
@@ -34,19 +37,7 @@ pub fn write_run_folder(report: &RunReport, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Bytes as a short human figure.
-pub fn format_bytes(bytes: f64) -> String {
-    let abs = bytes.abs();
-    if abs >= (1u64 << 30) as f64 {
-        format!("{:.2} GiB", bytes / (1u64 << 30) as f64)
-    } else if abs >= (1u64 << 20) as f64 {
-        format!("{:.1} MiB", bytes / (1u64 << 20) as f64)
-    } else if abs >= 1024.0 {
-        format!("{:.1} KiB", bytes / 1024.0)
-    } else {
-        format!("{bytes:.0} B")
-    }
-}
+pub use crate::thresholds::format_bytes;
 
 /// A count with thousands separators.
 pub fn format_count(n: u64) -> String {
@@ -142,6 +133,26 @@ pub fn summary_rows(r: &RunReport) -> Vec<(&'static str, String)> {
             format!("{} / {}", t(l.max_us as f64), t(l.mean_us)),
         ),
     ]);
+    let s = &r.latency_stamped;
+    if s.count > 0 {
+        let unscheduled = if r.latency_unscheduled > 0 {
+            format!(
+                "; {} deliveries carried no scheduledAt",
+                format_count(r.latency_unscheduled)
+            )
+        } else {
+            String::new()
+        };
+        rows.push((
+            "from the stamp p50 / p99 / max",
+            format!(
+                "{} / {} / {} (latency above counts from when the schedule had each event due{unscheduled})",
+                t(s.p50_us as f64),
+                t(s.p99_us as f64),
+                t(s.max_us as f64)
+            ),
+        ));
+    }
     if let Some(share) = r.server.cpu_share {
         rows.push((
             "server CPU",
@@ -156,10 +167,11 @@ pub fn summary_rows(r: &RunReport) -> Vec<(&'static str, String)> {
         rows.push((
             "server memory",
             format!(
-                "RSS {} (peak {}), {} per user",
+                "RSS {} (peak {}), {} per user, {} growth per delivery while publishing",
                 format_bytes(after.rss_bytes as f64),
                 format_bytes(after.peak_rss_bytes as f64),
-                format_bytes(r.server.rss_per_user_bytes.unwrap_or_default())
+                format_bytes(r.server.rss_per_user_bytes.unwrap_or_default()),
+                format_bytes(r.server.rss_growth_per_delivery_bytes.unwrap_or_default())
             ),
         ));
     }

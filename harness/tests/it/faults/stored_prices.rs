@@ -49,7 +49,7 @@ async fn the_publisher_sends_each_unstored_latest_price_again_until_the_store_ta
     let a2 = events.price_event("AAA", 3.0);
     for (event, token) in [(&a1, 0), (&b1, 1), (&a2, 0)] {
         let subject = event.subject(&subjects).into();
-        sink.publish(Outgoing::new(event, Some(token), subject))
+        sink.publish(Outgoing::new(event, Some(token), subject, None))
             .await
             .expect("the publish is sent");
     }
@@ -128,7 +128,7 @@ async fn prices_published_while_nats_is_away_with_a_full_buffer_wait_and_are_sto
         async move {
             for (i, event) in prices.iter().enumerate() {
                 let subject = event.subject(&subjects).into();
-                sink.publish(Outgoing::new(event, Some(i as u32), subject))
+                sink.publish(Outgoing::new(event, Some(i as u32), subject, None))
                     .await?;
             }
             tokio::time::timeout(LIMIT, sink.flush())
