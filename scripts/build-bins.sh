@@ -2,7 +2,7 @@
 # Builds one set of release binaries for the release gate (odin-load gate):
 # odin-server, odin-publisher and odin-load, copied into --out DIR.
 #
-#   scripts/build-bins.sh --ref REF [--patch FILE] --out DIR [--name NAME]
+#   scripts/build-bins.sh --ref REF [--patch FILE] --out DIR [--name NAME] [--no-load]
 #   scripts/build-bins.sh --worktree --out DIR
 #
 # --ref     a commit of this repository (HEAD, a sha, a tag, a branch),
@@ -12,6 +12,9 @@
 #           removed afterwards (KEEP_WORKTREE=1 keeps it).
 # --worktree  this checkout as it is, uncommitted edits included.
 # --name    the worktree's name (default: DIR's last component).
+# --no-load only odin-server and odin-publisher: a gate's baseline needs no
+#           odin-load of its own (both sides are measured by the
+#           candidate's), and leaving it out spares building Goose.
 #
 # Both share this checkout's `target` directory, so dependencies are built
 # once and later builds only recompile the workspace's own crates. A --ref
@@ -50,6 +53,7 @@ while [[ $# -gt 0 ]]; do
     --out) [[ $# -ge 2 ]] || die "--out needs a value"; out="$2"; shift 2 ;;
     --name) [[ $# -ge 2 ]] || die "--name needs a value"; name="$2"; shift 2 ;;
     --worktree) worktree_mode=1; shift ;;
+    --no-load) BINS=(odin-server odin-publisher); shift ;;
     -h|--help) usage ;;
     *) say "unknown argument: $1"; usage ;;
   esac
@@ -83,17 +87,20 @@ mkdir -p "$gate_dir"
 if command -v flock >/dev/null 2>&1; then
   exec 9>"$gate_dir/build.lock"
   if ! flock -n 9; then
-    say "waiting for another build-bins.sh to finish"
+    say "waiting for another build holding $gate_dir/build.lock"
     flock 9
   fi
 else
   say "flock not found: not guarding against a concurrent build-bins.sh"
 fi
 
-build_cmd=(cargo build --release
-  -p odin-server -p odin-publisher -p odin-loadtests
-  --bin odin-server --bin odin-publisher --bin odin-load
-  --target-dir "$target_dir")
+build_cmd=(cargo build --release --target-dir "$target_dir")
+for bin in "${BINS[@]}"; do
+  case "$bin" in
+    odin-load) build_cmd+=(-p odin-loadtests --bin odin-load) ;;
+    *) build_cmd+=(-p "$bin" --bin "$bin") ;;
+  esac
+done
 
 started=$(date +%s)
 wt=""

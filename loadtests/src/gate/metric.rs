@@ -100,7 +100,10 @@ impl GateMetric {
 
     /// Its value in `report`, `None` when the run did not measure it (a
     /// server run elsewhere has no process figures; no latency samples).
-    pub fn value(self, report: &RunReport) -> Option<f64> {
+    /// Latency is taken from the schedule (`scheduledAt`), or from the
+    /// events' stamps with `stamped` (when one side's publisher does not
+    /// send a schedule, both sides are compared on their stamps).
+    pub fn value(self, report: &RunReport, stamped: bool) -> Option<f64> {
         let server = &report.server;
         let acc = &report.accounting;
         let has_latency = report.latency.count > 0;
@@ -112,8 +115,12 @@ impl GateMetric {
                 if !has_latency {
                     return None;
                 }
-                let h = report.histogram().ok()?;
-                Some(h.value_at_quantile(p / 100.0) as f64)
+                let h = if stamped {
+                    report.stamped_histogram().ok()?
+                } else {
+                    report.histogram().ok()?
+                };
+                (!h.is_empty()).then(|| h.value_at_quantile(p / 100.0) as f64)
             }
             GateMetric::ConnectP99 => {
                 (report.users.connect.count > 0).then_some(report.users.connect.p99_us as f64)

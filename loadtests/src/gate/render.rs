@@ -224,12 +224,17 @@ pub fn markdown(report: &GateReport) -> String {
         "## Gate `{}`: candidate against baseline\n\n{}\n\nScenario `{}`, {} pairs run \
          alternately (A B, B A, …); the change is the median over the pairs of the candidate's \
          ratio to (or, for absolute tolerances, difference from) the baseline run beside it, with \
-         a {:.0} % bootstrap interval of that median.\n",
+         a {:.0} % bootstrap interval of that median. Latency counts from the events' {}.\n",
         report.gate,
         report.description,
         report.scenario,
         report.pairs,
         report.confidence * 100.0,
+        if report.latency_from == "stamp" {
+            "`timestamp` (a side's publisher sends no `scheduledAt`)"
+        } else {
+            "`scheduledAt` (the publisher's schedule)"
+        },
     );
     out.push_str(
         "| metric | may worsen by | baseline | candidate | change | interval | each pair | verdict |\n",

@@ -117,6 +117,9 @@ pub struct GateReport {
     pub pairs: usize,
     /// Confidence of the intervals.
     pub confidence: f64,
+    /// Where latency counts from: `schedule` (`scheduledAt`), or `stamp`
+    /// when a side's publisher sends no schedule (an older baseline).
+    pub latency_from: String,
     /// Every run, in order.
     pub runs: Vec<RunRecord>,
     /// Every check after the last pair.
@@ -152,6 +155,7 @@ pub fn run(spec: &GateSpec, opts: &GateOptions) -> anyhow::Result<GateReport> {
         duration_secs: 0.0,
         pairs: 0,
         confidence: spec.confidence,
+        latency_from: "schedule".into(),
         runs: Vec::new(),
         checks: Vec::new(),
         verdict: GateVerdict::Pass,
@@ -190,7 +194,11 @@ pub fn run(spec: &GateSpec, opts: &GateOptions) -> anyhow::Result<GateReport> {
             continue;
         }
         let last = pair == spec.max_pairs;
-        report.checks = judge_all(spec, &pairs, last);
+        let stamped = pairs
+            .iter()
+            .any(|(b, c)| b.latency_unscheduled > 0 || c.latency_unscheduled > 0);
+        report.latency_from = if stamped { "stamp" } else { "schedule" }.into();
+        report.checks = judge_all(spec, &pairs, last, stamped);
         let undecided = report
             .checks
             .iter()
@@ -214,13 +222,23 @@ pub fn run(spec: &GateSpec, opts: &GateOptions) -> anyhow::Result<GateReport> {
     Ok(report)
 }
 
-fn judge_all(spec: &GateSpec, pairs: &[(RunReport, RunReport)], last: bool) -> Vec<CheckResult> {
+fn judge_all(
+    spec: &GateSpec,
+    pairs: &[(RunReport, RunReport)],
+    last: bool,
+    stamped: bool,
+) -> Vec<CheckResult> {
     spec.checks
         .iter()
         .map(|check| {
             let values: Vec<_> = pairs
                 .iter()
-                .map(|(b, c)| (check.metric.value(b), check.metric.value(c)))
+                .map(|(b, c)| {
+                    (
+                        check.metric.value(b, stamped),
+                        check.metric.value(c, stamped),
+                    )
+                })
                 .collect();
             judge(check, &values, spec.confidence, last)
         })
