@@ -162,29 +162,21 @@ fn pair_plot(checks: &[CheckResult]) -> String {
 /// The gate as JUnit XML: one test case per check, and one that errors when
 /// the gate gave no verdict.
 pub fn junit(report: &GateReport) -> String {
-    use crate::render::junit::{case, failure, to_xml};
-    use quick_junit::{NonSuccessKind, TestCaseStatus, TestSuite};
+    use crate::render::junit::{case, failure, to_xml, validity};
+    use quick_junit::{TestCaseStatus, TestSuite};
     let mut suite = TestSuite::new(format!("odin-load gate {}", report.gate));
     suite.set_time(std::time::Duration::from_secs_f64(
         report.duration_secs.max(0.0),
     ));
-    let validity = match &report.verdict {
-        GateVerdict::Invalid { reason } => {
-            let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
-            s.set_message(format!("invalid gate, no verdict: {reason}"));
-            s
-        }
-        _ => TestCaseStatus::success(),
+    let invalid = match &report.verdict {
+        GateVerdict::Invalid { reason } => Some(format!("invalid gate, no verdict: {reason}")),
+        _ => None,
     };
-    suite.add_test_case(case("the gate's runs are valid", validity));
+    suite.add_test_case(case("the gate's runs are valid", validity(invalid)));
     for c in &report.checks {
         let status = match c.judgement {
             Judgement::Regression => failure(row(c)),
-            Judgement::Unmeasured => {
-                let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
-                s.set_message("not measured in every run");
-                s
-            }
+            Judgement::Unmeasured => validity(Some("not measured in every run".into())),
             Judgement::Pass | Judgement::Undecided => TestCaseStatus::success(),
         };
         suite.add_test_case(case(&c.metric, status));

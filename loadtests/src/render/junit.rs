@@ -18,15 +18,11 @@ pub fn suite(report: &RunReport) -> TestSuite {
     suite.set_time(std::time::Duration::from_secs_f64(
         report.duration_secs.max(0.0),
     ));
-    let validity = match &report.outcome {
-        Outcome::Invalid { reason } => {
-            let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
-            s.set_message(format!("invalid run, no verdict: {reason}"));
-            s
-        }
-        _ => TestCaseStatus::success(),
+    let invalid = match &report.outcome {
+        Outcome::Invalid { reason } => Some(format!("invalid run, no verdict: {reason}")),
+        _ => None,
     };
-    suite.add_test_case(case("the run is valid", validity));
+    suite.add_test_case(case("the run is valid", validity(invalid)));
     for v in report.thresholds.iter().chain(&report.baseline) {
         let status = if v.passed {
             TestCaseStatus::success()
@@ -44,6 +40,19 @@ pub fn suite(report: &RunReport) -> TestSuite {
         suite.add_test_case(case(&format!("goose: {}", g.rule), status));
     }
     suite
+}
+
+/// The status of a run's (or a gate's) validity: an error, never a
+/// failure, when it gave no verdict.
+pub(crate) fn validity(invalid: Option<String>) -> TestCaseStatus {
+    match invalid {
+        Some(message) => {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+            s.set_message(message);
+            s
+        }
+        None => TestCaseStatus::success(),
+    }
 }
 
 /// A failed rule's status.
