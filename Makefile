@@ -109,7 +109,7 @@ bench-instructions-update: ## Rewrite server/benches/instructions.json after an 
 	$(CARGO) bench -p odin-server --bench instructions -- --update
 
 gate: setup ## Release gate: the work tree against BASELINE=<ref> (default: merge-base with origin/main, else HEAD~1) in alternating pairs of load runs; exit 0 pass, 1 regression, 2 invalid
-	@scripts/gate.sh
+	@BASELINE="$(BASELINE)" GATE="$(GATE)" GATE_OUT="$(GATE_OUT)" GATE_ARGS="$(GATE_ARGS)" scripts/gate.sh
 
 gate-selftest: setup ## The release gate's selftest: each seeded regression (loadtests/regressions/) caught, the unchanged code passed SELFTEST_CLEAN_RUNS=10 times
 	scripts/gate-selftest.sh
