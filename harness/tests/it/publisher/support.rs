@@ -39,6 +39,8 @@ impl Received {
         let object = body.as_object_mut().expect("bodies are objects");
         object.remove("nonce");
         object.remove("timestamp");
+        // When the run's schedule had it due: a stamp of the run too.
+        object.remove("scheduledAt");
         body
     }
 }
@@ -148,6 +150,14 @@ pub(crate) fn assert_on_the_wire(messages: &[Received], from: f64, to: f64) {
         assert!(
             (micros - micros.round()).abs() < 1e-3,
             "timestamp {ts} is not in whole microseconds"
+        );
+        // Due by the schedule after the run began, and never after it was
+        // made (the publisher sleeps until an event is due; 1 ms for the
+        // wall clock against the monotonic one).
+        let due = m.body["scheduledAt"].as_f64();
+        assert!(
+            due.is_some_and(|d| (from..=ts + 1.0).contains(&d)),
+            "scheduledAt {due:?} not within [{from}, timestamp {ts}]"
         );
     }
 }
