@@ -244,25 +244,21 @@ pub(crate) async fn run(
     mut window: DedupWindow,
 ) {
     let mut wakes = Vec::new();
-    while let Some(msg) = subscription.next().await {
+    let mut ingest = |msg, wakes: &mut Vec<Arc<Outbox>>| {
         ingest_one(
             &shared.config.subjects,
             &shared.metrics,
             &shared.router,
             &mut window,
             msg,
-            &mut wakes,
+            wakes,
         );
+    };
+    while let Some(msg) = subscription.next().await {
+        ingest(msg, &mut wakes);
         for _ in 1..BURST {
             match subscription.next().now_or_never() {
-                Some(Some(msg)) => ingest_one(
-                    &shared.config.subjects,
-                    &shared.metrics,
-                    &shared.router,
-                    &mut window,
-                    msg,
-                    &mut wakes,
-                ),
+                Some(Some(msg)) => ingest(msg, &mut wakes),
                 _ => break,
             }
         }
