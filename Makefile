@@ -17,7 +17,7 @@ LOAD := ODIN_BIN_DIR=$(RELEASE_BINS) $(RELEASE_BINS)/odin-load run
 .PHONY: help setup setup-browser build build-release test lint fmt server publisher auth-token \
         nats-up nats-down demo load-quick load-medium load-stress load-progressive \
         load-burst load-ceiling bench-fanout load-fleet load-failover load-failover-lossless load-scale fleet \
-        bench-publisher bench-instructions bench-instructions-update gate gate-selftest conformance clean
+        bench-publisher bench-instructions bench-instructions-update gate gate-selftest conformance images clean
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sort | \
@@ -113,6 +113,9 @@ gate: setup ## Release gate: the work tree against BASELINE=<ref> (default: merg
 
 gate-selftest: setup ## The release gate's selftest: each seeded regression (loadtests/regressions/) caught, the unchanged code passed SELFTEST_CLEAN_RUNS=10 times
 	scripts/gate-selftest.sh
+
+images: build-release ## Build the Docker images locally, nothing pulled (odin-nats, odin-server, odin-publisher :local; cached)
+	@scripts/build-images.sh
 
 nats-up: ## Start only NATS (JetStream, monitoring on :8222) with docker compose
 	docker compose up -d nats

@@ -1,4 +1,5 @@
-//! The container backend: the official NATS image through `testcontainers`.
+//! The container backend: the locally built NATS image through
+//! `testcontainers`.
 //!
 //! Host ports are chosen up front and mapped explicitly, so a `stop` +
 //! `restart` (Docker stop/start of the same container) comes back on the same
@@ -6,10 +7,10 @@
 //! `docker` CLI, since `pause` is synchronous in the guard's API), monitoring.
 //! Not supported: clusters (see [`super::NatsCluster`]).
 //!
-//! A custom image (`ODIN_NATS_IMAGE`) must take `nats-server` flags as its
-//! arguments, as the official images do (the alpine image's entrypoint
-//! passes arguments starting with `-` to `nats-server`; the scratch image's
-//! entrypoint *is* `nats-server`).
+//! The image is never pulled: the project's machines may reach no registry.
+//! [`DEFAULT_IMAGE`] is built on first use by `scripts/build-images.sh nats`
+//! (what `make images` runs) from a `nats-server` executable. A custom image (`ODIN_NATS_IMAGE`) must already be on the machine
+//! and take `nats-server` flags as its arguments, as the official images do.
 
 use std::process::Command;
 use std::time::Duration;
@@ -21,12 +22,13 @@ use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
 use super::{NatsOptions, probe};
 
-/// The image used when neither the options nor `ODIN_NATS_IMAGE` name one.
-pub const DEFAULT_IMAGE: &str = "nats:2.10-alpine";
+/// The image used when neither the options nor `ODIN_NATS_IMAGE` name one:
+/// built by `make images`, `FROM scratch` with `nats-server` as entrypoint.
+pub const DEFAULT_IMAGE: &str = "odin-nats:local";
 /// Environment variable naming the image, `name:tag`.
 pub const IMAGE_ENV: &str = "ODIN_NATS_IMAGE";
-/// Readiness limit: the first run may pull the image.
-const CONTAINER_READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// Readiness limit: a container starts in about a second on an idle machine.
+const CONTAINER_READY_TIMEOUT: Duration = Duration::from_secs(60);
 const CLIENT_PORT: u16 = 4222;
 const MONITOR_PORT: u16 = 8222;
 
@@ -41,13 +43,15 @@ pub(crate) struct ContainerServer {
 }
 
 impl ContainerServer {
-    /// Pulls (if needed) and starts the image, waits until NATS greets.
+    /// Starts the image (which must be on the machine), waits until NATS
+    /// greets.
     pub(crate) async fn start(opts: &NatsOptions) -> anyhow::Result<Self> {
         let image = opts
             .image
             .clone()
             .or_else(|| std::env::var(IMAGE_ENV).ok().filter(|s| !s.is_empty()))
             .unwrap_or_else(|| DEFAULT_IMAGE.to_owned());
+        ensure_image_present(&image)?;
         let (name, tag) = split_image(&image);
         let ready_timeout = opts.ready_timeout.unwrap_or(CONTAINER_READY_TIMEOUT);
         let port = free_port()?;
@@ -148,6 +152,49 @@ impl ContainerServer {
             .with_context(|| format!("NATS container {} is not ready", self.container.id()))?;
         Ok(())
     }
+}
+
+/// Makes sure `image` is on the machine, instead of letting
+/// `testcontainers` try a registry that may not exist: [`DEFAULT_IMAGE`] is
+/// built once per process by the workspace's `scripts/build-images.sh nats`
+/// (cached, a second run takes a fraction of a second); any other image is
+/// an error in one line when it is missing.
+fn ensure_image_present(image: &str) -> anyhow::Result<()> {
+    static BUILT: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    if image == DEFAULT_IMAGE {
+        let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+        if !*built {
+            build_default_image()?;
+            *built = true;
+        }
+    }
+    let output = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", image])
+        .output()
+        .context("cannot run the docker CLI")?;
+    if !output.status.success() {
+        bail!("the NATS image {image} ({IMAGE_ENV}) is not on this machine, and nothing is pulled");
+    }
+    Ok(())
+}
+
+fn build_default_image() -> anyhow::Result<()> {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-images.sh");
+    let output = Command::new(&script)
+        .arg("nats")
+        .env("ODIN_IMAGES_REQUIRED", "1")
+        .output()
+        .with_context(|| format!("cannot run {}", script.display()))?;
+    if !output.status.success() {
+        bail!(
+            "cannot build the NATS image {DEFAULT_IMAGE} (`make images`): {}",
+            String::from_utf8_lossy(&output.stderr)
+                .trim()
+                .replace('\n', "; ")
+        );
+    }
+    Ok(())
 }
 
 /// `name:tag` → (`name`, `tag`); a missing tag is `latest`. A `:` inside a

@@ -9,8 +9,8 @@
 //! Two backends run the same API:
 //! - **binary**: the `nats-server` executable (`NATS_SERVER_BIN` or `PATH`),
 //!   the fast default, which also backs [`NatsCluster`];
-//! - **container**: the official image through `testcontainers`, for machines
-//!   with Docker but no binary.
+//! - **container**: a locally built image (`odin-nats:local`, never pulled)
+//!   through `testcontainers`, for machines with Docker but no binary.
 //!
 //! `ODIN_NATS_BACKEND=auto|binary|container` picks one (see [`select`]).
 
@@ -67,8 +67,8 @@ pub struct NatsOptions {
     /// Extra command-line arguments passed to `nats-server` as they are
     /// (e.g. `["-D"]` for debug logs, `["--max_payload", "1MB"]`).
     pub extra_args: Vec<String>,
-    /// How long to wait for readiness; `None` is 10 s (binary) or 120 s
-    /// (container, which may have to pull the image).
+    /// How long to wait for readiness; `None` is 10 s (binary) or 60 s
+    /// (container).
     pub ready_timeout: Option<Duration>,
 }
 
