@@ -25,11 +25,21 @@ const $ = (id) => document.getElementById(id);
 // ---- settings -----------------------------------------------------------
 
 const params = new URLSearchParams(location.search);
+/** Where this tab keeps the JWT: never in the address bar or the history. */
+const TOKEN_KEY = 'odin.token';
 const settings = {
   ws: params.get('ws') || defaultWsUrl(location),
-  token: params.get('token') || '',
+  token: params.get('token') || storedToken(),
   tokens: parseTokenList(params.get('tokens')) ?? DEFAULT_TOKENS,
 };
+
+function storedToken() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY) || '';
+  } catch {
+    return '';
+  }
+}
 
 function parseTokenList(text) {
   if (text === null) return null;
@@ -39,12 +49,20 @@ function parseTokenList(text) {
   return [...new Set(ids.filter((id) => TOKEN_ID_PATTERN.test(id)))];
 }
 
-/** Keeps the address in step, so a reload comes back to the same view. */
+/** Keeps the address in step, so a reload comes back to the same view. The
+ * token is taken out of it (a `?token=` link works once) and kept in this
+ * tab's session storage instead: an address bar, a history entry or a
+ * shared screen must not show a credential. */
 function saveToAddress() {
   const p = new URLSearchParams();
   p.set('ws', settings.ws);
-  if (settings.token) p.set('token', settings.token);
   p.set('tokens', [...model.watched].join(','));
+  try {
+    if (settings.token) sessionStorage.setItem(TOKEN_KEY, settings.token);
+    else sessionStorage.removeItem(TOKEN_KEY);
+  } catch {
+    // No storage (a file:// page in some browsers): a reload asks again.
+  }
   try {
     history.replaceState(null, '', `?${p}`);
   } catch {
@@ -472,6 +490,8 @@ function init() {
   });
 
   for (const id of settings.tokens) model.watched.add(id);
+  // The token leaves the address bar at once.
+  if (params.has('token')) saveToAddress();
   drawPrices();
   setInterval(drawFigures, FIGURES_EVERY_MS);
   startClient();

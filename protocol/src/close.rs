@@ -14,6 +14,13 @@ pub const GOING_AWAY: CloseCode = CloseCode {
     code: 1001,
     reason: "going away",
 };
+/// `1002`: the client broke the WebSocket protocol (reserved bits set, an
+/// unmasked frame, a reserved opcode, a fragmented or over-long control
+/// frame, a continuation of nothing).
+pub const PROTOCOL_ERROR: CloseCode = CloseCode {
+    code: 1002,
+    reason: "protocol error",
+};
 /// `1003`: the client sent a binary frame.
 pub const UNSUPPORTED_DATA: CloseCode = CloseCode {
     code: 1003,

@@ -2,9 +2,12 @@
 //! for development and tests.
 //!
 //! The algorithm is pinned by configuration: a token whose header names any
-//! other algorithm (`none` included) is refused. `sub` and `exp` are required,
-//! `aud` and `iss` checked only when configured, and there is no clock leeway:
-//! a token is expired from the second of its `exp`.
+//! other algorithm (`none` included) is refused, and so is a header with a
+//! `crit` parameter (RFC 7515 §4.1.11: Odin understands no extension). A
+//! non-empty `sub` and an `exp` are required, `aud` and `iss` checked only
+//! when configured, and there is no clock leeway: a token is expired from the
+//! second of its `exp`. Nothing a signed token carries can overflow the
+//! server's clock arithmetic: an `exp` past the year 9999 is read as then.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,6 +20,15 @@ use serde::{Deserialize, Serialize};
 /// The secret development mode uses when none is given. Never accepted
 /// outside development mode.
 pub const DEV_SECRET: &str = "odin-development-secret-do-not-use-in-production";
+
+/// The shortest secret accepted outside development mode, in bytes: as long
+/// as an HS256 digest (RFC 7518 §3.2 asks at least that much key).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// The latest expiry a token can have, 9999-12-31T23:59:59Z in seconds since
+/// the epoch; a later `exp` is read as this, so no claim can overflow the
+/// arithmetic on `SystemTime` or `Instant`.
+pub const MAX_EXP_SECS: u64 = 253_402_300_799;
 
 /// The HMAC algorithms a deployment can pin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -203,11 +215,21 @@ impl Authenticator {
                 _ => AuthError::Invalid("malformed token".into()),
             },
         )?;
+        if data.header.crit.is_some() {
+            return Err(AuthError::Invalid(
+                "critical header extensions are not understood".into(),
+            ));
+        }
         let ReadClaims { sub, exp } = data.claims;
+        if sub.is_empty() {
+            return Err(AuthError::Invalid("empty sub".into()));
+        }
         // Expired from the second of `exp` on, a fraction dropped: an `exp`
         // of 100.5 is expired at 100.0 (the library alone rounds it up).
-        // The library checked that `exp` is a non-negative finite number.
-        let exp_secs = exp.max(0.0).floor() as u64;
+        // The library checked that `exp` is a non-negative finite number;
+        // the float-to-integer cast saturates, and the cap keeps the
+        // additions below (and the connection's deadline) in range.
+        let exp_secs = (exp.max(0.0).floor() as u64).min(MAX_EXP_SECS);
         let now_secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         if exp_secs <= now_secs {
             return Err(AuthError::Expired);
@@ -226,7 +248,7 @@ pub fn mint_token(config: &AuthConfig, sub: &str, ttl: Duration) -> String {
         .as_secs();
     let claims = Claims {
         sub: sub.to_owned(),
-        exp: now + ttl.as_secs().max(1),
+        exp: now.saturating_add(ttl.as_secs().max(1)).min(MAX_EXP_SECS),
         iat: Some(now),
         aud: config.audience.clone(),
         iss: config.issuer.clone(),
@@ -308,6 +330,69 @@ mod tests {
             auth.verify("a.b.c").unwrap_err().code(),
             AuthErrorCode::AuthInvalid
         );
+    }
+
+    #[test]
+    fn refuses_crit_headers_and_an_empty_sub() {
+        let cfg = AuthConfig::with_secret("s3cret");
+        let auth = Authenticator::new(&cfg);
+        let claims = json!({"sub": "a", "exp": now_secs() + 60});
+        let mut header = Header::new(Algorithm::HS256);
+        let plain =
+            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&cfg.secret)).unwrap();
+        assert!(auth.verify(&plain).is_ok());
+        header.crit = Some(vec!["exp-ext".into()]);
+        let with_crit =
+            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&cfg.secret)).unwrap();
+        assert_eq!(
+            auth.verify(&with_crit).unwrap_err(),
+            AuthError::Invalid("critical header extensions are not understood".into())
+        );
+        header.crit = None;
+        header.kid = Some("k1".into());
+        let with_kid =
+            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&cfg.secret)).unwrap();
+        assert!(
+            auth.verify(&with_kid).is_ok(),
+            "other header fields are fine"
+        );
+
+        let empty_sub = sign(&cfg, &json!({"sub": "", "exp": now_secs() + 60}));
+        assert_eq!(
+            auth.verify(&empty_sub).unwrap_err(),
+            AuthError::Invalid("empty sub".into())
+        );
+    }
+
+    #[test]
+    fn an_exp_beyond_the_year_9999_is_read_as_then() {
+        let cfg = AuthConfig::with_secret("s");
+        let auth = Authenticator::new(&cfg);
+        let last = UNIX_EPOCH + Duration::from_secs(MAX_EXP_SECS);
+        for exp in [
+            json!(MAX_EXP_SECS),
+            json!(MAX_EXP_SECS + 1),
+            json!(9_300_000_000_000_000_000_u64),
+            json!(u64::MAX),
+        ] {
+            let t = sign(&cfg, &json!({"sub": "a", "exp": exp}));
+            let verified = auth.verify(&t).unwrap();
+            assert_eq!(verified.expires_at, last, "exp {exp}");
+            // What the connection does with it: no overflow.
+            let left = verified
+                .expires_at
+                .duration_since(SystemTime::now())
+                .unwrap();
+            assert!(std::time::Instant::now().checked_add(left).is_some());
+        }
+        // A number no u64 holds is no valid `exp` at all.
+        let huge = sign(&cfg, &json!({"sub": "a", "exp": 1e300}));
+        assert_eq!(
+            auth.verify(&huge).unwrap_err().code(),
+            AuthErrorCode::AuthInvalid
+        );
+        let longest = mint_token(&cfg, "a", Duration::from_secs(u64::MAX));
+        assert_eq!(auth.verify(&longest).unwrap().expires_at, last);
     }
 
     #[test]

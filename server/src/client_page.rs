@@ -16,6 +16,7 @@ const CSS: &str = "text/css; charset=utf-8";
 const FILES: &[(&str, &str, &str)] = &[
     ("/", HTML, include_str!("../../client/index.html")),
     ("/index.html", HTML, include_str!("../../client/index.html")),
+    ("/fallback.js", JS, include_str!("../../client/fallback.js")),
     ("/app.js", JS, include_str!("../../client/app.js")),
     (
         "/odin-client.js",
@@ -40,9 +41,8 @@ async fn serve(content_type: &'static str, body: &'static str) -> impl IntoRespo
     (
         [
             (header::CONTENT_TYPE, content_type),
-            // Module scripts must not be sniffed into another type, and a
-            // new server version must not run against cached old modules.
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            // A new server version must not run against cached old modules
+            // (the security headers are added to every answer, `crate::http`).
             (header::CACHE_CONTROL, "no-cache"),
         ],
         body,

@@ -8,7 +8,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use odin_protocol::Subjects;
 
-use crate::auth::{AuthConfig, JwtAlgorithm};
+use crate::auth::{AuthConfig, JwtAlgorithm, MIN_SECRET_BYTES};
+use crate::http_guard::HttpLimits;
 use crate::last_prices::LastPricesConfig;
 
 /// Everything the server needs to run; [`Default`] gives the documented
@@ -67,6 +68,58 @@ pub struct ServerConfig {
     /// snapshots are right from the first client; `None`: no store, the
     /// snapshots start empty (see [`crate::last_prices`]).
     pub last_prices: Option<LastPricesConfig>,
+    /// The size and the timestamp window a live event must respect.
+    pub event_limits: EventLimits,
+    /// The HTTP listener's connection caps and socket deadlines.
+    pub http_limits: HttpLimits,
+    /// WebSocket upgrades under way at once at most (accepted sockets that
+    /// have not finished the handshake); more are dropped at accept.
+    pub max_pending_upgrades: usize,
+    /// The open-file limit to share out between the listeners
+    /// ([`crate::descriptors`]); `None`: the process's own, raised to its
+    /// hard limit.
+    pub max_open_files: Option<u64>,
+}
+
+/// What a live event from NATS must respect beyond its schema: a size
+/// (`--max-event-bytes`), and a `timestamp` within a window around the
+/// gateway's clock (`--max-event-age` back, `--max-clock-skew` ahead), as
+/// its latency would otherwise be a lie. Stored prices loaded at start-up
+/// are exempt from the age: a token's latest price may be old by nature.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EventLimits {
+    /// The largest payload accepted, in bytes.
+    pub max_bytes: usize,
+    /// How old an event may be.
+    pub max_age: Duration,
+    /// How far ahead of this clock an event may be dated.
+    pub max_ahead: Duration,
+}
+
+impl EventLimits {
+    /// How many milliseconds `timestamp` lies outside the window around
+    /// `now_ms` (both since the epoch); `None` when it is inside.
+    pub fn off_by_ms(&self, timestamp: f64, now_ms: f64) -> Option<f64> {
+        let earliest = now_ms - self.max_age.as_secs_f64() * 1e3;
+        let latest = now_ms + self.max_ahead.as_secs_f64() * 1e3;
+        if timestamp < earliest {
+            Some(earliest - timestamp)
+        } else if timestamp > latest {
+            Some(timestamp - latest)
+        } else {
+            None
+        }
+    }
+}
+
+impl Default for EventLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes: 256 << 10,
+            max_age: Duration::from_secs(3600),
+            max_ahead: Duration::from_secs(60),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -94,6 +147,10 @@ impl Default for ServerConfig {
             dedup_capacity: 200_000,
             server_id: None,
             last_prices: None,
+            event_limits: EventLimits::default(),
+            http_limits: HttpLimits::default(),
+            max_pending_upgrades: 4096,
+            max_open_files: None,
         }
     }
 }
@@ -144,11 +201,14 @@ pub struct JwtArgs {
 }
 
 impl JwtArgs {
-    /// The auth settings, refusing to run without a secret outside
-    /// development mode.
+    /// The auth settings, refusing to run without a secret, or with one
+    /// shorter than [`MIN_SECRET_BYTES`], outside development mode.
     pub fn auth_config(&self) -> Result<AuthConfig, ConfigError> {
         let secret = match (&self.jwt_secret, self.dev) {
             (Some(s), _) if s.is_empty() => return Err(ConfigError::EmptySecret),
+            (Some(s), false) if s.len() < MIN_SECRET_BYTES => {
+                return Err(ConfigError::ShortSecret(s.len()));
+            }
             (Some(s), _) => s.as_bytes().to_vec(),
             (None, true) => crate::auth::DEV_SECRET.as_bytes().to_vec(),
             (None, false) => return Err(ConfigError::MissingSecret),
@@ -262,6 +322,44 @@ pub struct ServerArgs {
     /// it serves without them (e.g. `10s`).
     #[arg(long, env = "ODIN_LAST_PRICES_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
     pub last_prices_timeout: Duration,
+    /// A live event whose `timestamp` is older than this is invalid (e.g.
+    /// `1h`): it is not news, and its latency would poison the figures.
+    #[arg(long, env = "ODIN_MAX_EVENT_AGE", default_value = "1h", value_parser = positive_duration)]
+    pub max_event_age: Duration,
+    /// A live event dated further ahead of this gateway's clock than this is
+    /// invalid (e.g. `1m`): the publisher's clock is wrong.
+    #[arg(long, env = "ODIN_MAX_CLOCK_SKEW", default_value = "1m", value_parser = humantime::parse_duration)]
+    pub max_clock_skew: Duration,
+    /// A live event larger than this many bytes is invalid (NATS's own limit
+    /// is 1 MiB by default; a batch of 1,000 prices is about 70 KiB).
+    #[arg(long, env = "ODIN_MAX_EVENT_BYTES", default_value_t = 256 << 10, value_parser = clap::value_parser!(u64).range(256..))]
+    pub max_event_bytes: u64,
+    /// Open HTTP connections (`/health`, `/stats`, `/metrics`, the page) at
+    /// most, apart from the WebSocket budget; more get 503.
+    #[arg(long, env = "ODIN_HTTP_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_max_connections: u64,
+    /// Open HTTP connections from one source address at most; more get 503.
+    #[arg(long, env = "ODIN_HTTP_MAX_PER_ADDRESS", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_max_per_address: u64,
+    /// An HTTP connection whose client sends nothing for this long (in a
+    /// request or between requests) is closed (e.g. `10s`).
+    #[arg(long, env = "ODIN_HTTP_IDLE_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    pub http_idle_timeout: Duration,
+    /// An HTTP connection is closed this long after it was accepted,
+    /// whatever it does (e.g. `60s`).
+    #[arg(long, env = "ODIN_HTTP_MAX_LIFETIME", default_value = "60s", value_parser = positive_duration)]
+    pub http_max_lifetime: Duration,
+    /// WebSocket upgrades under way at once at most: sockets accepted that
+    /// have not finished the handshake (each has 10 s to); more are dropped
+    /// at accept.
+    #[arg(long, env = "ODIN_MAX_PENDING_UPGRADES", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_pending_upgrades: u64,
+    /// Share out this many open files between the listeners: 64 kept for
+    /// NATS and the process, at most an eighth of the rest for HTTP, the
+    /// rest for WebSocket sockets (default: the process's limit, raised to
+    /// its hard limit).
+    #[arg(long, env = "ODIN_MAX_OPEN_FILES", value_parser = clap::value_parser!(u64).range(16..))]
+    pub max_open_files: Option<u64>,
 }
 
 /// Flags of `odin-server token`.
@@ -289,6 +387,11 @@ pub enum ConfigError {
     /// An empty secret.
     #[error("--jwt-secret (ODIN_JWT_SECRET) is empty")]
     EmptySecret,
+    /// A secret too short to resist guessing, outside development mode.
+    #[error(
+        "--jwt-secret (ODIN_JWT_SECRET) has {0} bytes; at least {MIN_SECRET_BYTES} are required outside development mode (e.g. `openssl rand -hex 32`)"
+    )]
+    ShortSecret(usize),
     /// A prefix with wildcards or empty parts.
     #[error("--subject-prefix (ODIN_SUBJECT_PREFIX): {0}")]
     Prefix(#[from] odin_protocol::subject::InvalidPrefix),
@@ -351,6 +454,19 @@ impl ServerArgs {
             dedup_window: self.dedup_window,
             dedup_capacity: usize::try_from(self.dedup_capacity).unwrap_or(usize::MAX),
             server_id: self.server_id,
+            event_limits: EventLimits {
+                max_bytes: usize::try_from(self.max_event_bytes).unwrap_or(usize::MAX),
+                max_age: self.max_event_age,
+                max_ahead: self.max_clock_skew,
+            },
+            http_limits: HttpLimits {
+                max_connections: usize::try_from(self.http_max_connections).unwrap_or(usize::MAX),
+                max_per_address: usize::try_from(self.http_max_per_address).unwrap_or(usize::MAX),
+                idle_timeout: self.http_idle_timeout,
+                max_lifetime: self.http_max_lifetime,
+            },
+            max_pending_upgrades: usize::try_from(self.max_pending_upgrades).unwrap_or(usize::MAX),
+            max_open_files: self.max_open_files,
             last_prices,
         })
     }
@@ -374,6 +490,60 @@ mod tests {
         let cli = Cli::try_parse_from(["odin-server", "--dev"]).unwrap();
         assert!(cli.server.jwt.uses_dev_secret());
         assert!(cli.server.into_config().is_ok());
+    }
+
+    #[test]
+    fn the_event_window_reaches_back_by_the_age_and_ahead_by_the_skew() {
+        let window = EventLimits {
+            max_age: Duration::from_secs(3600),
+            max_ahead: Duration::from_secs(60),
+            ..EventLimits::default()
+        };
+        let now = 1_800_000_000_000.0;
+        assert_eq!(window.off_by_ms(now, now), None);
+        assert_eq!(window.off_by_ms(now - 3_600_000.0, now), None);
+        assert_eq!(window.off_by_ms(now + 60_000.0, now), None);
+        assert_eq!(window.off_by_ms(now - 3_600_001.0, now), Some(1.0));
+        assert_eq!(window.off_by_ms(now + 60_002.0, now), Some(2.0));
+        assert!(window.off_by_ms(1.0, now).is_some());
+        let cli = Cli::try_parse_from([
+            "odin-server",
+            "--dev",
+            "--max-event-age",
+            "10m",
+            "--max-clock-skew",
+            "0s",
+            "--max-event-bytes",
+            "1000",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.server.into_config().unwrap().event_limits,
+            EventLimits {
+                max_bytes: 1000,
+                max_age: Duration::from_secs(600),
+                max_ahead: Duration::ZERO
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_a_short_secret_outside_dev_mode() {
+        let config = |args: &[&str]| {
+            let mut all = vec!["odin-server"];
+            all.extend(args);
+            Cli::try_parse_from(all).unwrap().server.into_config()
+        };
+        let short = "x".repeat(MIN_SECRET_BYTES - 1);
+        let long = "x".repeat(MIN_SECRET_BYTES);
+        let err = config(&["--jwt-secret", &short]).unwrap_err();
+        assert!(matches!(err, ConfigError::ShortSecret(31)), "{err}");
+        assert!(err.to_string().contains("at least 32"), "{err}");
+        assert!(config(&["--jwt-secret", &long]).is_ok());
+        assert!(
+            config(&["--jwt-secret", "s", "--dev"]).is_ok(),
+            "development mode takes any"
+        );
     }
 
     #[test]

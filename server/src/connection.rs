@@ -12,7 +12,7 @@ use odin_protocol::{PROTOCOL_VERSION, ServerMessage};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +22,9 @@ use crate::shared::{AdmissionGuard, Shared};
 use crate::socket::ClientSocket;
 use crate::wire;
 use crate::writer::{self, Liveness, WriterContext};
+
+/// The longest a connection's deadline can be from now.
+const CENTURY: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);
 
 /// What the handshake learned about the client.
 pub(crate) struct Admitted {
@@ -72,7 +75,9 @@ pub(crate) async fn serve(
             shared: shared.clone(),
             outbox: outbox.clone(),
             liveness: liveness.clone(),
-            expires_at: Instant::now() + expires_in,
+            // A century is "never" for a connection, and keeps the addition
+            // in range whatever the token said.
+            expires_at: Instant::now() + expires_in.min(CENTURY),
             reader_done: reader_done.clone(),
         };
         let writer_done = writer_done.clone();
@@ -102,8 +107,19 @@ pub(crate) async fn serve(
                 }
             }
             Some(Ok(Message::Binary(_))) => close(close::UNSUPPORTED_DATA),
-            Some(Ok(Message::Pong(_))) => liveness.pong_received(),
-            Some(Ok(Message::Ping(payload))) => outbox.pong(payload),
+            // Control frames use the message budget: a flood of them is
+            // abuse like any other (a pong still proves the peer alive).
+            Some(Ok(Message::Pong(_))) => {
+                liveness.pong_received();
+                if !outbox.is_closing() {
+                    session.on_control_frame();
+                }
+            }
+            Some(Ok(Message::Ping(payload))) => {
+                if !outbox.is_closing() && session.on_control_frame() {
+                    outbox.pong(payload);
+                }
+            }
             // The peer closes: answer with its code (tungstenite has put a
             // disallowed one to `1002` already) unless our close is already
             // under way, and let the writer finish before the reader's end
@@ -124,6 +140,9 @@ pub(crate) async fn serve(
             Some(Ok(Message::Frame(_))) => {}
             Some(Err(e)) => {
                 if let Some(code) = refusal_code(&e) {
+                    if shared.may_log_refusal() {
+                        tracing::info!(%client_id, close = code.code, error = %e, "client broke the WebSocket rules");
+                    }
                     // Stop reading (for an oversized frame, reading on would
                     // make tungstenite buffer it) and let the writer close
                     // within its grace period.
@@ -150,13 +169,26 @@ pub(crate) async fn serve(
 }
 
 /// The close code for a read error that is the client's fault at the
-/// WebSocket layer: a message over the size limit (`1009`), or a text frame
+/// WebSocket layer: a message over the size limit (`1009`), a text frame
 /// that is not UTF-8 (`1007`, RFC 6455 §8.1: it never reaches the JSON
-/// parser). Other errors mean the peer is gone.
+/// parser), or a frame that breaks the framing rules (`1002`, RFC 6455
+/// §7.4.1). Other errors mean the peer is gone.
 fn refusal_code(error: &WsError) -> Option<CloseCode> {
     match error {
         WsError::Capacity(CapacityError::MessageTooLong { .. }) => Some(close::MESSAGE_TOO_BIG),
         WsError::Utf8(_) => Some(close::INVALID_PAYLOAD),
+        WsError::Protocol(
+            ProtocolError::NonZeroReservedBits
+            | ProtocolError::UnmaskedFrameFromClient
+            | ProtocolError::FragmentedControlFrame
+            | ProtocolError::ControlFrameTooBig
+            | ProtocolError::UnknownControlFrameType(_)
+            | ProtocolError::UnknownDataFrameType(_)
+            | ProtocolError::UnexpectedContinueFrame
+            | ProtocolError::ExpectedFragment(_)
+            | ProtocolError::InvalidOpcode(_)
+            | ProtocolError::InvalidCloseSequence,
+        ) => Some(close::PROTOCOL_ERROR),
         _ => None,
     }
 }

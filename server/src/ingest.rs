@@ -14,6 +14,7 @@ use odin_protocol::time::now_millis;
 use odin_protocol::{DedupWindow, Event, Subjects};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use crate::config::EventLimits;
 use crate::last_prices::Preload;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
@@ -33,7 +34,7 @@ pub struct ValidEvent {
 }
 
 /// Why an event was dropped as invalid.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum InvalidEvent {
     /// The subject is not one of the protocol's five forms.
     #[error("unknown subject {0:?}")]
@@ -47,6 +48,22 @@ pub enum InvalidEvent {
     /// The payload's type or token does not match its subject.
     #[error("payload {0} does not match subject {1:?}")]
     Mismatch(&'static str, String),
+    /// A value outside the range `PROTOCOL.md` §1 allows (a price that is
+    /// not positive, a negative volume, …).
+    #[error("{0} is out of range")]
+    OutOfRange(&'static str),
+    /// A live event larger than `--max-event-bytes` (its size).
+    #[error("{0} bytes is over the event size limit")]
+    TooLarge(usize),
+    /// A live event made longer ago than `--max-event-age`, or further in
+    /// the future than `--max-clock-skew`: its latency would be a lie.
+    #[error("timestamp {timestamp} is {off_by_ms:.0} ms outside the window around now")]
+    Untimely {
+        /// The event's `timestamp`.
+        timestamp: f64,
+        /// How far outside the window, in milliseconds.
+        off_by_ms: f64,
+    },
 }
 
 /// Checks one NATS message against `PROTOCOL.md` §1.
@@ -70,6 +87,9 @@ pub fn validate(
             subject.to_owned(),
         ));
     }
+    if let Some(field) = event.out_of_range() {
+        return Err(InvalidEvent::OutOfRange(field));
+    }
     let dedup_key = match msg_id.filter(|id| validate_nonce(id).is_ok()) {
         Some(id) => id.to_owned(),
         None => event.nonce().as_str().to_owned(),
@@ -79,6 +99,30 @@ pub fn validate(
         text,
         dedup_key,
     })
+}
+
+/// [`validate`], and what only a live event must respect: its size and its
+/// timestamp window (`limits`, at `now_ms`).
+pub fn validate_live(
+    subjects: &Subjects,
+    limits: &EventLimits,
+    subject: &str,
+    msg_id: Option<&str>,
+    payload: Bytes,
+    now_ms: f64,
+) -> Result<ValidEvent, InvalidEvent> {
+    if payload.len() > limits.max_bytes {
+        return Err(InvalidEvent::TooLarge(payload.len()));
+    }
+    let valid = validate(subjects, subject, msg_id, payload)?;
+    let timestamp = valid.event.timestamp();
+    match limits.off_by_ms(timestamp, now_ms) {
+        None => Ok(valid),
+        Some(off_by_ms) => Err(InvalidEvent::Untimely {
+            timestamp,
+            off_by_ms,
+        }),
+    }
 }
 
 /// Where a validated event is routed.
@@ -247,6 +291,7 @@ pub(crate) async fn run(
     let mut ingest = |msg, wakes: &mut Vec<Arc<Outbox>>| {
         ingest_one(
             &shared.config.subjects,
+            &shared.config.event_limits,
             &shared.metrics,
             &shared.router,
             &mut window,
@@ -267,12 +312,14 @@ pub(crate) async fn run(
     tracing::debug!("NATS subscription ended");
 }
 
-/// Validates, de-duplicates, measures and routes one NATS message: what
-/// [`run`] does per message. It takes the parts of the server state it uses
-/// rather than all of it, so the instruction-count benchmark
-/// (`server/benches/instructions.rs`) can drive it without a NATS client.
+/// Validates (against `limits` too), de-duplicates,
+/// measures and routes one NATS message: what [`run`] does per message. It
+/// takes the parts of the server state it uses rather than all of it, so the
+/// instruction-count benchmark (`server/benches/instructions.rs`) can drive
+/// it without a NATS client.
 pub fn ingest_one(
     subjects: &Subjects,
+    limits: &EventLimits,
     metrics: &Metrics,
     router: &Router,
     window: &mut DedupWindow,
@@ -285,7 +332,16 @@ pub fn ingest_one(
         .as_ref()
         .and_then(|h| h.get(NATS_MESSAGE_ID))
         .map(|v| v.as_str());
-    let valid = match validate(subjects, msg.subject.as_str(), msg_id, msg.payload.clone()) {
+    let now_ms = now_millis();
+    let checked = validate_live(
+        subjects,
+        limits,
+        msg.subject.as_str(),
+        msg_id,
+        msg.payload.clone(),
+        now_ms,
+    );
+    let valid = match checked {
         Ok(v) => v,
         Err(e) => {
             metrics.invalid_events.inc();
@@ -297,7 +353,7 @@ pub fn ingest_one(
         metrics.duplicates_dropped.inc();
         return;
     }
-    metrics.observe_ingest_latency(now_millis() - valid.event.timestamp());
+    metrics.observe_ingest_latency(now_ms - valid.event.timestamp());
     router.deliver(route_of(&valid.event), &valid.text, wakes);
 }
 
@@ -306,6 +362,61 @@ mod tests {
     use super::*;
 
     const PRICE: &str = r#"{"type":"price_update","tokenId":"BTC","price":1.0,"source":"trade","timestamp":1.5,"nonce":"body"}"#;
+
+    #[test]
+    fn live_events_respect_the_size_and_the_timestamp_window() {
+        let s = Subjects::default();
+        let limits = EventLimits {
+            max_bytes: PRICE.len(),
+            ..EventLimits::default()
+        };
+        let at = |now_ms: f64, payload: String| {
+            validate_live(
+                &s,
+                &limits,
+                "odin.token.BTC.price",
+                None,
+                Bytes::from(payload),
+                now_ms,
+            )
+        };
+        assert!(
+            at(1.5, PRICE.to_owned()).is_ok(),
+            "exactly the limit, and now"
+        );
+        assert_eq!(
+            at(1.5, format!("{PRICE} ")).unwrap_err(),
+            InvalidEvent::TooLarge(PRICE.len() + 1)
+        );
+        let an_hour_later = 1.5 + 3_600_000.0;
+        assert!(at(an_hour_later, PRICE.to_owned()).is_ok(), "an hour old");
+        assert!(matches!(
+            at(an_hour_later + 1.0, PRICE.to_owned()),
+            Err(InvalidEvent::Untimely { off_by_ms, .. }) if off_by_ms == 1.0
+        ));
+        assert!(
+            matches!(
+                at(1.5 - 60_001.0, PRICE.to_owned()),
+                Err(InvalidEvent::Untimely { .. })
+            ),
+            "a minute and a millisecond ahead"
+        );
+    }
+
+    #[test]
+    fn refuses_values_out_of_range() {
+        let s = Subjects::default();
+        let bad = PRICE.replace(r#""price":1.0"#, r#""price":-5"#);
+        assert_eq!(
+            validate(&s, "odin.token.BTC.price", None, Bytes::from(bad)).unwrap_err(),
+            InvalidEvent::OutOfRange("price")
+        );
+        let bad = PRICE.replace(r#""timestamp":1.5"#, r#""timestamp":-1e308"#);
+        assert_eq!(
+            validate(&s, "odin.token.BTC.price", None, Bytes::from(bad)).unwrap_err(),
+            InvalidEvent::OutOfRange("timestamp")
+        );
+    }
 
     #[test]
     fn accepts_a_valid_event_and_keeps_its_bytes() {

@@ -23,7 +23,9 @@ pub mod wire;
 
 mod client_page;
 mod connection;
+pub mod descriptors;
 mod http;
+mod http_guard;
 mod listener;
 mod nats;
 mod session;
@@ -42,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::ServerConfig;
+pub use http_guard::HttpLimits;
 pub use listener::WS_PATH;
 
 use crate::shared::Shared;
@@ -118,11 +121,24 @@ impl Server {
                 })
             })
             .await?;
+        let limit = config
+            .max_open_files
+            .unwrap_or_else(descriptors::open_file_limit);
+        let plan = descriptors::DescriptorPlan::new(limit, config.http_limits);
+        tracing::info!(
+            open_files = plan.limit,
+            websocket = plan.websocket,
+            http = plan.http.max_connections,
+            http_per_address = plan.http.max_per_address,
+            reserved = descriptors::RESERVE,
+            "file descriptors shared out"
+        );
         let shared = Arc::new(Shared::new(
             config,
             server_id,
             nats,
             CancellationToken::new(),
+            plan,
         ));
         // Before the first client can be accepted: every snapshot is there.
         let loaded = preload.is_complete();
@@ -179,6 +195,8 @@ impl Server {
         let accept = tokio::spawn(listener::accept_loop(ws, shared.clone(), tracker.clone()));
         let http_shutdown = shared.shutdown.clone();
         let http_shared = shared.clone();
+        let http =
+            http_guard::GuardedListener::new(http, shared.descriptors.http, shared.metrics.clone());
         let http_task = tokio::spawn(async move {
             axum::serve(http, http::routes(http_shared))
                 .with_graceful_shutdown(http_shutdown.cancelled_owned())

@@ -2,6 +2,7 @@
 //! path check, connection limit (`503`), token check (`401` with the JSON body
 //! of `PROTOCOL.md` §2), then hands the socket to [`crate::connection`].
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use http::{HeaderValue, StatusCode};
 use odin_protocol::message::AuthErrorBody;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -18,7 +20,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{AuthError, token_from_request};
 use crate::connection::{self, Admitted};
 use crate::shared::Shared;
-use crate::socket::ClientSocket;
+use crate::socket::{ClientSocket, RequestHead, read_request_head};
 
 /// The WebSocket endpoint's path.
 pub const WS_PATH: &str = "/ws";
@@ -27,13 +29,16 @@ pub const WS_PATH: &str = "/ws";
 /// shutdown can wait for them.
 pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTracker) {
     let config = websocket_config(&shared);
+    // Sockets that have not finished the handshake hold a descriptor for up
+    // to the handshake timeout each: they have a budget of their own.
+    let upgrades = Arc::new(Semaphore::new(shared.config.max_pending_upgrades));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = shared.shutdown.cancelled() => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and similar: back off briefly
                 // instead of spinning; the listener stays usable.
@@ -42,12 +47,32 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, trac
                 continue;
             }
         };
+        // The WebSocket share of the descriptors (admitted connections and
+        // sockets in the handshake) is never exceeded, so HTTP and NATS keep
+        // theirs; within it, sockets in the handshake have their own cap.
+        let handshaking = shared.config.max_pending_upgrades - upgrades.available_permits();
+        let within_share = shared.admitted() + handshaking < shared.descriptors.websocket;
+        let upgrading = upgrades
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .filter(|_| within_share);
+        let Some(upgrading) = upgrading else {
+            shared.metrics.upgrades_refused.inc();
+            if shared.may_log_refusal() {
+                tracing::info!(%peer, "too many sockets on the WebSocket port; connection dropped");
+            }
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         let connections = tracker.clone();
         tracker.spawn(async move {
             let timeout = shared.config.handshake_timeout;
-            match tokio::time::timeout(timeout, upgrade(stream, &shared, config)).await {
+            let upgraded =
+                tokio::time::timeout(timeout, upgrade(stream, peer, &shared, config)).await;
+            drop(upgrading);
+            match upgraded {
                 // A task of its own, so the handshake's state does not stay
                 // allocated for the connection's lifetime.
                 Ok(Some((ws, writer, admitted))) => {
@@ -78,15 +103,25 @@ fn websocket_config(shared: &Shared) -> WebSocketConfig {
 #[allow(clippy::result_large_err)]
 async fn upgrade(
     stream: TcpStream,
+    peer: SocketAddr,
     shared: &Arc<Shared>,
     config: WebSocketConfig,
 ) -> Option<(WebSocketStream<ClientSocket>, OwnedWriteHalf, Admitted)> {
     let mut admitted = None;
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        admitted = Some(admit(req, shared).map_err(|r| r.into_response(shared))?);
+        admitted = Some(admit(req, shared).map_err(|r| r.into_response(peer, shared))?);
         Ok(resp)
     };
-    let socket = ClientSocket::new(stream);
+    let socket = match read_request_head(stream).await {
+        RequestHead::Complete(socket) => socket,
+        RequestHead::TooLarge => {
+            if shared.may_log_refusal() {
+                tracing::info!(%peer, "upgrade request header block too large (431)");
+            }
+            return None;
+        }
+        RequestHead::Gone => return None,
+    };
     match tokio_tungstenite::accept_hdr_async_with_config(socket, callback, Some(config)).await {
         Ok(mut ws) => {
             let writer = ws.get_mut().take_writer().expect("taken once");
@@ -107,7 +142,7 @@ enum Refusal {
 }
 
 impl Refusal {
-    fn into_response(self, shared: &Shared) -> ErrorResponse {
+    fn into_response(self, peer: SocketAddr, shared: &Shared) -> ErrorResponse {
         match self {
             Refusal::NotFound => json_error(
                 StatusCode::NOT_FOUND,
@@ -119,6 +154,10 @@ impl Refusal {
             ),
             Refusal::Auth(e) => {
                 shared.metrics.auth_failures.inc();
+                // Why, and from where; never the token itself.
+                if shared.may_log_refusal() {
+                    tracing::info!(%peer, code = ?e.code(), reason = %e, "authentication failed");
+                }
                 let body = AuthErrorBody {
                     error: e.to_string(),
                     code: e.code(),

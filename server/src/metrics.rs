@@ -44,6 +44,12 @@ pub struct Metrics {
     pub prices_superseded: Counter,
     /// Upgrades refused with `401`.
     pub auth_failures: Counter,
+    /// HTTP connections turned away with `503` at accept: over the HTTP
+    /// connection cap or the per-address cap.
+    pub http_refused: Counter,
+    /// WebSocket connections dropped at accept because too many upgrades
+    /// were already under way.
+    pub upgrades_refused: Counter,
     ingest_latency: Histogram,
     /// Sum of ingest latencies in microseconds, for the mean in `/stats`.
     latency_sum_us: AtomicU64,
@@ -71,6 +77,8 @@ impl Metrics {
         let auth_failures = Counter::default();
         let prices_restored = Counter::default();
         let prices_superseded = Counter::default();
+        let http_refused = Counter::default();
+        let upgrades_refused = Counter::default();
         let ingest_latency = Histogram::new(LATENCY_BUCKETS);
         registry.register(
             "odin_connections",
@@ -123,6 +131,16 @@ impl Metrics {
             prices_superseded.clone(),
         );
         registry.register(
+            "odin_http_refused",
+            "HTTP connections answered 503 at accept: over the HTTP connection cap or the per-address cap",
+            http_refused.clone(),
+        );
+        registry.register(
+            "odin_upgrades_refused",
+            "WebSocket connections dropped at accept: too many upgrades under way",
+            upgrades_refused.clone(),
+        );
+        registry.register(
             "odin_ingest_latency_seconds",
             "Seconds from an event's timestamp to the server receiving it from NATS",
             ingest_latency.clone(),
@@ -140,6 +158,8 @@ impl Metrics {
             auth_failures,
             prices_restored,
             prices_superseded,
+            http_refused,
+            upgrades_refused,
             ingest_latency,
             latency_sum_us: AtomicU64::new(0),
             latency_count: AtomicU64::new(0),

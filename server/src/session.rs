@@ -90,6 +90,22 @@ impl Session {
         }
     }
 
+    /// A ping or pong frame from the client: it uses the same budget as a
+    /// message. Returns whether it may be acted on (a ping answered); over
+    /// the budget it gets `rate_limited` and counts as a strike, so a flood
+    /// of control frames ends in `1008` like any other.
+    pub(crate) fn on_control_frame(&mut self) -> bool {
+        if self.limiter.check().is_ok() {
+            return true;
+        }
+        self.reject(
+            ErrorCode::RateLimited,
+            "rate limit exceeded (ping and pong frames count); slow down".into(),
+            None,
+        );
+        false
+    }
+
     /// Sends an error that counts as a strike; the tenth strike within the
     /// window also closes the connection with `1008`, after the error.
     fn reject(&mut self, code: ErrorCode, message: String, id: Option<String>) {

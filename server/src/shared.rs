@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
 use crate::config::ServerConfig;
+use crate::descriptors::DescriptorPlan;
 use crate::metrics::Metrics;
 use crate::outbox::Frame;
 use crate::router::{ConnId, Router};
@@ -29,6 +30,8 @@ pub(crate) struct Shared {
     pub(crate) nats_second: Option<async_nats::Client>,
     /// Cancelled when the server starts shutting down.
     pub(crate) shutdown: CancellationToken,
+    /// How the open-file limit is shared out between the listeners.
+    pub(crate) descriptors: DescriptorPlan,
     nonces: NonceSource,
     next_conn: AtomicU64,
     /// Connections admitted and not yet finished (the `--max-connections` count).
@@ -37,6 +40,10 @@ pub(crate) struct Shared {
     /// probes the CPU (`cpuid`), which traps to the hypervisor on a VM and
     /// cost more than the rest of a connection's set-up.
     pub(crate) rate_clock: governor::clock::QuantaClock,
+    /// The budget of log lines about refused clients (failed
+    /// authentications, protocol violations): at most 10 a second after a
+    /// burst of 20, so a flood of bad clients cannot flood the log.
+    refusal_log: governor::DefaultDirectRateLimiter,
 }
 
 impl Shared {
@@ -45,6 +52,7 @@ impl Shared {
         server_id: String,
         nats: crate::ingest::NatsClients,
         shutdown: CancellationToken,
+        descriptors: DescriptorPlan,
     ) -> Self {
         let metrics = Arc::new(Metrics::new());
         Self {
@@ -56,11 +64,22 @@ impl Shared {
             nats: nats.first,
             nats_second: nats.second,
             shutdown,
+            descriptors,
             nonces: NonceSource::random(),
             next_conn: AtomicU64::new(1),
             admitted: AtomicUsize::new(0),
+            refusal_log: governor::RateLimiter::direct(
+                governor::Quota::per_second(std::num::NonZeroU32::new(10).expect("non-zero"))
+                    .allow_burst(std::num::NonZeroU32::new(20).expect("non-zero")),
+            ),
             rate_clock: governor::clock::QuantaClock::default(),
         }
+    }
+
+    /// Whether a line about a refused client may be logged now (see
+    /// `refusal_log`).
+    pub(crate) fn may_log_refusal(&self) -> bool {
+        self.refusal_log.check().is_ok()
     }
 
     pub(crate) fn next_conn_id(&self) -> ConnId {
@@ -109,6 +128,11 @@ impl Shared {
             c.connection_state() == async_nats::connection::State::Connected
         };
         (up(&self.nats), self.nats_second.as_ref().map(up))
+    }
+
+    /// Connections admitted and not yet finished.
+    pub(crate) fn admitted(&self) -> usize {
+        self.admitted.load(Ordering::Acquire)
     }
 
     /// Takes one connection slot, or `None` when the server is full.

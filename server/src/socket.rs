@@ -5,6 +5,12 @@
 //! writes pass through to the socket until [`ClientSocket::take_writer`],
 //! and are discarded after it (tungstenite's own pong and close replies,
 //! which the connection sends through its outbox instead).
+//!
+//! Before tungstenite sees anything, [`read_request_head`] reads the upgrade
+//! request's header block, at most [`MAX_REQUEST_HEAD`] bytes: a longer one
+//! (an over-long token, a header flood) gets `431` here, where tungstenite
+//! would drop the connection without an answer. What was read is handed to
+//! tungstenite first, as if read from the socket.
 
 use std::io;
 use std::pin::Pin;
@@ -14,19 +20,83 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
+/// The longest upgrade request header block accepted (request line and
+/// headers, up to the blank line), in bytes.
+pub(crate) const MAX_REQUEST_HEAD: usize = 16 << 10;
+
+/// How much more of a refused request is read (and dropped) before the
+/// socket is closed.
+const LINGER_BYTES: usize = 1 << 20;
+
+/// The answer to a longer one.
+const HEAD_TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: application/json\r\nContent-Length: 90\r\nConnection: close\r\n\r\n{\"error\":\"the request's header block is over 16384 bytes\",\"code\":\"request_head_too_large\"}";
+
+/// What reading an upgrade request's header block found.
+pub(crate) enum RequestHead {
+    /// The whole block arrived: the socket, replaying it to tungstenite.
+    Complete(ClientSocket),
+    /// It was longer than [`MAX_REQUEST_HEAD`]; `431` has been sent.
+    TooLarge,
+    /// The client closed or the socket failed before the block ended.
+    Gone,
+}
+
+/// Reads `stream` up to the blank line that ends the request's header block
+/// (or [`MAX_REQUEST_HEAD`] bytes), answering `431` to a longer one.
+pub(crate) async fn read_request_head(mut stream: TcpStream) -> RequestHead {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    loop {
+        let n = match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return RequestHead::Gone,
+            Ok(n) => n,
+        };
+        // The blank line may straddle two reads.
+        let from = head.len().saturating_sub(3);
+        head.extend_from_slice(&chunk[..n]);
+        if let Some(end) = head[from..].windows(4).position(|w| w == b"\r\n\r\n")
+            && from + end + 4 <= MAX_REQUEST_HEAD
+        {
+            return RequestHead::Complete(ClientSocket::with_prefix(stream, head));
+        }
+        if head.len() > MAX_REQUEST_HEAD {
+            let _ = stream.write_all(HEAD_TOO_LARGE).await;
+            let _ = stream.shutdown().await;
+            // A lingering close: closing with the rest of the request unread
+            // would reset the connection, and the client could lose the
+            // answer. The handshake timeout bounds this.
+            let mut drained = 0;
+            while drained < LINGER_BYTES {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => drained += n,
+                }
+            }
+            return RequestHead::TooLarge;
+        }
+    }
+}
+
 /// A client's TCP connection, read by tungstenite, written by it only until
 /// the upgrade is done.
 #[derive(Debug)]
 pub(crate) struct ClientSocket {
+    /// Bytes already read from the socket, served to tungstenite first.
+    prefix: Vec<u8>,
+    /// How much of `prefix` has been served.
+    served: usize,
     read: OwnedReadHalf,
     write: Option<OwnedWriteHalf>,
 }
 
 impl ClientSocket {
-    /// Wraps an accepted connection.
-    pub(crate) fn new(stream: TcpStream) -> Self {
+    /// Wraps an accepted connection of which `prefix` was read already.
+    fn with_prefix(stream: TcpStream, prefix: Vec<u8>) -> Self {
         let (read, write) = stream.into_split();
         Self {
+            prefix,
+            served: 0,
             read,
             write: Some(write),
         }
@@ -45,7 +115,20 @@ impl AsyncRead for ClientSocket {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.read).poll_read(cx, buf)
+        let this = &mut *self;
+        if this.served < this.prefix.len() {
+            let left = &this.prefix[this.served..];
+            let n = left.len().min(buf.remaining());
+            buf.put_slice(&left[..n]);
+            this.served += n;
+            if this.served == this.prefix.len() {
+                // Served in full: its memory goes back at once.
+                this.prefix = Vec::new();
+                this.served = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.read).poll_read(cx, buf)
     }
 }
 
@@ -73,5 +156,22 @@ impl AsyncWrite for ClientSocket {
             Some(write) => Pin::new(write).poll_shutdown(cx),
             None => Poll::Ready(Ok(())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HEAD_TOO_LARGE;
+
+    #[test]
+    fn the_431_answer_is_well_formed() {
+        let text = std::str::from_utf8(HEAD_TOO_LARGE).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 431 "), "{head}");
+        assert!(
+            head.contains(&format!("Content-Length: {}", body.len())),
+            "{head}"
+        );
+        serde_json::from_str::<serde_json::Value>(body).unwrap();
     }
 }

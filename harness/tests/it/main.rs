@@ -4,6 +4,7 @@
 mod browser;
 mod client;
 mod faults;
+mod hostile;
 mod nats;
 mod properties;
 mod publisher;

@@ -84,6 +84,14 @@ async fn live_scenario(
         .eval("return document.getElementById('module-help').hidden")
         .await?;
     ensure!(hidden == true, "the page says its scripts were refused");
+    // The JWT left the address bar (and the history) once the page read it.
+    let token_in_address = browser
+        .eval("return new URLSearchParams(location.search).has('token')")
+        .await?;
+    ensure!(
+        token_in_address == false,
+        "the JWT stays in the address bar"
+    );
     let errors = severe(&browser.new_console_entries().await?);
     ensure!(
         errors.is_empty(),

@@ -70,8 +70,13 @@ async fn each_channel_gets_its_events_byte_for_byte() {
     let p = &mut stack.publisher;
     // Odd spacing and key order prove the server forwards the bytes as
     // published instead of re-encoding them.
-    let odd = r#"{ "nonce":"odd-1",  "type" : "price_update","tokenId":"BTC","price":42.5,"source":"scheduler","timestamp":1764288000123.456 }"#;
-    p.raw("odin.token.BTC.price".into(), Some("odd-1"), odd)
+    // The timestamp keeps a microsecond fraction and is recent (an event
+    // older than `--max-event-age` is invalid).
+    let odd = format!(
+        r#"{{ "nonce":"odd-1",  "type" : "price_update","tokenId":"BTC","price":42.5,"source":"scheduler","timestamp":{:.3} }}"#,
+        now_millis().floor() + 0.456
+    );
+    p.raw("odin.token.BTC.price".into(), Some("odd-1"), odd.clone())
         .await;
     let volume = Event::VolumeUpdate(VolumeUpdate {
         token_id: TokenId::parse("BTC").unwrap(),

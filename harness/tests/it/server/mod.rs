@@ -6,4 +6,4 @@ mod bad_input;
 mod delivery;
 mod lifecycle;
 mod liveness;
-mod support;
+pub(crate) mod support;

@@ -1,0 +1,73 @@
+//! A buggy or hostile publisher: events whose values or timestamps are
+//! impossible, or that are too large, are invalid (counted, never
+//! delivered, never in the latency figures), while the control client keeps
+//! its feed.
+
+use odin_protocol::time::now_millis;
+use serde_json::{Value, json};
+
+use super::control::{Control, LATENCY_BOUND_MS};
+use crate::server::support::{Stack, WAIT};
+
+#[tokio::test]
+async fn impossible_prices_and_timestamps_are_invalid_and_the_latency_figures_stay_true() {
+    let mut stack = Stack::start().await;
+    let control = Control::start(&stack).await;
+    let mut victim = stack.client().await;
+    victim.subscribe(&["token.BAD"]).await;
+    let ep = stack.server.endpoint().clone();
+    let before = ep.stats().await.unwrap();
+    let now = now_millis();
+    let hour = 3_600_000.0;
+    let cases: [(&str, f64, f64); 6] = [
+        ("a negative price", -5.0, now),
+        ("a zero price", 0.0, now),
+        ("timestamp 0", 1.0, 0.0),
+        ("timestamp -1e308", 1.0, -1e308),
+        ("two hours old", 1.0, now - 2.0 * hour),
+        ("an hour ahead", 1.0, now + hour),
+    ];
+    for (i, (what, price, timestamp)) in cases.iter().enumerate() {
+        let nonce = format!("bad-{i}");
+        let event = json!({"type": "price_update", "tokenId": "BAD", "price": price,
+                           "source": "trade", "timestamp": timestamp, "nonce": nonce, "what": what});
+        stack
+            .publisher
+            .raw(
+                "odin.token.BAD.price".into(),
+                Some(&nonce),
+                event.to_string(),
+            )
+            .await;
+    }
+    // Over the size limit (256 KiB by default), however well formed.
+    let oversized = json!({"type": "price_update", "tokenId": "BAD", "price": 1.0,
+                           "source": "trade", "timestamp": now, "nonce": "bad-big",
+                           "pad": "x".repeat(300 << 10)});
+    stack
+        .publisher
+        .raw(
+            "odin.token.BAD.price".into(),
+            Some("bad-big"),
+            oversized.to_string(),
+        )
+        .await;
+    let good = stack.publisher.price("BAD", 2.5).await;
+    let first: Value = victim.next_of_type("price_update").await;
+    assert_eq!(
+        first,
+        serde_json::from_str::<Value>(&good).unwrap(),
+        "the first price the subscriber sees is the good one"
+    );
+    let invalid = before.invalid_events + cases.len() as u64 + 1;
+    let stats = ep
+        .wait_for_stats(WAIT, |s| s.invalid_events == invalid)
+        .await
+        .unwrap_or_else(|e| panic!("every impossible event counted as invalid: {e}"));
+    assert!(
+        stats.peak_latency < LATENCY_BOUND_MS,
+        "peakLatency {} ms: an impossible timestamp reached the latency figures",
+        stats.peak_latency
+    );
+    control.finish().await;
+}

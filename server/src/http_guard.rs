@@ -1,0 +1,295 @@
+//! The HTTP listener's budgets and deadlines: a cap on open HTTP
+//! connections (apart from the WebSocket budget), a cap per source address,
+//! and deadlines on every socket, so half-sent or idle requests can neither
+//! hold the process's file descriptors nor crowd out `/health`.
+//!
+//! [`GuardedListener`] is what `axum::serve` accepts from: a connection over
+//! either cap gets a `503` with `Retry-After` and is closed at once, before
+//! hyper sees it. [`GuardedIo`] fails the socket (hyper then drops it) when
+//! the client has sent nothing for the idle timeout, whether mid-request or
+//! between keep-alive requests, or when the connection is older than its
+//! lifetime, which also ends a slow drip of bytes.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{Instant, Sleep};
+
+use crate::metrics::Metrics;
+
+/// The HTTP listener's budgets (`--http-*` flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Open HTTP connections at most.
+    pub max_connections: usize,
+    /// Open HTTP connections from one source address at most.
+    pub max_per_address: usize,
+    /// A connection whose client sends nothing for this long is closed.
+    pub idle_timeout: Duration,
+    /// A connection is closed this long after it was accepted.
+    pub max_lifetime: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            max_per_address: 256,
+            idle_timeout: Duration::from_secs(10),
+            max_lifetime: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What a connection over a cap is told before it is closed.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: application/json\r\nContent-Length: 69\r\nConnection: close\r\n\r\n{\"error\":\"too many HTTP connections; retry later\",\"code\":\"http_busy\"}";
+
+/// Open connections, in all and per source address.
+#[derive(Debug, Default)]
+struct OpenConnections {
+    total: usize,
+    per_address: HashMap<IpAddr, usize>,
+}
+
+/// One open connection's place in the counts; given back on drop.
+pub(crate) struct Slot {
+    open: Arc<Mutex<OpenConnections>>,
+    address: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock();
+        open.total -= 1;
+        if let Some(n) = open.per_address.get_mut(&self.address) {
+            *n -= 1;
+            if *n == 0 {
+                open.per_address.remove(&self.address);
+            }
+        }
+    }
+}
+
+/// Takes a slot for a connection from `address`, or `None` when either cap
+/// is reached.
+fn admit(open: &Arc<Mutex<OpenConnections>>, limits: &HttpLimits, address: IpAddr) -> Option<Slot> {
+    let mut counts = open.lock();
+    let from_address = counts.per_address.get(&address).copied().unwrap_or(0);
+    if counts.total >= limits.max_connections || from_address >= limits.max_per_address {
+        return None;
+    }
+    counts.total += 1;
+    *counts.per_address.entry(address).or_insert(0) += 1;
+    Some(Slot {
+        open: open.clone(),
+        address,
+    })
+}
+
+/// The HTTP listener with its caps; hands `axum::serve` guarded sockets.
+pub(crate) struct GuardedListener {
+    listener: TcpListener,
+    limits: HttpLimits,
+    open: Arc<Mutex<OpenConnections>>,
+    metrics: Arc<Metrics>,
+}
+
+impl GuardedListener {
+    pub(crate) fn new(listener: TcpListener, limits: HttpLimits, metrics: Arc<Metrics>) -> Self {
+        Self {
+            listener,
+            limits,
+            open: Arc::default(),
+            metrics,
+        }
+    }
+}
+
+impl axum::serve::Listener for GuardedListener {
+    type Io = GuardedIo;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (GuardedIo, SocketAddr) {
+        loop {
+            let (stream, peer) = match self.listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and similar: back off instead
+                    // of spinning; the listener stays usable.
+                    tracing::warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            match admit(&self.open, &self.limits, peer.ip()) {
+                Some(slot) => return (GuardedIo::new(stream, slot, &self.limits), peer),
+                None => {
+                    self.metrics.http_refused.inc();
+                    // Best effort and never waiting: the socket is new, so
+                    // its send buffer is empty. What the client already
+                    // sent is read first: closing a socket with unread data
+                    // resets it, and the client might lose the answer.
+                    let _ = stream.try_read(&mut [0u8; 2048]);
+                    let _ = stream.try_write(BUSY);
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+/// An accepted HTTP socket with its slot and its two deadlines.
+pub(crate) struct GuardedIo {
+    stream: TcpStream,
+    _slot: Slot,
+    idle_timeout: Duration,
+    /// When the client's silence ends the connection; pushed back by every
+    /// byte read.
+    idle: Pin<Box<Sleep>>,
+    /// When the connection ends whatever it does.
+    lifetime: Pin<Box<Sleep>>,
+}
+
+impl GuardedIo {
+    fn new(stream: TcpStream, slot: Slot, limits: &HttpLimits) -> Self {
+        let now = Instant::now();
+        Self {
+            stream,
+            _slot: slot,
+            idle_timeout: limits.idle_timeout,
+            idle: Box::pin(tokio::time::sleep_until(now + limits.idle_timeout)),
+            lifetime: Box::pin(tokio::time::sleep_until(now + limits.max_lifetime)),
+        }
+    }
+
+    /// An error once the connection has outlived its lifetime; otherwise
+    /// the task is woken when it does.
+    fn check_lifetime(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        match self.lifetime.as_mut().poll(cx) {
+            Poll::Ready(()) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "HTTP connection reached its lifetime",
+            )),
+            Poll::Pending => Ok(()),
+        }
+    }
+
+    /// An error once the client has been silent for the idle timeout;
+    /// otherwise the task is woken when it has.
+    fn check_idle(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        match self.idle.as_mut().poll(cx) {
+            Poll::Ready(()) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "HTTP client sent nothing for the idle timeout",
+            )),
+            Poll::Pending => Ok(()),
+        }
+    }
+}
+
+impl AsyncRead for GuardedIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        this.check_lifetime(cx)?;
+        let before = buf.filled().len();
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    let next = Instant::now() + this.idle_timeout;
+                    this.idle.as_mut().reset(next);
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                this.check_idle(cx)?;
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl AsyncWrite for GuardedIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.stream).poll_write(cx, buf) {
+            Poll::Pending => {
+                // A client that does not read its answers is dropped at
+                // the end of the connection's lifetime.
+                this.check_lifetime(cx)?;
+                Poll::Pending
+            }
+            ready => ready,
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_count_in_all_and_per_address_and_free_on_drop() {
+        let open = Arc::<Mutex<OpenConnections>>::default();
+        let limits = HttpLimits {
+            max_connections: 3,
+            max_per_address: 2,
+            ..HttpLimits::default()
+        };
+        let a: IpAddr = [127, 0, 0, 2].into();
+        let b: IpAddr = [127, 0, 0, 3].into();
+        let a1 = admit(&open, &limits, a).expect("first from a");
+        let a2 = admit(&open, &limits, a).expect("second from a");
+        assert!(admit(&open, &limits, a).is_none(), "a is at its cap");
+        let b1 = admit(&open, &limits, b).expect("b has its own cap");
+        assert!(
+            admit(&open, &limits, b).is_none(),
+            "the total cap is reached"
+        );
+        drop(a1);
+        let b2 = admit(&open, &limits, b).expect("a slot came back");
+        drop((a2, b1, b2));
+        let counts = open.lock();
+        assert_eq!(counts.total, 0);
+        assert!(counts.per_address.is_empty(), "{counts:?}");
+    }
+
+    #[test]
+    fn the_busy_answer_is_well_formed() {
+        let text = std::str::from_utf8(BUSY).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.contains(&format!("Content-Length: {}", body.len())),
+            "{head}"
+        );
+        serde_json::from_str::<serde_json::Value>(body).unwrap();
+    }
+}
