@@ -95,6 +95,9 @@ fn admit(open: &Arc<Mutex<OpenConnections>>, limits: &HttpLimits, address: IpAdd
     })
 }
 
+/// Why a connection past its lifetime fails.
+const LIFETIME_REACHED: &str = "HTTP connection reached its lifetime";
+
 /// The HTTP listener with its caps; hands `axum::serve` guarded sockets.
 pub(crate) struct GuardedListener {
     listener: TcpListener,
@@ -173,29 +176,18 @@ impl GuardedIo {
             lifetime: Box::pin(tokio::time::sleep_until(now + limits.max_lifetime)),
         }
     }
+}
 
-    /// An error once the connection has outlived its lifetime; otherwise
-    /// the task is woken when it does.
-    fn check_lifetime(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        match self.lifetime.as_mut().poll(cx) {
-            Poll::Ready(()) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "HTTP connection reached its lifetime",
-            )),
-            Poll::Pending => Ok(()),
-        }
-    }
-
-    /// An error once the client has been silent for the idle timeout;
-    /// otherwise the task is woken when it has.
-    fn check_idle(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        match self.idle.as_mut().poll(cx) {
-            Poll::Ready(()) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "HTTP client sent nothing for the idle timeout",
-            )),
-            Poll::Pending => Ok(()),
-        }
+/// An error saying `what` once `deadline` has passed; until then `Ok`, and
+/// the task is woken when it passes.
+fn past(
+    deadline: &mut Pin<Box<Sleep>>,
+    cx: &mut Context<'_>,
+    what: &'static str,
+) -> io::Result<()> {
+    match deadline.as_mut().poll(cx) {
+        Poll::Ready(()) => Err(io::Error::new(io::ErrorKind::TimedOut, what)),
+        Poll::Pending => Ok(()),
     }
 }
 
@@ -206,7 +198,7 @@ impl AsyncRead for GuardedIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        this.check_lifetime(cx)?;
+        past(&mut this.lifetime, cx, LIFETIME_REACHED)?;
         let before = buf.filled().len();
         match Pin::new(&mut this.stream).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
@@ -218,7 +210,11 @@ impl AsyncRead for GuardedIo {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                this.check_idle(cx)?;
+                past(
+                    &mut this.idle,
+                    cx,
+                    "HTTP client sent nothing for the idle timeout",
+                )?;
                 Poll::Pending
             }
         }
@@ -236,7 +232,7 @@ impl AsyncWrite for GuardedIo {
             Poll::Pending => {
                 // A client that does not read its answers is dropped at
                 // the end of the connection's lifetime.
-                this.check_lifetime(cx)?;
+                past(&mut this.lifetime, cx, LIFETIME_REACHED)?;
                 Poll::Pending
             }
             ready => ready,
