@@ -12,6 +12,7 @@ pub mod close;
 pub mod dedup;
 pub mod ids;
 pub mod message;
+mod ranges;
 pub mod stats;
 pub mod subject;
 pub mod time;
