@@ -52,11 +52,9 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, trac
         // theirs; within it, sockets in the handshake have their own cap.
         let handshaking = shared.config.max_pending_upgrades - upgrades.available_permits();
         let within_share = shared.admitted() + handshaking < shared.descriptors.websocket;
-        let upgrading = upgrades
-            .clone()
-            .try_acquire_owned()
-            .ok()
-            .filter(|_| within_share);
+        let upgrading = within_share
+            .then(|| upgrades.clone().try_acquire_owned().ok())
+            .flatten();
         let Some(upgrading) = upgrading else {
             shared.metrics.upgrades_refused.inc();
             if shared.may_log_refusal() {

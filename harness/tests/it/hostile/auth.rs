@@ -17,13 +17,6 @@ fn in_a_minute() -> u64 {
     odin_protocol::time::now_millis() as u64 / 1000 + 60
 }
 
-async fn refused(url: &str) -> (u16, Value) {
-    match Ws::try_connect(url, &[]).await {
-        Ok(ws) => panic!("upgrade was accepted: {}", ws.hello),
-        Err(answer) => answer,
-    }
-}
-
 #[tokio::test]
 async fn tokens_expiring_after_the_year_9999_connect_and_nothing_panics() {
     let stack = Stack::start().await;
@@ -71,7 +64,7 @@ async fn critical_header_extensions_and_an_empty_sub_are_refused() {
     .unwrap();
     let empty_sub = sign(&ep.auth, &json!({"sub": "", "exp": in_a_minute()}));
     for (what, token) in [("crit", crit), ("empty sub", empty_sub)] {
-        let (status, body) = refused(&format!("{}?token={token}", ep.ws_url())).await;
+        let (status, body) = Ws::refused(&format!("{}?token={token}", ep.ws_url()), &[]).await;
         assert_eq!(
             (status, body["code"].as_str()),
             (401, Some("auth_invalid")),
@@ -97,7 +90,7 @@ async fn a_flood_of_forged_tokens_is_refused_and_the_control_client_keeps_its_fe
         })
         .collect();
     let answers: Vec<(u16, Value)> = futures_util::stream::iter(urls.iter())
-        .map(|url| refused(url))
+        .map(|url| Ws::refused(url, &[]))
         .buffer_unordered(16)
         .collect()
         .await;

@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use odin_server::auth::{AuthConfig, JwtAlgorithm, mint_token, sign};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::support::{Stack, Ws};
 use crate::support::WAIT;
@@ -13,13 +13,6 @@ fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
-}
-
-async fn refused(url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
-    match Ws::try_connect(url, headers).await {
-        Ok(ws) => panic!("upgrade was accepted: {}", ws.hello),
-        Err(answer) => answer,
-    }
 }
 
 fn b64(s: &str) -> String {
@@ -77,7 +70,7 @@ async fn each_bad_token_gets_its_401_code_and_is_counted() {
         (format!("{base}?token={expires_now}"), "auth_expired"),
     ];
     for (url, code) in &cases {
-        let (status, body) = refused(url, &[]).await;
+        let (status, body) = Ws::refused(url, &[]).await;
         assert_eq!(status, 401, "{url}");
         assert_eq!(body["code"], *code, "{url}: {body}");
         assert!(
@@ -112,7 +105,7 @@ async fn header_tokens_work_and_the_query_wins() {
     assert!(ws.is_ok(), "empty ?token= should fall back to the header");
 
     // Both given: the query wins, whichever is the good one.
-    let (status, body) = refused(
+    let (status, body) = Ws::refused(
         &format!("{}?token=bad", ep.ws_url()),
         &[("Authorization", &bearer)],
     )
@@ -151,7 +144,7 @@ async fn audience_and_issuer_are_checked_only_when_configured() {
         json!({"sub": "a", "exp": exp, "iss": "odin-auth"}),
     ] {
         let t = sign(&ep.auth, &claims);
-        let (status, body) = refused(&format!("{base}?token={t}"), &[]).await;
+        let (status, body) = Ws::refused(&format!("{base}?token={t}"), &[]).await;
         assert_eq!(
             (status, body["code"].as_str()),
             (401, Some("auth_invalid")),
@@ -191,12 +184,12 @@ async fn other_paths_are_404_and_the_connection_limit_is_503() {
     let stack = Stack::start_with(|c| c.max_connections = 2).await;
     let ep = stack.server.endpoint();
     let token = ep.token("a");
-    let (status, _) = refused(&format!("ws://{}/other?token={token}", ep.ws_addr), &[]).await;
+    let (status, _) = Ws::refused(&format!("ws://{}/other?token={token}", ep.ws_addr), &[]).await;
     assert_eq!(status, 404);
 
     let _a = stack.client().await;
     let b = stack.client().await;
-    let (status, body) = refused(&ep.ws_url_with_token("c"), &[]).await;
+    let (status, body) = Ws::refused(&ep.ws_url_with_token("c"), &[]).await;
     assert_eq!(status, 503, "{body}");
     // A slot frees up when a client leaves.
     drop(b);

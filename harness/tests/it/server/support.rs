@@ -93,6 +93,15 @@ impl Ws {
         ws
     }
 
+    /// Connects to `url` with extra headers and expects a refusal: its
+    /// status and JSON body (fails the test if the upgrade is accepted).
+    pub(crate) async fn refused(url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+        match Ws::try_connect(url, headers).await {
+            Ok(ws) => panic!("upgrade was accepted: {}", ws.hello),
+            Err(answer) => answer,
+        }
+    }
+
     /// Connects to `url` with extra headers; `Ok` when upgraded.
     pub(crate) async fn try_connect(
         url: &str,
