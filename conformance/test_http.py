@@ -9,7 +9,8 @@ from odinlib import Client, Publisher, http_get, now_ms, price_event, run, uid, 
 STATS_FIELDS = {
     "serverId": str, "uptimeSeconds": (int, float), "connectionCount": int, "messagesReceived": int,
     "messagesDelivered": int, "duplicatesDropped": int, "invalidEvents": int, "conflated": int,
-    "slowConsumerDisconnects": int, "authFailures": int, "averageLatency": (int, float),
+    "slowConsumerDisconnects": int, "authFailures": int, "addressLimited": int,
+    "averageLatency": (int, float),
     "peakLatency": (int, float), "natsConnected": bool,
 }
 

@@ -44,6 +44,12 @@ if ! (exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null; then
   done
 fi
 
+# Load clients all connect from 127.0.0.1: the per-address budgets are off
+# unless set in the environment.
+export ODIN_MAX_CONNECTIONS_PER_ADDRESS=${ODIN_MAX_CONNECTIONS_PER_ADDRESS:-0}
+export ODIN_CONNECT_RATE_PER_ADDRESS=${ODIN_CONNECT_RATE_PER_ADDRESS:-0}
+export ODIN_AUTH_FAILURES_PER_ADDRESS=${ODIN_AUTH_FAILURES_PER_ADDRESS:-0}
+
 for ((i = 0; i < GATEWAYS; i++)); do
   # shellcheck disable=SC2086 # SERVER_ARGS is a list of flags
   "$BIN_DIR/odin-server" --dev --reuse-port --ws-addr "$WS_ADDR" \

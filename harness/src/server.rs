@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use odin_protocol::stats::StatsSnapshot;
 use odin_server::auth::{AuthConfig, mint_token};
-use odin_server::{Server, ServerConfig};
+use odin_server::{AddressLimits, Server, ServerConfig};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
@@ -28,6 +28,9 @@ pub fn test_config(nats_url: &str) -> ServerConfig {
         http_addr: ([127, 0, 0, 1], 0).into(),
         nats_url: nats_url.to_owned(),
         auth: AuthConfig::with_secret(TEST_SECRET),
+        // Every test client connects from 127.0.0.1; the fairness tests
+        // set the budgets they test.
+        address_limits: AddressLimits::OFF,
         ..ServerConfig::default()
     }
 }
@@ -223,6 +226,12 @@ impl ServerProcess {
         let mut child = Command::new(&bin)
             .args(&args)
             .env_remove("ODIN_DEV")
+            // Test and load clients all connect from 127.0.0.1: no
+            // per-address budgets unless `env` or a flag sets them (as
+            // variables, which servers older than the budgets ignore).
+            .env("ODIN_MAX_CONNECTIONS_PER_ADDRESS", "0")
+            .env("ODIN_CONNECT_RATE_PER_ADDRESS", "0")
+            .env("ODIN_AUTH_FAILURES_PER_ADDRESS", "0")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

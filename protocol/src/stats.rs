@@ -28,6 +28,11 @@ pub struct StatsSnapshot {
     pub slow_consumer_disconnects: u64,
     /// Upgrade requests refused with `401`.
     pub auth_failures: u64,
+    /// WebSocket connections refused by a per-address budget: open
+    /// connections, connect rate, or failed authentications (`PROTOCOL.md`
+    /// §8). Absent from servers older than the budgets.
+    #[serde(default)]
+    pub address_limited: u64,
     /// Mean milliseconds from an event's `timestamp` to its ingest; `0` before
     /// any event.
     pub average_latency: f64,

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use odin_protocol::Subjects;
 
 use crate::auth::{AuthConfig, JwtAlgorithm, MIN_SECRET_BYTES};
+use crate::fairness::{AddressLimitArgs, AddressLimits};
 use crate::http_guard::HttpLimits;
 use crate::last_prices::LastPricesConfig;
 
@@ -79,6 +80,8 @@ pub struct ServerConfig {
     /// ([`crate::descriptors`]); `None`: the process's own, raised to its
     /// hard limit.
     pub max_open_files: Option<u64>,
+    /// The WebSocket port's budgets per source address.
+    pub address_limits: AddressLimits,
 }
 
 /// What a live event from NATS must respect beyond its schema: a size
@@ -151,6 +154,7 @@ impl Default for ServerConfig {
             http_limits: HttpLimits::default(),
             max_pending_upgrades: 4096,
             max_open_files: None,
+            address_limits: AddressLimits::default(),
         }
     }
 }
@@ -360,6 +364,9 @@ pub struct ServerArgs {
     /// its hard limit).
     #[arg(long, env = "ODIN_MAX_OPEN_FILES", value_parser = clap::value_parser!(u64).range(16..))]
     pub max_open_files: Option<u64>,
+    /// The WebSocket port's budgets per source address.
+    #[command(flatten)]
+    pub address_limits: AddressLimitArgs,
 }
 
 /// Flags of `odin-server token`.
@@ -467,6 +474,7 @@ impl ServerArgs {
             },
             max_pending_upgrades: usize::try_from(self.max_pending_upgrades).unwrap_or(usize::MAX),
             max_open_files: self.max_open_files,
+            address_limits: self.address_limits.limits(),
             last_prices,
         })
     }

@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 
+use crate::fairness::CountedConnection;
 use crate::outbox::{CloseRequest, Outbox};
 use crate::session::Session;
 use crate::shared::{AdmissionGuard, Shared};
@@ -34,6 +35,8 @@ pub(crate) struct Admitted {
     pub(crate) expires_at: SystemTime,
     /// The connection slot, released when the connection ends.
     pub(crate) slot: AdmissionGuard,
+    /// The connection's place in its source address's budget.
+    pub(crate) address: CountedConnection,
 }
 
 /// Serves one upgraded connection until it closes.
@@ -164,6 +167,7 @@ pub(crate) async fn serve(
     // Free the slot before the gauge drops, so whoever sees the count fall
     // can connect.
     drop(admitted.slot);
+    drop(admitted.address);
     shared.metrics.connections.dec();
     tracing::debug!(%client_id, "disconnected");
 }

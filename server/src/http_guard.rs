@@ -10,20 +10,19 @@
 //! between keep-alive requests, or when the connection is older than its
 //! lifetime, which also ends a slow drip of bytes.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
 
+use crate::fairness::{ConnectionCounts, CountedConnection, Source};
 use crate::metrics::Metrics;
 
 /// The HTTP listener's budgets (`--http-*` flags).
@@ -53,48 +52,6 @@ impl Default for HttpLimits {
 /// What a connection over a cap is told before it is closed.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: application/json\r\nContent-Length: 69\r\nConnection: close\r\n\r\n{\"error\":\"too many HTTP connections; retry later\",\"code\":\"http_busy\"}";
 
-/// Open connections, in all and per source address.
-#[derive(Debug, Default)]
-struct OpenConnections {
-    total: usize,
-    per_address: HashMap<IpAddr, usize>,
-}
-
-/// One open connection's place in the counts; given back on drop.
-pub(crate) struct Slot {
-    open: Arc<Mutex<OpenConnections>>,
-    address: IpAddr,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut open = self.open.lock();
-        open.total -= 1;
-        if let Some(n) = open.per_address.get_mut(&self.address) {
-            *n -= 1;
-            if *n == 0 {
-                open.per_address.remove(&self.address);
-            }
-        }
-    }
-}
-
-/// Takes a slot for a connection from `address`, or `None` when either cap
-/// is reached.
-fn admit(open: &Arc<Mutex<OpenConnections>>, limits: &HttpLimits, address: IpAddr) -> Option<Slot> {
-    let mut counts = open.lock();
-    let from_address = counts.per_address.get(&address).copied().unwrap_or(0);
-    if counts.total >= limits.max_connections || from_address >= limits.max_per_address {
-        return None;
-    }
-    counts.total += 1;
-    *counts.per_address.entry(address).or_insert(0) += 1;
-    Some(Slot {
-        open: open.clone(),
-        address,
-    })
-}
-
 /// Why a connection past its lifetime fails.
 const LIFETIME_REACHED: &str = "HTTP connection reached its lifetime";
 
@@ -102,7 +59,7 @@ const LIFETIME_REACHED: &str = "HTTP connection reached its lifetime";
 pub(crate) struct GuardedListener {
     listener: TcpListener,
     limits: HttpLimits,
-    open: Arc<Mutex<OpenConnections>>,
+    open: ConnectionCounts,
     metrics: Arc<Metrics>,
 }
 
@@ -111,7 +68,7 @@ impl GuardedListener {
         Self {
             listener,
             limits,
-            open: Arc::default(),
+            open: ConnectionCounts::default(),
             metrics,
         }
     }
@@ -133,7 +90,12 @@ impl axum::serve::Listener for GuardedListener {
                     continue;
                 }
             };
-            match admit(&self.open, &self.limits, peer.ip()) {
+            let slot = self.open.try_take(
+                Source::from(peer.ip()),
+                self.limits.max_connections,
+                self.limits.max_per_address,
+            );
+            match slot {
                 Some(slot) => return (GuardedIo::new(stream, slot, &self.limits), peer),
                 None => {
                     self.metrics.http_refused.inc();
@@ -156,7 +118,7 @@ impl axum::serve::Listener for GuardedListener {
 /// An accepted HTTP socket with its slot and its two deadlines.
 pub(crate) struct GuardedIo {
     stream: TcpStream,
-    _slot: Slot,
+    _slot: CountedConnection,
     idle_timeout: Duration,
     /// When the client's silence ends the connection; pushed back by every
     /// byte read.
@@ -166,7 +128,7 @@ pub(crate) struct GuardedIo {
 }
 
 impl GuardedIo {
-    fn new(stream: TcpStream, slot: Slot, limits: &HttpLimits) -> Self {
+    fn new(stream: TcpStream, slot: CountedConnection, limits: &HttpLimits) -> Self {
         let now = Instant::now();
         Self {
             stream,
@@ -251,32 +213,6 @@ impl AsyncWrite for GuardedIo {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn caps_count_in_all_and_per_address_and_free_on_drop() {
-        let open = Arc::<Mutex<OpenConnections>>::default();
-        let limits = HttpLimits {
-            max_connections: 3,
-            max_per_address: 2,
-            ..HttpLimits::default()
-        };
-        let a: IpAddr = [127, 0, 0, 2].into();
-        let b: IpAddr = [127, 0, 0, 3].into();
-        let a1 = admit(&open, &limits, a).expect("first from a");
-        let a2 = admit(&open, &limits, a).expect("second from a");
-        assert!(admit(&open, &limits, a).is_none(), "a is at its cap");
-        let b1 = admit(&open, &limits, b).expect("b has its own cap");
-        assert!(
-            admit(&open, &limits, b).is_none(),
-            "the total cap is reached"
-        );
-        drop(a1);
-        let b2 = admit(&open, &limits, b).expect("a slot came back");
-        drop((a2, b1, b2));
-        let counts = open.lock();
-        assert_eq!(counts.total, 0);
-        assert!(counts.per_address.is_empty(), "{counts:?}");
-    }
 
     #[test]
     fn the_busy_answer_is_well_formed() {

@@ -24,6 +24,7 @@ pub mod wire;
 mod client_page;
 mod connection;
 pub mod descriptors;
+pub mod fairness;
 mod http;
 mod http_guard;
 mod listener;
@@ -44,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::ServerConfig;
+pub use fairness::AddressLimits;
 pub use http_guard::HttpLimits;
 pub use listener::WS_PATH;
 

@@ -1,12 +1,14 @@
 //! Accepts TCP connections on the WebSocket address and runs each upgrade:
-//! path check, connection limit (`503`), token check (`401` with the JSON body
+//! the descriptor share and the source address's budgets at accept (`503`
+//! or `429`, see [`crate::fairness`]), then path check, failed-auth bar
+//! (`429`), connection limit (`503`), token check (`401` with the JSON body
 //! of `PROTOCOL.md` §2), then hands the socket to [`crate::connection`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, StatusCode};
 use odin_protocol::message::AuthErrorBody;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -19,11 +21,20 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{AuthError, token_from_request};
 use crate::connection::{self, Admitted};
+use crate::fairness::{CountedConnection, TurnedAway, retry_after_secs};
 use crate::shared::Shared;
-use crate::socket::{ClientSocket, RequestHead, read_request_head};
+use crate::socket::{ClientSocket, RequestHead, answer_and_close, read_request_head};
 
 /// The WebSocket endpoint's path.
 pub const WS_PATH: &str = "/ws";
+
+/// Sockets turned away at accept that are answered at once (each reads the
+/// request, answers and closes within [`REFUSAL_TIME`]); beyond this many,
+/// they are answered only if the request is there already, and closed.
+const POLITE_REFUSALS: usize = 64;
+
+/// How long a socket turned away at accept may take to send its request.
+const REFUSAL_TIME: Duration = Duration::from_secs(1);
 
 /// Accepts connections until shutdown; every connection task is tracked so
 /// shutdown can wait for them.
@@ -32,6 +43,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, trac
     // Sockets that have not finished the handshake hold a descriptor for up
     // to the handshake timeout each: they have a budget of their own.
     let upgrades = Arc::new(Semaphore::new(shared.config.max_pending_upgrades));
+    let refusals = Arc::new(Semaphore::new(POLITE_REFUSALS));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -51,7 +63,9 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, trac
         // sockets in the handshake) is never exceeded, so HTTP and NATS keep
         // theirs; within it, sockets in the handshake have their own cap.
         let handshaking = shared.config.max_pending_upgrades - upgrades.available_permits();
-        let within_share = shared.admitted() + handshaking < shared.descriptors.websocket;
+        let refusing = POLITE_REFUSALS - refusals.available_permits();
+        let within_share =
+            shared.admitted() + handshaking + refusing < shared.descriptors.websocket;
         let upgrading = within_share
             .then(|| upgrades.clone().try_acquire_owned().ok())
             .flatten();
@@ -62,13 +76,22 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, trac
             }
             continue;
         };
+        let address = match shared.fairness.connect(peer.ip()) {
+            Ok(counted) => counted,
+            Err(why) => {
+                drop(upgrading);
+                turn_away(stream, peer, why, &shared, &refusals, &tracker);
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         let connections = tracker.clone();
         tracker.spawn(async move {
             let timeout = shared.config.handshake_timeout;
             let upgraded =
-                tokio::time::timeout(timeout, upgrade(stream, peer, &shared, config)).await;
+                tokio::time::timeout(timeout, upgrade(stream, peer, address, &shared, config))
+                    .await;
             drop(upgrading);
             match upgraded {
                 // A task of its own, so the handshake's state does not stay
@@ -81,6 +104,65 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, trac
             }
         });
     }
+}
+
+/// Answers a socket its source address's budget turned away, `503` or
+/// `429` with `Retry-After`, and closes it.
+fn turn_away(
+    stream: TcpStream,
+    peer: SocketAddr,
+    why: TurnedAway,
+    shared: &Shared,
+    refusals: &Arc<Semaphore>,
+    tracker: &TaskTracker,
+) {
+    let answer = match why {
+        TurnedAway::Connections => {
+            shared.metrics.address_busy.inc();
+            refusal_answer(
+                "503 Service Unavailable",
+                ADDRESS_BUSY_RETRY,
+                r#"{"error":"too many connections from this address","code":"address_busy"}"#,
+            )
+        }
+        TurnedAway::ConnectRate(wait) => {
+            shared.metrics.connect_rate_limited.inc();
+            refusal_answer(
+                "429 Too Many Requests",
+                retry_after_secs(wait),
+                r#"{"error":"this address opens connections too fast; retry later","code":"connect_rate_limited"}"#,
+            )
+        }
+    };
+    if shared.may_log_refusal() {
+        tracing::info!(%peer, reason = ?why, "connection turned away by its address's budget");
+    }
+    match refusals.clone().try_acquire_owned() {
+        Ok(permit) => {
+            tracker.spawn(async move {
+                let _ = tokio::time::timeout(REFUSAL_TIME, answer_and_close(stream, &answer)).await;
+                drop(permit);
+            });
+        }
+        // Too many being answered already: answer only if the request is
+        // in, never waiting; the descriptor goes back at once.
+        Err(_) => {
+            let _ = stream.try_read(&mut [0u8; 2048]);
+            let _ = stream.try_write(&answer);
+        }
+    }
+}
+
+/// `Retry-After` for a source address with its share of connections open.
+const ADDRESS_BUSY_RETRY: u64 = 5;
+
+/// A whole HTTP answer refusing an upgrade with a JSON body.
+fn refusal_answer(status: &str, retry_after: u64, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\nRetry-After: {retry_after}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 fn websocket_config(shared: &Shared) -> WebSocketConfig {
@@ -102,12 +184,14 @@ fn websocket_config(shared: &Shared) -> WebSocketConfig {
 async fn upgrade(
     stream: TcpStream,
     peer: SocketAddr,
+    address: CountedConnection,
     shared: &Arc<Shared>,
     config: WebSocketConfig,
 ) -> Option<(WebSocketStream<ClientSocket>, OwnedWriteHalf, Admitted)> {
     let mut admitted = None;
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        admitted = Some(admit(req, shared).map_err(|r| r.into_response(peer, shared))?);
+        admitted =
+            Some(admit(req, peer, address, shared).map_err(|r| r.into_response(peer, shared))?);
         Ok(resp)
     };
     let socket = match read_request_head(stream).await {
@@ -137,6 +221,9 @@ enum Refusal {
     NotFound,
     Full,
     Auth(AuthError),
+    /// The address spent its failed authentications; it may try again
+    /// after this.
+    AuthBarred(Duration),
 }
 
 impl Refusal {
@@ -150,8 +237,22 @@ impl Refusal {
                 StatusCode::SERVICE_UNAVAILABLE,
                 r#"{"error":"server is at its connection limit","code":"server_full"}"#.into(),
             ),
+            Refusal::AuthBarred(wait) => {
+                shared.metrics.auth_rate_limited.inc();
+                if shared.may_log_refusal() {
+                    tracing::info!(%peer, "upgrade refused unchecked: too many failed authentications from its address");
+                }
+                let mut resp = json_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    r#"{"error":"too many failed authentications from this address; retry later","code":"auth_rate_limited"}"#.into(),
+                );
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs(wait)));
+                resp
+            }
             Refusal::Auth(e) => {
                 shared.metrics.auth_failures.inc();
+                shared.fairness.auth_failed(peer.ip());
                 // Why, and from where; never the token itself.
                 if shared.may_log_refusal() {
                     tracing::info!(%peer, code = ?e.code(), reason = %e, "authentication failed");
@@ -170,9 +271,17 @@ impl Refusal {
 }
 
 /// Decides whether an upgrade request may become a connection.
-fn admit(req: &Request, shared: &Arc<Shared>) -> Result<Admitted, Refusal> {
+fn admit(
+    req: &Request,
+    peer: SocketAddr,
+    address: CountedConnection,
+    shared: &Arc<Shared>,
+) -> Result<Admitted, Refusal> {
     if req.uri().path() != WS_PATH {
         return Err(Refusal::NotFound);
+    }
+    if let Some(wait) = shared.fairness.auth_barred(peer.ip()) {
+        return Err(Refusal::AuthBarred(wait));
     }
     let slot = shared.admit().ok_or(Refusal::Full)?;
     let token = token_from_request(
@@ -187,6 +296,7 @@ fn admit(req: &Request, shared: &Arc<Shared>) -> Result<Admitted, Refusal> {
         expires_at: claims.expires_at,
         subject: claims.sub,
         slot,
+        address,
     })
 }
 

@@ -50,6 +50,15 @@ pub struct Metrics {
     /// WebSocket connections dropped at accept because too many upgrades
     /// were already under way.
     pub upgrades_refused: Counter,
+    /// WebSocket connections answered `503` at accept: their source address
+    /// had its share of open connections.
+    pub address_busy: Counter,
+    /// WebSocket connections answered `429` at accept: their source address
+    /// opened connections faster than its budget.
+    pub connect_rate_limited: Counter,
+    /// Upgrades answered `429` unchecked: their source address spent its
+    /// budget of failed authentications.
+    pub auth_rate_limited: Counter,
     ingest_latency: Histogram,
     /// Sum of ingest latencies in microseconds, for the mean in `/stats`.
     latency_sum_us: AtomicU64,
@@ -79,6 +88,9 @@ impl Metrics {
         let prices_superseded = Counter::default();
         let http_refused = Counter::default();
         let upgrades_refused = Counter::default();
+        let address_busy = Counter::default();
+        let connect_rate_limited = Counter::default();
+        let auth_rate_limited = Counter::default();
         let ingest_latency = Histogram::new(LATENCY_BUCKETS);
         registry.register(
             "odin_connections",
@@ -141,6 +153,21 @@ impl Metrics {
             upgrades_refused.clone(),
         );
         registry.register(
+            "odin_address_busy",
+            "WebSocket connections answered 503 at accept: their address had its share of open connections",
+            address_busy.clone(),
+        );
+        registry.register(
+            "odin_connect_rate_limited",
+            "WebSocket connections answered 429 at accept: their address connected faster than its budget",
+            connect_rate_limited.clone(),
+        );
+        registry.register(
+            "odin_auth_rate_limited",
+            "Upgrades answered 429 without a token check: their address spent its budget of failed authentications",
+            auth_rate_limited.clone(),
+        );
+        registry.register(
             "odin_ingest_latency_seconds",
             "Seconds from an event's timestamp to the server receiving it from NATS",
             ingest_latency.clone(),
@@ -160,6 +187,9 @@ impl Metrics {
             prices_superseded,
             http_refused,
             upgrades_refused,
+            address_busy,
+            connect_rate_limited,
+            auth_rate_limited,
             ingest_latency,
             latency_sum_us: AtomicU64::new(0),
             latency_count: AtomicU64::new(0),
@@ -202,6 +232,9 @@ impl Metrics {
             conflated: self.conflated.get(),
             slow_consumer_disconnects: self.slow_consumer_disconnects.get(),
             auth_failures: self.auth_failures.get(),
+            address_limited: self.address_busy.get()
+                + self.connect_rate_limited.get()
+                + self.auth_rate_limited.get(),
             average_latency,
             peak_latency: self.latency_peak_us.load(Ordering::Relaxed) as f64 / 1000.0,
             nats_connected,

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Authenticator;
 use crate::config::ServerConfig;
 use crate::descriptors::DescriptorPlan;
+use crate::fairness::AddressFairness;
 use crate::metrics::Metrics;
 use crate::outbox::Frame;
 use crate::router::{ConnId, Router};
@@ -32,6 +33,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     /// How the open-file limit is shared out between the listeners.
     pub(crate) descriptors: DescriptorPlan,
+    /// The WebSocket port's budgets per source address.
+    pub(crate) fairness: AddressFairness,
     nonces: NonceSource,
     next_conn: AtomicU64,
     /// Connections admitted and not yet finished (the `--max-connections` count).
@@ -57,6 +60,7 @@ impl Shared {
         let metrics = Arc::new(Metrics::new());
         Self {
             authenticator: Authenticator::new(&config.auth),
+            fairness: AddressFairness::new(config.address_limits),
             router: Router::new(metrics.clone()),
             metrics,
             config,

@@ -44,36 +44,70 @@ pub(crate) enum RequestHead {
 /// Reads `stream` up to the blank line that ends the request's header block
 /// (or [`MAX_REQUEST_HEAD`] bytes), answering `431` to a longer one.
 pub(crate) async fn read_request_head(mut stream: TcpStream) -> RequestHead {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let mut head = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 2048];
     loop {
-        let n = match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return RequestHead::Gone,
-            Ok(n) => n,
-        };
-        // The blank line may straddle two reads.
-        let from = head.len().saturating_sub(3);
-        head.extend_from_slice(&chunk[..n]);
-        if let Some(end) = head[from..].windows(4).position(|w| w == b"\r\n\r\n")
-            && from + end + 4 <= MAX_REQUEST_HEAD
-        {
-            return RequestHead::Complete(ClientSocket::with_prefix(stream, head));
+        // Straight into `head`: no copy, and no buffer beyond it.
+        if head.len() == head.capacity() {
+            head.reserve(1024);
         }
-        if head.len() > MAX_REQUEST_HEAD {
-            let _ = stream.write_all(HEAD_TOO_LARGE).await;
-            let _ = stream.shutdown().await;
-            // A lingering close: closing with the rest of the request unread
-            // would reset the connection, and the client could lose the
-            // answer. The handshake timeout bounds this.
-            let mut drained = 0;
-            while drained < LINGER_BYTES {
-                match stream.read(&mut chunk).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => drained += n,
-                }
+        match stream.read_buf(&mut head).await {
+            Ok(0) | Err(_) => return RequestHead::Gone,
+            Ok(_) => {}
+        }
+        match head_end(&head) {
+            Some(_) => return RequestHead::Complete(ClientSocket::with_prefix(stream, head)),
+            None if head.len() > MAX_REQUEST_HEAD => {
+                linger_close(stream, HEAD_TOO_LARGE).await;
+                return RequestHead::TooLarge;
             }
-            return RequestHead::TooLarge;
+            None => {}
+        }
+    }
+}
+
+/// Where the header block in `bytes` ends (past its blank line), if it does
+/// within [`MAX_REQUEST_HEAD`] bytes.
+fn head_end(bytes: &[u8]) -> Option<usize> {
+    let within = &bytes[..bytes.len().min(MAX_REQUEST_HEAD)];
+    within
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| at + 4)
+}
+
+/// Reads the client's request head (at most [`MAX_REQUEST_HEAD`] bytes),
+/// then writes `answer` and closes: a connection turned away before its
+/// request was read. The caller bounds the time this takes.
+pub(crate) async fn answer_and_close(mut stream: TcpStream, answer: &[u8]) {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::with_capacity(1024);
+    while head_end(&head).is_none() && head.len() <= MAX_REQUEST_HEAD {
+        if head.len() == head.capacity() {
+            head.reserve(1024);
+        }
+        match stream.read_buf(&mut head).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+    linger_close(stream, answer).await;
+}
+
+/// Writes `answer`, shuts the write side, and reads (and drops) what more the
+/// client sends, up to [`LINGER_BYTES`]: closing with unread data would
+/// reset the connection, and the client could lose the answer. The caller
+/// bounds the time this takes.
+async fn linger_close(mut stream: TcpStream, answer: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = stream.write_all(answer).await;
+    let _ = stream.shutdown().await;
+    let mut chunk = [0u8; 2048];
+    let mut drained = 0;
+    while drained < LINGER_BYTES {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
         }
     }
 }
@@ -161,7 +195,20 @@ impl AsyncWrite for ClientSocket {
 
 #[cfg(test)]
 mod tests {
-    use super::HEAD_TOO_LARGE;
+    use super::{HEAD_TOO_LARGE, MAX_REQUEST_HEAD, head_end};
+
+    #[test]
+    fn a_head_ends_at_its_blank_line_within_the_limit() {
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\nrest"), Some(24));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nA: b\r\n"), None);
+        let mut long = vec![b'a'; MAX_REQUEST_HEAD];
+        long.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(
+            head_end(&long),
+            None,
+            "the blank line lies beyond the limit"
+        );
+    }
 
     #[test]
     fn the_431_answer_is_well_formed() {

@@ -28,6 +28,7 @@ pub(crate) const STATS_FIELDS: &[&str] = &[
     "conflated",
     "slowConsumerDisconnects",
     "authFailures",
+    "addressLimited",
     "averageLatency",
     "peakLatency",
     "natsConnected",

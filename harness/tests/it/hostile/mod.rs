@@ -5,6 +5,7 @@
 
 mod auth;
 mod control;
+mod fairness;
 mod frames;
 mod http_side;
 mod nats_side;

@@ -262,17 +262,18 @@ prop_compose! {
     fn stats_snapshot()(
         server_id in text(),
         uptime_seconds in number(),
-        counters in any::<[u64; 8]>(),
+        counters in any::<[u64; 9]>(),
         average_latency in number(),
         peak_latency in number(),
         nats_connected in any::<bool>(),
     ) -> StatsSnapshot {
         let [connection_count, messages_received, messages_delivered, duplicates_dropped,
-             invalid_events, conflated, slow_consumer_disconnects, auth_failures] = counters;
+             invalid_events, conflated, slow_consumer_disconnects, auth_failures,
+             address_limited] = counters;
         StatsSnapshot {
             server_id, uptime_seconds, connection_count, messages_received, messages_delivered,
             duplicates_dropped, invalid_events, conflated, slow_consumer_disconnects,
-            auth_failures, average_latency, peak_latency, nats_connected,
+            auth_failures, address_limited, average_latency, peak_latency, nats_connected,
         }
     }
 }

@@ -69,6 +69,37 @@ impl Stack {
     }
 }
 
+/// An upgrade the server refused.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub(crate) status: u16,
+    /// The `Retry-After` header, if any.
+    pub(crate) retry_after: Option<String>,
+    /// The JSON body (`Null` when there is none).
+    pub(crate) body: Value,
+}
+
+impl Refusal {
+    fn of(resp: &http::Response<Option<Vec<u8>>>) -> Refusal {
+        Refusal {
+            status: resp.status().as_u16(),
+            retry_after: resp
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .map(|v| v.to_str().unwrap_or("?").to_owned()),
+            body: resp
+                .body()
+                .as_deref()
+                .map(|b| serde_json::from_slice(b).unwrap_or(Value::Null))
+                .unwrap_or(Value::Null),
+        }
+    }
+
+    fn answer(self) -> (u16, Value) {
+        (self.status, self.body)
+    }
+}
+
 /// A bare WebSocket client.
 pub(crate) struct Ws {
     inner: WebSocketStream<MaybeTlsStream<TcpStream>>,
@@ -126,14 +157,39 @@ impl Ws {
                 ws.hello = ws.next_json().await;
                 Ok(ws)
             }
-            Err(WsError::Http(resp)) => {
-                let body = resp
-                    .body()
-                    .as_deref()
-                    .map(|b| serde_json::from_slice(b).unwrap_or(Value::Null))
-                    .unwrap_or(Value::Null);
-                Err((resp.status().as_u16(), body))
+            Err(WsError::Http(resp)) => Err(Refusal::of(&resp).answer()),
+            Err(e) => panic!("unexpected connect error: {e}"),
+        }
+    }
+
+    /// Connects to `url` from the loopback address `from` (all of 127/8 is
+    /// loopback, so a test has as many source addresses as it likes); `Ok`
+    /// when upgraded.
+    pub(crate) async fn try_connect_from(from: [u8; 4], url: &str) -> Result<Ws, Refusal> {
+        let req = url.into_client_request().expect("valid URL");
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((from, 0).into()).unwrap();
+        let to = format!(
+            "{}:{}",
+            req.uri().host().unwrap(),
+            req.uri().port_u16().unwrap()
+        );
+        let upgraded = tokio::time::timeout(WAIT, async {
+            let stream = socket.connect(to.parse().unwrap()).await.expect("connect");
+            tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(stream)).await
+        })
+        .await
+        .expect("answer in time");
+        match upgraded {
+            Ok((inner, _)) => {
+                let mut ws = Ws {
+                    inner,
+                    hello: Value::Null,
+                };
+                ws.hello = ws.next_json().await;
+                Ok(ws)
             }
+            Err(WsError::Http(resp)) => Err(Refusal::of(&resp)),
             Err(e) => panic!("unexpected connect error: {e}"),
         }
     }
