@@ -1,6 +1,6 @@
 //! Finds the workspace's binaries (`odin-server`, `odin-publisher`, and the
-//! load tests' `odin-forwarder`) so fault tests and load runs can start them
-//! as real child processes.
+//! bare forwarder `odin-forwarder`) so fault tests and load runs can start
+//! them as real child processes.
 //!
 //! - With `ODIN_BIN_DIR` set (what `make test` and the load targets do after
 //!   building every binary), binaries are taken from there as they are.
@@ -27,7 +27,7 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// The path of workspace binary `name` of package `package`, for a binary
-/// that is not its package's namesake (`odin-forwarder` of `odin-loadtests`).
+/// that is not its package's namesake (`odin-load` of `odin-loadtests`).
 pub fn binary_in(package: &str, name: &str) -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("ODIN_BIN_DIR") {
         let path = PathBuf::from(dir).join(name);

@@ -4,13 +4,13 @@
 //! published, thresholds as data, and reports.
 //!
 //! The `odin-load` binary drives [`run::run`]; `LOAD_TESTING.md` at the
-//! repository's top explains the scenarios and every figure. The
-//! `odin-forwarder` binary is [`forwarder`]: the bare forwarder the fan-out
-//! benchmark measures odin-server against.
+//! repository's top explains the scenarios and every figure. The bare
+//! forwarder the fan-out benchmark measures odin-server against is a crate of
+//! its own (`forwarder/`, `odin-forwarder`); [`stack::forwarder`] starts its
+//! binary.
 
 pub mod baseline;
 pub mod fleet;
-pub mod forwarder;
 pub mod gate;
 pub mod lag;
 pub mod limits;

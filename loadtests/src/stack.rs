@@ -13,7 +13,9 @@ use odin_protocol::stats::StatsSnapshot;
 use odin_server::auth::{AuthConfig, mint_token};
 use serde::{Deserialize, Serialize};
 
-use crate::forwarder::process::ForwarderProcess;
+pub mod forwarder;
+
+use forwarder::ForwarderProcess;
 
 /// Which gateway an embedded run starts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

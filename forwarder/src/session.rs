@@ -157,8 +157,8 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::forwarder::config::Config;
-    use crate::forwarder::router::Route;
+    use crate::config::Config;
+    use crate::router::Route;
 
     fn session(max_channels: &str) -> (Session, Arc<Queue>, Arc<Shared>) {
         let config =

@@ -1,6 +1,7 @@
-//! The forwarder as a child process of the load tool: the built binary
-//! (found like every workspace binary, `ODIN_BIN_DIR` first), ready once it
-//! prints where it listens, stopped with SIGTERM, killed if dropped.
+//! The bare forwarder (crate `odin-forwarder`) as a child process of the load
+//! tool: the built binary (found like every workspace binary, `ODIN_BIN_DIR`
+//! first), ready once it prints where it listens, stopped with SIGTERM,
+//! killed if dropped.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -12,7 +13,7 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use super::LISTENING;
+use odin_forwarder::{LISTENING, WS_PATH};
 
 /// Log lines kept for an error message.
 const KEPT_LOG_LINES: usize = 200;
@@ -28,7 +29,7 @@ impl ForwarderProcess {
     /// Starts the binary against `nats_url` on a free loopback port, with
     /// `extra` flags appended, and returns once it serves.
     pub async fn start(nats_url: &str, extra: &[String]) -> anyhow::Result<Self> {
-        let bin = odin_harness::bins::binary_in("odin-loadtests", "odin-forwarder")?;
+        let bin = odin_harness::bins::binary("odin-forwarder")?;
         let mut child = Command::new(&bin)
             .args(["--ws-addr", "127.0.0.1:0", "--nats-url", nats_url])
             .args(extra)
@@ -89,7 +90,7 @@ impl ForwarderProcess {
 
     /// `ws://<addr>/ws`.
     pub fn ws_url(&self) -> String {
-        format!("ws://{}{}", self.ws_addr, super::handshake::WS_PATH)
+        format!("ws://{}{}", self.ws_addr, WS_PATH)
     }
 
     /// Its process id (for its CPU and memory).
@@ -122,7 +123,7 @@ fn listening_addr(line: &str) -> Option<SocketAddr> {
     line.strip_prefix(LISTENING)?
         .trim()
         .strip_prefix("ws://")?
-        .strip_suffix(super::handshake::WS_PATH)?
+        .strip_suffix(WS_PATH)?
         .parse()
         .ok()
 }

@@ -1,13 +1,13 @@
 //! `odin-forwarder`: the bare forwarder, the reference point of the fan-out
 //! benchmark. Parses flags, sets up logging, subscribes and binds, says where
 //! it listens, and serves until SIGTERM or SIGINT; everything else is in
-//! [`odin_loadtests::forwarder`].
+//! the library, [`odin_forwarder`].
 
 use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser;
-use odin_loadtests::forwarder::{Config, Forwarder, LISTENING};
+use odin_forwarder::{Config, Forwarder, LISTENING};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {

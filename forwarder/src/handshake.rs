@@ -9,8 +9,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
-/// The WebSocket endpoint's path: `odin-server`'s.
-pub(crate) const WS_PATH: &str = odin_server::WS_PATH;
+/// The WebSocket endpoint's path: `odin-server`'s (`PROTOCOL.md` §2; a test
+/// holds the two equal).
+pub const WS_PATH: &str = "/ws";
 
 /// Largest upgrade request; a longer one gets `431`.
 const MAX_REQUEST_BYTES: usize = 8 * 1024;
@@ -136,6 +137,11 @@ mod tests {
             }
         );
         assert_eq!(parse(&REQUEST.as_bytes()[..40]), Parsed::Partial);
+    }
+
+    #[test]
+    fn the_path_is_odin_servers() {
+        assert_eq!(WS_PATH, odin_server::WS_PATH);
     }
 
     #[test]

@@ -11,8 +11,13 @@
 //! bounded queue of shared frames) → `writer` (everything queued in one
 //! `writev`) → the socket. The other way: `handshake` (the HTTP upgrade),
 //! `frame` (the WebSocket codec, by hand), `session` (what a client's message
-//! means), `connection` (one connection's life). [`process`] starts the
-//! binary for the load tool.
+//! means), `connection` (one connection's life).
+//!
+//! The `odin-forwarder` binary (`src/bin/odin-forwarder.rs`) parses
+//! [`Config`], binds and serves. The load tool (`odin-loadtests`) starts it
+//! as a child process (`odin_loadtests::stack::forwarder`) and waits for its
+//! readiness line ([`LISTENING`]); nothing here depends on the load tool, on
+//! Goose or on `odin-server`.
 //!
 //! Left out on purpose: authentication, de-duplication, snapshots, event
 //! validation, rate limits, conflation, pong deadlines, write timeouts, a
@@ -20,7 +25,6 @@
 //! outgrows its bound is dropped; that is its whole slow-consumer policy.
 
 pub mod config;
-pub mod process;
 
 mod connection;
 mod frame;
@@ -44,6 +48,7 @@ use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
 pub use config::Config;
+pub use handshake::WS_PATH;
 
 use shared::Shared;
 
