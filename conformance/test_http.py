@@ -10,6 +10,7 @@ STATS_FIELDS = {
     "serverId": str, "uptimeSeconds": (int, float), "connectionCount": int, "messagesReceived": int,
     "messagesDelivered": int, "duplicatesDropped": int, "invalidEvents": int, "conflated": int,
     "slowConsumerDisconnects": int, "authFailures": int, "addressLimited": int,
+    "tokensHeld": int, "tokensEvicted": int, "tokensRefused": int,
     "averageLatency": (int, float),
     "peakLatency": (int, float), "natsConnected": bool,
 }

@@ -33,6 +33,17 @@ pub struct StatsSnapshot {
     /// §8). Absent from servers older than the budgets.
     #[serde(default)]
     pub address_limited: u64,
+    /// Tokens whose last price the gateway holds now (for snapshots).
+    #[serde(default)]
+    pub tokens_held: u64,
+    /// Tokens nobody was subscribed to whose last price was dropped to stay
+    /// within `--max-tokens` / `--max-price-bytes`.
+    #[serde(default)]
+    pub tokens_evicted: u64,
+    /// Prices of tokens new to the gateway not kept for want of room (every
+    /// held token had subscribers).
+    #[serde(default)]
+    pub tokens_refused: u64,
     /// Mean milliseconds from an event's `timestamp` to its ingest; `0` before
     /// any event.
     pub average_latency: f64,

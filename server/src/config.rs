@@ -12,6 +12,7 @@ use crate::auth::{AuthConfig, JwtAlgorithm, MIN_SECRET_BYTES};
 use crate::fairness::{AddressLimitArgs, AddressLimits};
 use crate::http_guard::HttpLimits;
 use crate::last_prices::LastPricesConfig;
+use crate::router::TokenLimits;
 
 /// Everything the server needs to run; [`Default`] gives the documented
 /// defaults with a development secret, for tests.
@@ -82,6 +83,8 @@ pub struct ServerConfig {
     pub max_open_files: Option<u64>,
     /// The WebSocket port's budgets per source address.
     pub address_limits: AddressLimits,
+    /// How many priced tokens, and bytes of their prices, the table holds.
+    pub token_limits: TokenLimits,
 }
 
 /// What a live event from NATS must respect beyond its schema: a size
@@ -155,6 +158,7 @@ impl Default for ServerConfig {
             max_pending_upgrades: 4096,
             max_open_files: None,
             address_limits: AddressLimits::default(),
+            token_limits: TokenLimits::default(),
         }
     }
 }
@@ -367,6 +371,13 @@ pub struct ServerArgs {
     /// The WebSocket port's budgets per source address.
     #[command(flatten)]
     pub address_limits: AddressLimitArgs,
+    /// Tokens whose last price is held at most; beyond, the least recently
+    /// priced ones nobody is subscribed to are dropped.
+    #[arg(long, env = "ODIN_MAX_TOKENS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_tokens: u64,
+    /// Bytes of held last prices at most, likewise.
+    #[arg(long, env = "ODIN_MAX_PRICE_BYTES", default_value_t = 64 << 20, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_price_bytes: u64,
 }
 
 /// Flags of `odin-server token`.
@@ -475,6 +486,10 @@ impl ServerArgs {
             max_pending_upgrades: usize::try_from(self.max_pending_upgrades).unwrap_or(usize::MAX),
             max_open_files: self.max_open_files,
             address_limits: self.address_limits.limits(),
+            token_limits: TokenLimits {
+                max_tokens: usize::try_from(self.max_tokens).unwrap_or(usize::MAX),
+                max_price_bytes: usize::try_from(self.max_price_bytes).unwrap_or(usize::MAX),
+            },
             last_prices,
         })
     }

@@ -335,7 +335,11 @@ impl AddressFairness {
     /// Every [`SWEEP_EVERY`] checks, forgets the addresses whose buckets are
     /// full again, so the tables hold only addresses active of late.
     fn sweep_now_and_then(&self) {
-        if !self.checks.fetch_add(1, Ordering::Relaxed).is_multiple_of(SWEEP_EVERY) {
+        if !self
+            .checks
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(SWEEP_EVERY)
+        {
             return;
         }
         for bucket in [&self.connects, &self.failures].into_iter().flatten() {

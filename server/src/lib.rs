@@ -19,6 +19,7 @@ pub mod last_prices;
 pub mod metrics;
 pub mod outbox;
 pub mod router;
+mod token_table;
 pub mod wire;
 
 mod client_page;
@@ -48,6 +49,7 @@ pub use config::ServerConfig;
 pub use fairness::AddressLimits;
 pub use http_guard::HttpLimits;
 pub use listener::WS_PATH;
+pub use router::TokenLimits;
 
 use crate::shared::Shared;
 

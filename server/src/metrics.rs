@@ -59,6 +59,12 @@ pub struct Metrics {
     /// Upgrades answered `429` unchecked: their source address spent its
     /// budget of failed authentications.
     pub auth_rate_limited: Counter,
+    /// Tokens whose last price is held.
+    pub tokens_held: Gauge,
+    /// Idle tokens evicted from the table to make room.
+    pub tokens_evicted: Counter,
+    /// New tokens' prices not kept for want of room.
+    pub tokens_refused: Counter,
     ingest_latency: Histogram,
     /// Sum of ingest latencies in microseconds, for the mean in `/stats`.
     latency_sum_us: AtomicU64,
@@ -91,6 +97,9 @@ impl Metrics {
         let address_busy = Counter::default();
         let connect_rate_limited = Counter::default();
         let auth_rate_limited = Counter::default();
+        let tokens_held = Gauge::default();
+        let tokens_evicted = Counter::default();
+        let tokens_refused = Counter::default();
         let ingest_latency = Histogram::new(LATENCY_BUCKETS);
         registry.register(
             "odin_connections",
@@ -168,6 +177,21 @@ impl Metrics {
             auth_rate_limited.clone(),
         );
         registry.register(
+            "odin_tokens_held",
+            "Tokens whose last price the gateway holds for snapshots",
+            tokens_held.clone(),
+        );
+        registry.register(
+            "odin_tokens_evicted",
+            "Tokens nobody was subscribed to whose last price was dropped to stay within the token budget",
+            tokens_evicted.clone(),
+        );
+        registry.register(
+            "odin_tokens_refused",
+            "Prices of tokens new to the gateway not kept for want of room in the token budget",
+            tokens_refused.clone(),
+        );
+        registry.register(
             "odin_ingest_latency_seconds",
             "Seconds from an event's timestamp to the server receiving it from NATS",
             ingest_latency.clone(),
@@ -190,6 +214,9 @@ impl Metrics {
             address_busy,
             connect_rate_limited,
             auth_rate_limited,
+            tokens_held,
+            tokens_evicted,
+            tokens_refused,
             ingest_latency,
             latency_sum_us: AtomicU64::new(0),
             latency_count: AtomicU64::new(0),
@@ -235,6 +262,9 @@ impl Metrics {
             address_limited: self.address_busy.get()
                 + self.connect_rate_limited.get()
                 + self.auth_rate_limited.get(),
+            tokens_held: self.tokens_held.get().max(0) as u64,
+            tokens_evicted: self.tokens_evicted.get(),
+            tokens_refused: self.tokens_refused.get(),
             average_latency,
             peak_latency: self.latency_peak_us.load(Ordering::Relaxed) as f64 / 1000.0,
             nats_connected,

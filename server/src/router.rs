@@ -7,25 +7,25 @@
 //! the latest price, then every later event, with nothing missed or repeated
 //! in between.
 //!
+//! The tokens' slots, and the budget that bounds them, are
+//! [`crate::token_table`]'s.
+//!
 //! After a NATS reconnect the gateway reads the stored last prices back
 //! ([`Router::restore`], see [`crate::last_prices`]): a stored price newer
 //! than the token's is applied and fanned out like a live one, and until a
 //! live price newer than it arrives, older live prices of that token (queued
 //! before the read) are dropped as superseded, so per-token order holds.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use indexmap::IndexMap;
 use odin_protocol::{Channel, TokenId};
 use parking_lot::RwLock;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::metrics::Metrics;
 use crate::outbox::{ConflationKey, Frame, Outbox, Pushed};
-
-/// A connection's id, unique for the server's lifetime.
-pub type ConnId = u64;
+pub use crate::token_table::{ConnId, TokenLimits};
+use crate::token_table::{Stored, Subscribers, TableChange, TokenTable};
 
 /// Which per-token event is being routed; price and volume updates conflate.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -54,80 +54,20 @@ pub enum Route<'a> {
     Market,
 }
 
-type Subscribers = IndexMap<ConnId, Arc<Outbox>>;
-
-#[derive(Default)]
-struct TokenSlot {
-    /// Fixed for the slot's life; part of its conflation keys.
-    number: u64,
-    subscribers: Subscribers,
-    /// The latest `price_update` frame, exactly as ingested.
-    last_price: Option<Utf8Bytes>,
-    /// `last_price`'s `timestamp`.
-    last_price_at: f64,
-    /// `last_price` was restored from the store and no live price has passed
-    /// it yet: live prices up to it are superseded.
-    restored: bool,
-}
-
-impl TokenSlot {
-    /// Whether a live price at `timestamp` with bytes `text` comes after a
-    /// restored last price: older, or the restored price itself (its live
-    /// copy), it does not. Clears the restored mark once one does.
-    fn admits_live(&mut self, timestamp: f64, text: &Utf8Bytes) -> bool {
-        if !self.restored {
-            return true;
-        }
-        if timestamp < self.last_price_at
-            || (timestamp == self.last_price_at && self.last_price.as_ref() == Some(text))
-        {
-            return false;
-        }
-        self.restored = false;
-        true
-    }
-}
-
-#[derive(Default)]
+/// The routing index: every token's slot, and the subscribers of the
+/// other channels.
 struct Index {
-    tokens: HashMap<TokenId, TokenSlot>,
+    tokens: TokenTable,
     batch: Subscribers,
     market: Subscribers,
-    next_slot: u64,
 }
 
 impl Index {
-    fn slot_mut(&mut self, id: &TokenId) -> &mut TokenSlot {
-        if !self.tokens.contains_key(id.as_str()) {
-            let number = self.next_slot;
-            self.next_slot += 1;
-            self.tokens.insert(
-                id.clone(),
-                TokenSlot {
-                    number,
-                    ..TokenSlot::default()
-                },
-            );
-        }
-        self.tokens.get_mut(id.as_str()).expect("inserted above")
-    }
-
     fn subscribers_mut(&mut self, channel: &Channel) -> &mut Subscribers {
         match channel {
-            Channel::Token(id) => &mut self.slot_mut(id).subscribers,
+            Channel::Token(id) => &mut self.tokens.slot_mut(id).subscribers,
             Channel::Batch => &mut self.batch,
             Channel::Market => &mut self.market,
-        }
-    }
-
-    /// Drops a token slot that serves nobody and remembers nothing.
-    fn forget_if_idle(&mut self, id: &TokenId) {
-        if self
-            .tokens
-            .get(id.as_str())
-            .is_some_and(|s| s.subscribers.is_empty() && s.last_price.is_none())
-        {
-            self.tokens.remove(id.as_str());
         }
     }
 }
@@ -139,11 +79,35 @@ pub struct Router {
 }
 
 impl Router {
-    /// An empty table reporting into `metrics`.
+    /// An empty table reporting into `metrics`, with the default limits.
     pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self::with_limits(metrics, TokenLimits::default())
+    }
+
+    /// An empty table reporting into `metrics`, holding at most `limits`.
+    pub fn with_limits(metrics: Arc<Metrics>, limits: TokenLimits) -> Self {
         Self {
-            index: RwLock::new(Index::default()),
+            index: RwLock::new(Index {
+                tokens: TokenTable::new(limits),
+                batch: Subscribers::default(),
+                market: Subscribers::default(),
+            }),
             metrics,
+        }
+    }
+
+    /// Counts what storing a price changed in the table.
+    fn record(&self, change: &TableChange) {
+        if change.evicted > 0 {
+            self.metrics.tokens_evicted.inc_by(change.evicted as u64);
+        }
+        if change.refused {
+            self.metrics.tokens_refused.inc();
+        }
+        if let Some(priced) = change.priced {
+            self.metrics
+                .tokens_held
+                .set(i64::try_from(priced).unwrap_or(i64::MAX));
         }
     }
 
@@ -156,14 +120,17 @@ impl Router {
             Route::Token(id, kind) => {
                 let slot = match kind {
                     TokenEventKind::Price { timestamp } => {
-                        let slot = index.slot_mut(id);
-                        if !slot.admits_live(timestamp, text) {
-                            self.metrics.prices_superseded.inc();
-                            return;
+                        let mut change = TableChange::default();
+                        let stored = index.tokens.store_live(id, timestamp, text, &mut change);
+                        self.record(&change);
+                        match stored {
+                            Stored::In(slot) => slot,
+                            Stored::Superseded => {
+                                self.metrics.prices_superseded.inc();
+                                return;
+                            }
+                            Stored::Refused => return,
                         }
-                        slot.last_price = Some(text.clone());
-                        slot.last_price_at = timestamp;
-                        slot
                     }
                     TokenEventKind::Volume | TokenEventKind::Trade => {
                         match index.tokens.get_mut(id.as_str()) {
@@ -199,13 +166,14 @@ impl Router {
         wakes: &mut Vec<Arc<Outbox>>,
     ) -> bool {
         let mut index = self.index.write();
-        let slot = index.slot_mut(id);
-        if slot.last_price.is_some() && timestamp <= slot.last_price_at {
+        let mut change = TableChange::default();
+        let stored = index
+            .tokens
+            .store_restored(id, timestamp, text, &mut change);
+        self.record(&change);
+        let Some(slot) = stored else {
             return false;
-        }
-        slot.last_price = Some(text.clone());
-        slot.last_price_at = timestamp;
-        slot.restored = true;
+        };
         let conflation = Some(ConflationKey(slot.number << 1));
         self.fan_out(&slot.subscribers, text, conflation, wakes);
         true
@@ -272,7 +240,7 @@ impl Router {
         for channel in channels {
             index.subscribers_mut(channel).swap_remove(&conn);
             if let Channel::Token(id) = channel {
-                index.forget_if_idle(id);
+                index.tokens.forget_if_idle(id);
             }
         }
     }
@@ -288,7 +256,7 @@ impl Router {
 
     /// Every token the table knows (subscribed to, or with a last price).
     pub fn token_ids(&self) -> Vec<TokenId> {
-        self.index.read().tokens.keys().cloned().collect()
+        self.index.read().tokens.ids().cloned().collect()
     }
 
     /// How many tokens the table knows.

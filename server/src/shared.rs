@@ -61,7 +61,7 @@ impl Shared {
         Self {
             authenticator: Authenticator::new(&config.auth),
             fairness: AddressFairness::new(config.address_limits),
-            router: Router::new(metrics.clone()),
+            router: Router::with_limits(metrics.clone(), config.token_limits),
             metrics,
             config,
             server_id,

@@ -1,7 +1,7 @@
 //! A buggy or hostile publisher: events whose values or timestamps are
 //! impossible, or that are too large, are invalid (counted, never
-//! delivered, never in the latency figures), while the control client keeps
-//! its feed.
+//! delivered, never in the latency figures), and a flood of new token ids
+//! stays within the token budget, while the control client keeps its feed.
 
 use odin_protocol::time::now_millis;
 use serde_json::{Value, json};
@@ -69,5 +69,56 @@ async fn impossible_prices_and_timestamps_are_invalid_and_the_latency_figures_st
         "peakLatency {} ms: an impossible timestamp reached the latency figures",
         stats.peak_latency
     );
+    control.finish().await;
+}
+
+#[tokio::test]
+async fn a_flood_of_new_token_ids_is_held_within_the_token_budget() {
+    const BUDGET: usize = 64;
+    const FLOOD: usize = 1_000;
+    let mut stack = Stack::start_with(|c| {
+        c.token_limits = odin_server::TokenLimits {
+            max_tokens: BUDGET,
+            ..odin_server::TokenLimits::default()
+        };
+    })
+    .await;
+    let control = Control::start(&stack).await;
+    let ep = stack.server.endpoint().clone();
+    // A token someone holds is never evicted, however old its price.
+    let mut holder = stack.client().await;
+    holder.subscribe(&["token.HELD"]).await;
+    let held = stack.publisher.price("HELD", 7.0).await;
+    holder.next_of_type("price_update").await;
+    let before = ep.stats().await.unwrap();
+    for n in 0..FLOOD {
+        stack.publisher.price(&format!("FLOOD{n}"), 1.0).await;
+    }
+    let received = before.messages_received + FLOOD as u64;
+    let stats = ep
+        .wait_for_stats(WAIT, |s| s.messages_received >= received)
+        .await
+        .unwrap_or_else(|e| panic!("the flood reached the gateway: {e}"));
+    assert!(
+        stats.tokens_held as usize <= BUDGET,
+        "{} tokens held, the budget is {BUDGET}",
+        stats.tokens_held
+    );
+    assert!(
+        stats.tokens_evicted as usize >= FLOOD - BUDGET,
+        "{} evicted",
+        stats.tokens_evicted
+    );
+    assert_eq!(stats.tokens_refused, 0, "idle tokens could always be evicted");
+    // The newest flood token and the held one keep their snapshots.
+    let mut late = stack.client().await;
+    late.subscribe(&["token.HELD"]).await;
+    let snapshot: Value = late.next_of_type("price_update").await;
+    assert_eq!(snapshot, serde_json::from_str::<Value>(&held).unwrap());
+    let mut newest = stack.client().await;
+    let last = format!("token.FLOOD{}", FLOOD - 1);
+    newest.subscribe(&[last.as_str()]).await;
+    let snapshot: Value = newest.next_of_type("price_update").await;
+    assert_eq!(snapshot["tokenId"], format!("FLOOD{}", FLOOD - 1));
     control.finish().await;
 }
