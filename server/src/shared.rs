@@ -14,6 +14,7 @@ use crate::auth::Authenticator;
 use crate::config::ServerConfig;
 use crate::descriptors::DescriptorPlan;
 use crate::metrics::Metrics;
+use crate::nats::NatsClients;
 use crate::outbox::Frame;
 use crate::router::{ConnId, Router};
 
@@ -22,7 +23,7 @@ pub(crate) struct Shared {
     pub(crate) config: ServerConfig,
     pub(crate) server_id: String,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) router: Router,
+    pub(crate) router: Arc<Router>,
     pub(crate) authenticator: Authenticator,
     pub(crate) nats: async_nats::Client,
     /// The second NATS connection (`--nats-second-url`), if any: events
@@ -50,14 +51,15 @@ impl Shared {
     pub(crate) fn new(
         config: ServerConfig,
         server_id: String,
-        nats: crate::ingest::NatsClients,
+        metrics: Arc<Metrics>,
+        router: Arc<Router>,
+        nats: NatsClients,
         shutdown: CancellationToken,
         descriptors: DescriptorPlan,
     ) -> Self {
-        let metrics = Arc::new(Metrics::new());
         Self {
             authenticator: Authenticator::new(&config.auth),
-            router: Router::new(metrics.clone()),
+            router,
             metrics,
             config,
             server_id,
