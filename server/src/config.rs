@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use odin_protocol::Subjects;
 
 use crate::auth::{AuthConfig, JwtAlgorithm, MIN_SECRET_BYTES};
+pub use crate::event::EventLimits;
 use crate::fairness::{AddressLimitArgs, AddressLimits};
 use crate::http_guard::HttpLimits;
 use crate::last_prices::LastPricesConfig;
@@ -85,47 +86,6 @@ pub struct ServerConfig {
     pub address_limits: AddressLimits,
     /// How many priced tokens, and bytes of their prices, the table holds.
     pub token_limits: TokenLimits,
-}
-
-/// What a live event from NATS must respect beyond its schema: a size
-/// (`--max-event-bytes`), and a `timestamp` within a window around the
-/// gateway's clock (`--max-event-age` back, `--max-clock-skew` ahead), as
-/// its latency would otherwise be a lie. Stored prices loaded at start-up
-/// are exempt from the age: a token's latest price may be old by nature.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct EventLimits {
-    /// The largest payload accepted, in bytes.
-    pub max_bytes: usize,
-    /// How old an event may be.
-    pub max_age: Duration,
-    /// How far ahead of this clock an event may be dated.
-    pub max_ahead: Duration,
-}
-
-impl EventLimits {
-    /// How many milliseconds `timestamp` lies outside the window around
-    /// `now_ms` (both since the epoch); `None` when it is inside.
-    pub fn off_by_ms(&self, timestamp: f64, now_ms: f64) -> Option<f64> {
-        let earliest = now_ms - self.max_age.as_secs_f64() * 1e3;
-        let latest = now_ms + self.max_ahead.as_secs_f64() * 1e3;
-        if timestamp < earliest {
-            Some(earliest - timestamp)
-        } else if timestamp > latest {
-            Some(timestamp - latest)
-        } else {
-            None
-        }
-    }
-}
-
-impl Default for EventLimits {
-    fn default() -> Self {
-        Self {
-            max_bytes: 256 << 10,
-            max_age: Duration::from_secs(3600),
-            max_ahead: Duration::from_secs(60),
-        }
-    }
 }
 
 impl Default for ServerConfig {

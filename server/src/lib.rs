@@ -1,19 +1,25 @@
 //! `odin-server`: Odin's WebSocket gateway.
 //!
 //! One event travels this path (each step its own module):
-//! NATS → [`ingest`] (validate, de-duplicate once, measure) → [`router`]
-//! (channel index, last price) → [`outbox`] (a connection's bounded,
-//! conflating queue) → `writer` (one task per connection, one flush per batch)
-//! → the socket. Client frames go the other way: `connection` reads them and
+//! NATS → [`ingest`] (judged by [`event`]: validated, de-duplicated once;
+//! then measured) → [`router`] (channel index, last price) → [`outbox`] (a
+//! connection's bounded, conflating queue) → `writer` (one task per
+//! connection, one flush per batch) → the socket. Client frames go the other way: `connection` reads them and
 //! `session` decides what they mean. With a store of last prices
 //! ([`last_prices`], JetStream), the router starts with every token's last
 //! price instead of none.
 //!
 //! The binary is thin: it parses [`config::Cli`], binds a [`Server`] and runs
 //! it until a signal. Tests do the same with port 0 and their own shutdown.
+//! [`Server::bind`] is the start-up, top to bottom: the listeners, the
+//! metrics and the router, the NATS clients on the ingest thread, the
+//! stored prices loaded around the live subscription, the shared state;
+//! [`Server::run`] starts ingest, the catch-up, the accept loop and the HTTP
+//! endpoints.
 
 pub mod auth;
 pub mod config;
+pub mod event;
 pub mod ingest;
 pub mod last_prices;
 pub mod metrics;
@@ -41,7 +47,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use odin_protocol::DedupWindow;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -51,17 +59,27 @@ pub use http_guard::HttpLimits;
 pub use listener::WS_PATH;
 pub use router::TokenLimits;
 
+use crate::ingest::{Ingest, IngestThread};
+use crate::last_prices::CatchUp;
+use crate::metrics::Metrics;
+use crate::nats::NatsClients;
+use crate::router::Router;
 use crate::shared::Shared;
 
-/// A server whose sockets are bound and whose NATS client is started; call
-/// [`Server::run`] to serve.
+/// A server whose sockets are bound, whose NATS clients are started and
+/// whose router holds the stored last prices; call [`Server::run`] to serve.
 pub struct Server {
     shared: Arc<Shared>,
     ws: TcpListener,
     http: TcpListener,
-    ingest: ingest::IngestThread,
+    /// The thread the NATS clients run on, and ingest once it starts.
+    ingest_thread: IngestThread,
+    /// The ingest loop, started by [`Server::run`].
+    ingest: Ingest,
+    /// The last-prices catch-up after reconnects, if there is a store.
+    catch_up: Option<CatchUp>,
     /// Counts NATS connections made, for the last-prices catch-up.
-    connections: tokio::sync::watch::Receiver<u64>,
+    connections: watch::Receiver<u64>,
     /// Whether the last prices were loaded in full at start.
     loaded: bool,
 }
@@ -85,74 +103,83 @@ impl Server {
             .server_id
             .clone()
             .unwrap_or_else(|| format!("odin-{:08x}", rand::random::<u32>()));
-        let url = config.nats_url.clone();
-        let second_url = config.nats_second_url.clone();
-        let subjects = config.subjects.clone();
-        let last_prices = config.last_prices.clone();
-        let name = server_id.clone();
-        let window = odin_protocol::DedupWindow::new(config.dedup_window, config.dedup_capacity);
-        let (connections, connections_rx) = tokio::sync::watch::channel(0);
-        let (ingest, nats, preload) =
-            ingest::IngestThread::start(window, move |mut window| async move {
-                let nats = nats::connect(&url, "--nats-url", &name, Some(connections)).await?;
-                let (subscription, preload) = last_prices::subscribe_and_load(
-                    &nats,
-                    last_prices.as_ref(),
-                    &subjects,
-                    &mut window,
-                )
-                .await?;
-                // After the load: its keys are in the window, so the second
-                // connection's copies of stored prices are duplicates too.
-                let second = match second_url {
-                    Some(url) => {
-                        let name = format!("{name} (second)");
-                        let client = nats::connect(&url, "--nats-second-url", &name, None).await?;
-                        let subscription = client
-                            .subscribe(subjects.all())
-                            .await
-                            .context("cannot subscribe on the second NATS connection")?;
-                        Some((client, subscription))
-                    }
-                    None => None,
-                };
-                Ok(ingest::Connected {
-                    client: nats,
-                    subscription,
-                    second,
-                    window,
-                    preload,
-                })
-            })
-            .await?;
-        let limit = config
-            .max_open_files
-            .unwrap_or_else(descriptors::open_file_limit);
-        let plan = descriptors::DescriptorPlan::new(limit, config.http_limits);
-        tracing::info!(
-            open_files = plan.limit,
-            websocket = plan.websocket,
-            http = plan.http.max_connections,
-            http_per_address = plan.http.max_per_address,
-            reserved = descriptors::RESERVE,
-            "file descriptors shared out"
+        let descriptors = share_out_descriptors(&config);
+        let metrics = Arc::new(Metrics::new());
+        let router = Arc::new(Router::with_limits(metrics.clone(), config.token_limits));
+
+        // The NATS clients are made on the ingest thread, so that their
+        // connection tasks run beside ingest.
+        let ingest_thread = IngestThread::spawn()?;
+        let (connected, connections) = watch::channel(0);
+        let first = nats::connect(
+            config.nats_url.clone(),
+            "--nats-url",
+            server_id.clone(),
+            Some(connected),
         );
+        let first = ingest_thread.run_on(first).await??;
+
+        // The stored prices are read around the live subscription, so that
+        // no price falls between the two ([`last_prices::Load`]), and are in
+        // the router before the first client can be accepted.
+        let subjects = &config.subjects;
+        let mut window = DedupWindow::new(config.dedup_window, config.dedup_capacity);
+        let load = last_prices::Load::open(&first, config.last_prices.as_ref(), subjects).await;
+        let subscription = nats::subscribe(&first, subjects)
+            .await
+            .context("cannot subscribe to NATS")?;
+        let stored = load.read(&mut window).await;
+        let loaded = stored.is_complete();
+        stored.apply(&router, &metrics);
+
+        // After the load: its keys are in the window, so the second
+        // connection's copies of stored prices are duplicates too.
+        let (second, second_subscription) = match config.nats_second_url.clone() {
+            Some(url) => {
+                let name = format!("{server_id} (second)");
+                let second = nats::connect(url, "--nats-second-url", name, None);
+                let second = ingest_thread.run_on(second).await??;
+                let subscription = nats::subscribe(&second, subjects)
+                    .await
+                    .context("cannot subscribe on the second NATS connection")?;
+                (Some(second), Some(subscription))
+            }
+            None => (None, None),
+        };
+
+        let ingest = Ingest {
+            subscription,
+            second: second_subscription,
+            subjects: subjects.clone(),
+            limits: config.event_limits,
+            window,
+            metrics: metrics.clone(),
+            router: router.clone(),
+        };
+        let catch_up = config.last_prices.clone().map(|store| CatchUp {
+            config: store,
+            nats: first.clone(),
+            subjects: subjects.clone(),
+            router: router.clone(),
+            metrics: metrics.clone(),
+        });
         let shared = Arc::new(Shared::new(
             config,
             server_id,
-            nats,
+            metrics,
+            router,
+            NatsClients { first, second },
             CancellationToken::new(),
-            plan,
+            descriptors,
         ));
-        // Before the first client can be accepted: every snapshot is there.
-        let loaded = preload.is_complete();
-        preload.apply(&shared);
         Ok(Server {
             shared,
             ws,
             http,
+            ingest_thread,
             ingest,
-            connections: connections_rx,
+            catch_up,
+            connections,
             loaded,
         })
     }
@@ -182,19 +209,17 @@ impl Server {
             shared,
             ws,
             http,
+            ingest_thread,
             ingest,
+            catch_up,
             connections,
             loaded,
         } = self;
         let tracker = TaskTracker::new();
-        let ingest = ingest.run(shared.clone());
-        let catch_up = shared.config.last_prices.clone().map(|config| {
-            tokio::spawn(last_prices::catch_up_after_reconnects(
-                shared.clone(),
-                config,
-                connections,
-                loaded,
-            ))
+        ingest_thread.ingest(ingest);
+        let catch_up = catch_up.map(|catch_up| {
+            let shutdown = shared.shutdown.clone();
+            tokio::spawn(catch_up.after_reconnects(connections, loaded, shutdown))
         });
         let accept = tokio::spawn(listener::accept_loop(ws, shared.clone(), tracker.clone()));
         let http_shutdown = shared.shutdown.clone();
@@ -225,7 +250,7 @@ impl Server {
             );
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), shared.nats.drain()).await;
-        ingest.stop().await;
+        ingest_thread.stop().await;
         if let Some(catch_up) = catch_up {
             let _ = catch_up.await;
         }
@@ -233,6 +258,23 @@ impl Server {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Shares the open-file limit out between the listeners, and logs how.
+fn share_out_descriptors(config: &ServerConfig) -> descriptors::DescriptorPlan {
+    let limit = config
+        .max_open_files
+        .unwrap_or_else(descriptors::open_file_limit);
+    let plan = descriptors::DescriptorPlan::new(limit, config.http_limits);
+    tracing::info!(
+        open_files = plan.limit,
+        websocket = plan.websocket,
+        http = plan.http.max_connections,
+        http_per_address = plan.http.max_per_address,
+        reserved = descriptors::RESERVE,
+        "file descriptors shared out"
+    );
+    plan
 }
 
 /// Binds the WebSocket listener, with `SO_REUSEPORT` when the port is shared

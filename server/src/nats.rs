@@ -1,20 +1,31 @@
-//! The gateway's NATS client: the URLs tried in the order given, quick
-//! reconnects, and a count of connections made that the last-prices
-//! catch-up ([`crate::last_prices::catch_up_after_reconnects`]) waits on.
+//! The gateway's NATS clients and their subscriptions: the URLs tried in the
+//! order given, quick reconnects, a count of connections made that the
+//! last-prices catch-up ([`crate::last_prices::CatchUp`]) waits on, and the
+//! one live subscription of each client, to every Odin subject.
 
 use std::time::Duration;
 
 use anyhow::Context as _;
+use odin_protocol::Subjects;
 use tokio::sync::watch;
+
+/// The gateway's NATS clients: the first (`--nats-url`) and the second
+/// (`--nats-second-url`), if any.
+pub(crate) struct NatsClients {
+    pub(crate) first: async_nats::Client,
+    pub(crate) second: Option<async_nats::Client>,
+}
 
 /// Connects to the comma-separated `url` list (given as `flag`, for the
 /// error) as `odin-server <name>`,
 /// retrying until NATS is there. Every connection made, the first and each
 /// reconnect, adds one to `connections` when given.
+///
+/// The client's connection task runs on the runtime this is called on.
 pub(crate) async fn connect(
-    url: &str,
-    flag: &str,
-    name: &str,
+    url: String,
+    flag: &'static str,
+    name: String,
     connections: Option<watch::Sender<u64>>,
 ) -> anyhow::Result<async_nats::Client> {
     let addrs: Vec<async_nats::ServerAddr> = url
@@ -22,9 +33,9 @@ pub(crate) async fn connect(
         .map(|u| u.trim().parse())
         .collect::<Result<_, _>>()
         .with_context(|| format!("{flag} {url:?} is not a NATS URL"))?;
-    let connection = std::sync::Arc::new(name.to_owned());
+    let connection = std::sync::Arc::new(name);
     async_nats::ConnectOptions::new()
-        .name(format!("odin-server {name}"))
+        .name(format!("odin-server {connection}"))
         .retry_on_initial_connect()
         // The URLs in the order given: the first reachable one is used, the
         // next on failure (a fleet spreads its gateways over a cluster so).
@@ -58,4 +69,12 @@ pub(crate) async fn connect(
         .connect(addrs)
         .await
         .context("cannot start the NATS client")
+}
+
+/// Subscribes `client` to every Odin subject: the gateway's live events.
+pub(crate) async fn subscribe(
+    client: &async_nats::Client,
+    subjects: &Subjects,
+) -> Result<async_nats::Subscriber, async_nats::SubscribeError> {
+    client.subscribe(subjects.all()).await
 }

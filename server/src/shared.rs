@@ -15,6 +15,7 @@ use crate::config::ServerConfig;
 use crate::descriptors::DescriptorPlan;
 use crate::fairness::AddressFairness;
 use crate::metrics::Metrics;
+use crate::nats::NatsClients;
 use crate::outbox::Frame;
 use crate::router::{ConnId, Router};
 
@@ -23,7 +24,7 @@ pub(crate) struct Shared {
     pub(crate) config: ServerConfig,
     pub(crate) server_id: String,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) router: Router,
+    pub(crate) router: Arc<Router>,
     pub(crate) authenticator: Authenticator,
     pub(crate) nats: async_nats::Client,
     /// The second NATS connection (`--nats-second-url`), if any: events
@@ -53,15 +54,16 @@ impl Shared {
     pub(crate) fn new(
         config: ServerConfig,
         server_id: String,
-        nats: crate::ingest::NatsClients,
+        metrics: Arc<Metrics>,
+        router: Arc<Router>,
+        nats: NatsClients,
         shutdown: CancellationToken,
         descriptors: DescriptorPlan,
     ) -> Self {
-        let metrics = Arc::new(Metrics::new());
         Self {
             authenticator: Authenticator::new(&config.auth),
             fairness: AddressFairness::new(config.address_limits),
-            router: Router::with_limits(metrics.clone(), config.token_limits),
+            router,
             metrics,
             config,
             server_id,

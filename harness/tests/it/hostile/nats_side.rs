@@ -109,7 +109,10 @@ async fn a_flood_of_new_token_ids_is_held_within_the_token_budget() {
         "{} evicted",
         stats.tokens_evicted
     );
-    assert_eq!(stats.tokens_refused, 0, "idle tokens could always be evicted");
+    assert_eq!(
+        stats.tokens_refused, 0,
+        "idle tokens could always be evicted"
+    );
     // The newest flood token and the held one keep their snapshots.
     let mut late = stack.client().await;
     late.subscribe(&["token.HELD"]).await;
