@@ -22,12 +22,24 @@ CARGO=${CARGO:-cargo}
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 FUZZ_JOBS=${FUZZ_JOBS:-2}
 FUZZ_OUT=${FUZZ_OUT:-target/fuzz-runs}
-# The build flags, the same for `cargo fuzz run` to reuse the build.
-# --codegen-units 16: the default of 1 made the cold build of the server's
-# dependency tree take about twice as long, for little fuzzing speed.
+# The build flags (pass the same to `cargo fuzz run` to reuse this build).
+# --codegen-units 16 instead of cargo-fuzz's 1: the big crates that end the
+# build (odin-server, async-nats) compile on every core, for somewhat slower
+# fuzzing (cargo-fuzz's own advice for faster builds); CI builds cold.
 BUILD_FLAGS=(--sanitizer none --codegen-units 16)
 
 say() { printf 'fuzz: %s\n' "$*" >&2; }
+
+# libfuzzer-sys compiles libFuzzer (C++) with the system's C++ compiler.
+if ! command -v "${CXX:-c++}" >/dev/null 2>&1 && ! command -v g++ >/dev/null 2>&1; then
+  as_root() {
+    if [[ $(id -u) -eq 0 ]]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else return 1; fi
+  }
+  say "installing g++ (libFuzzer is C++) from Debian's packages"
+  as_root apt-get install -y -qq g++ >/dev/null 2>&1 ||
+    { as_root apt-get update -qq >/dev/null 2>&1 && as_root apt-get install -y -qq g++ >/dev/null 2>&1; } ||
+    { say "cannot install a C++ compiler: install g++"; exit 1; }
+fi
 
 if ! "$CARGO" fuzz --version 2>/dev/null | grep -qF "$CARGO_FUZZ_VERSION"; then
   say "installing cargo-fuzz $CARGO_FUZZ_VERSION from crates.io"
@@ -38,7 +50,7 @@ targets=${FUZZ_TARGETS:-$("$CARGO" fuzz list)}
 say "building $(echo $targets | tr '\n' ' ')($(date -u +%H:%M:%S))"
 "$CARGO" fuzz build "${BUILD_FLAGS[@]}"
 host=$(rustc -vV | sed -n 's/^host: //p')
-bin_dir=fuzz/target/$host/release
+bin_dir=${CARGO_TARGET_DIR:-fuzz/target}/$host/release
 
 rm -rf "$FUZZ_OUT"
 mkdir -p "$FUZZ_OUT"
