@@ -17,7 +17,7 @@ LOAD := ODIN_BIN_DIR=$(RELEASE_BINS) $(RELEASE_BINS)/odin-load run
 .PHONY: help setup setup-browser build build-release test lint fmt server publisher auth-token \
         nats-up nats-down demo load-quick load-medium load-stress load-progressive \
         load-burst load-ceiling bench-fanout load-fleet load-failover load-failover-lossless load-scale fleet \
-        bench-publisher bench-instructions bench-instructions-update gate gate-selftest conformance images clean
+        bench-publisher bench-instructions bench-instructions-update gate gate-selftest conformance fuzz images clean
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sort | \
@@ -42,12 +42,17 @@ test: setup setup-browser build ## Run every test against real NATS, sockets and
 conformance: setup build ## The black-box suite written from PROTOCOL.md alone (Python, against the built server)
 	ODIN_SERVER_BIN=$(DEBUG_BINS)/odin-server conformance/run.sh
 
+fuzz: ## Fuzz the parsers of untrusted input, FUZZ_SECONDS=60 per target (installs cargo-fuzz when missing)
+	@CARGO="$(CARGO)" FUZZ_SECONDS="$(FUZZ_SECONDS)" FUZZ_TARGETS="$(FUZZ_TARGETS)" scripts/fuzz.sh
+
 lint: ## cargo fmt --check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml
 
 server: build-release ## Run odin-server in development mode (needs NATS on 127.0.0.1:4222)
 	$(RELEASE_BINS)/odin-server --dev

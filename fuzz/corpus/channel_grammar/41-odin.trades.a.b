@@ -1,0 +1,1 @@
+odin.trades.a.b
