@@ -1,5 +1,5 @@
 //! A NATS message through the ingest's validation
-//! (`odin_server::ingest::validate_live`: subject, UTF-8, the `Event`
+//! (`odin_server::event::validate_live`: subject, UTF-8, the `Event`
 //! schema, subject/type/token agreement, the value ranges of `Event::out_of_range`,
 //! and the `EventLimits` size and timestamp window).
 //!
@@ -20,7 +20,7 @@ use libfuzzer_sys::fuzz_target;
 use odin_fuzz::{is_nonce, json_close};
 use odin_protocol::{Event, Subjects};
 use odin_server::config::EventLimits;
-use odin_server::ingest::{InvalidEvent, validate, validate_live};
+use odin_server::event::{InvalidEvent, validate, validate_live};
 
 /// "Now" for the window: the time of `fixtures/recordings/small-market.jsonl`,
 /// so the seeds made from it are live.

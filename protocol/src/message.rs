@@ -460,6 +460,18 @@ pub enum ClientMessage {
 }
 
 impl ClientMessage {
+    /// Parses one client text frame. Only a JSON object is a message
+    /// (`PROTOCOL.md` §3): serde's tagged enums would also read an array
+    /// with the tag first (`["ping"]`), which this refuses.
+    pub fn parse(text: &str) -> Result<ClientMessage, serde_json::Error> {
+        if !text.trim_start().starts_with('{') {
+            return Err(serde::de::Error::custom(
+                "a client message is one JSON object",
+            ));
+        }
+        serde_json::from_str(text)
+    }
+
     /// The request's `id`, if it has one.
     pub fn id(&self) -> Option<&str> {
         match self {
@@ -534,9 +546,12 @@ mod tests {
             r#"{"type":"ping","id":5}"#,
             "[]",
             "nope",
+            r#"["ping"]"#,
+            r#"["subscribe",["token.BTC"],"7"]"#,
         ] {
-            assert!(serde_json::from_str::<ClientMessage>(bad).is_err(), "{bad}");
+            assert!(ClientMessage::parse(bad).is_err(), "{bad}");
         }
+        assert!(ClientMessage::parse(r#" {"type":"ping"}"#).is_ok());
     }
 
     #[test]

@@ -66,7 +66,7 @@ impl Session {
             );
             return;
         }
-        match serde_json::from_str::<ClientMessage>(text) {
+        match ClientMessage::parse(text) {
             Ok(ClientMessage::Subscribe(req)) => self.subscribe(req),
             Ok(ClientMessage::Unsubscribe(req)) => self.unsubscribe(req),
             Ok(ClientMessage::Ping(req)) => {

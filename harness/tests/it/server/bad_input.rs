@@ -143,6 +143,18 @@ async fn flooding_is_rate_limited_and_ten_strikes_close_with_1008() {
 }
 
 #[tokio::test]
+async fn a_message_is_a_json_object_not_an_array_with_the_type_first() {
+    let stack = Stack::start().await;
+    let mut ws = stack.client().await;
+    for bad in [json!(["ping"]), json!(["subscribe", ["batch"], "a1"])] {
+        ws.send_json(bad).await;
+        expect_error(&mut ws, "invalid_message").await;
+    }
+    ws.send_json(json!({"type": "ping", "id": "object"})).await;
+    assert_eq!(ws.next_of_type("pong").await["id"], "object");
+}
+
+#[tokio::test]
 async fn ten_invalid_messages_close_with_1008_after_the_tenth_error() {
     let stack = Stack::start().await;
     let mut ws = stack.client().await;
