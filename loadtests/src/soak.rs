@@ -4,7 +4,9 @@
 //! Every other scenario holds its users for the whole run, so a leak per
 //! connection or per token never shows. The soak starts the embedded stack
 //! (its own NATS, the `odin-server` release binary as a child process, with a
-//! small token table, `--max-tokens 2000` by default) and for `--duration`
+//! small token table, `--max-tokens 2000` by default, and a de-dup window of
+//! a minute, `--dedup-window 60s`, so that it fills within the warm-up) and
+//! for `--duration`
 //! (10 minutes by default) churns it:
 //!
 //! - **tokens**: a publisher sends `--rate` price events a second (300)
@@ -78,6 +80,10 @@ pub struct SoakArgs {
     /// The server's token budget (`--max-tokens`).
     #[arg(long, default_value_t = 2000)]
     pub max_tokens: u64,
+    /// The server's de-dup window (`--dedup-window`); it must fill within
+    /// the warm-up.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub dedup_window: Duration,
     /// How often the server is sampled.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub sample_every: Duration,
@@ -241,7 +247,17 @@ async fn soak(args: SoakArgs) -> anyhow::Result<bool> {
     // allow them all (the server's is set by Stack from the count).
     crate::limits::ensure_files_for(args.clients)?;
 
-    let mut server_args = vec!["--max-tokens".to_owned(), args.max_tokens.to_string()];
+    // The ingest's de-dup window holds every nonce of the last
+    // `--dedup-window` (5 minutes by default: 90,000 at 300 events/s, still
+    // filling, with its table's steps, 3 minutes after a 2-minute warm-up).
+    // A minute fills within the warm-up, so what grows after it is not the
+    // working set.
+    let mut server_args = vec![
+        "--max-tokens".to_owned(),
+        args.max_tokens.to_string(),
+        "--dedup-window".to_owned(),
+        format!("{}s", args.dedup_window.as_secs().max(1)),
+    ];
     server_args.extend(args.server_args.iter().cloned());
     let target = Target::Embedded {
         server: ServerKind::Odin,
