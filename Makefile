@@ -16,7 +16,7 @@ LOAD := ODIN_BIN_DIR=$(RELEASE_BINS) $(RELEASE_BINS)/odin-load run
 
 .PHONY: help setup setup-browser build build-release test lint fmt server publisher auth-token \
         nats-up nats-down demo load-quick load-medium load-stress load-progressive \
-        load-burst load-ceiling bench-fanout load-fleet load-failover load-failover-lossless load-scale fleet \
+        load-burst load-ceiling bench-fanout load-fleet load-failover load-failover-lossless load-scale load-soak fleet \
         bench-publisher bench-instructions bench-instructions-update gate gate-selftest conformance fuzz images clean
 
 help: ## List the targets
@@ -98,6 +98,9 @@ load-failover-lossless: setup build-release ## Load scenario "failover-lossless"
 
 load-scale: setup build-release ## Load scenario "scale": 100,000 users, 6 gateways on one port, 6 load processes
 	$(LOAD) scale $(LOAD_ARGS)
+
+load-soak: setup build-release ## Soak: 10 minutes of churned connections, subscriptions and token ids; server RSS and descriptors must stay flat (LOAD_ARGS="--duration 90s" for a quick check; not in CI)
+	ODIN_BIN_DIR=$(RELEASE_BINS) $(RELEASE_BINS)/odin-load soak $(LOAD_ARGS)
 
 fleet: setup build-release ## NATS and GATEWAYS=4 odin-server gateways sharing ws://127.0.0.1:8080 (SO_REUSEPORT); Ctrl-C stops all
 	ODIN_BIN_DIR=$(RELEASE_BINS) scripts/fleet.sh

@@ -21,6 +21,7 @@ pub mod render;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod soak;
 pub mod stack;
 pub mod steps;
 pub mod sysstat;

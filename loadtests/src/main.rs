@@ -41,6 +41,11 @@ enum Command {
     /// alternating pairs of runs of one scenario (see LOAD_TESTING.md,
     /// "Gating a release"). Exit 0 pass, 1 regression, 2 invalid, 3 setup error.
     Gate(GateArgs),
+    /// The soak: churn connections, subscriptions and token ids against an
+    /// embedded server for `--duration` (10 minutes) and check its memory and
+    /// descriptors stay flat (see LOAD_TESTING.md, "Soak"). Exit 0 pass, 1 fail,
+    /// 3 setup error.
+    Soak(odin_loadtests::soak::SoakArgs),
     /// Merge the report.json files of several load processes into one verdict.
     Merge {
         /// The reports to merge.
@@ -262,6 +267,7 @@ fn main() -> ExitCode {
             Ok(code) => code,
             Err(e) => setup_error(e),
         },
+        Command::Soak(args) => runtime.block_on(odin_loadtests::soak::run(args)),
         Command::Merge { reports, out } => match merge_reports(&reports, &out) {
             Ok(code) => code,
             Err(e) => setup_error(e),
