@@ -15,6 +15,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
 use super::control::Control;
+use super::http_side::counter;
 use crate::server::support::{Refusal, Stack, WAIT, Ws};
 
 /// The addresses the tests' attackers and bystanders connect from.
@@ -44,18 +45,6 @@ async fn refused_from(stack: &Stack, from: [u8; 4]) -> Refusal {
         Ok(ws) => panic!("upgrade from {from:?} accepted: {}", ws.hello),
         Err(refusal) => refusal,
     }
-}
-
-/// The value of counter `name` in `/metrics`.
-async fn counter(stack: &Stack, name: &str) -> u64 {
-    let metrics = stack.server.endpoint().get("/metrics").await.unwrap().body;
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{metrics}"))
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 /// Retries an upgrade from `from` until it is accepted, within `limit`.

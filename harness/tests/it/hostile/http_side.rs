@@ -57,7 +57,7 @@ async fn closed_within(streams: &mut [TcpStream], limit: Duration) -> usize {
 }
 
 /// The value of counter `name` in `/metrics`.
-async fn counter(stack: &Stack, name: &str) -> u64 {
+pub(super) async fn counter(stack: &Stack, name: &str) -> u64 {
     let metrics = stack.server.endpoint().get("/metrics").await.unwrap().body;
     metrics
         .lines()
