@@ -44,26 +44,35 @@ pub(crate) enum RequestHead {
 /// Reads `stream` up to the blank line that ends the request's header block
 /// (or [`MAX_REQUEST_HEAD`] bytes), answering `431` to a longer one.
 pub(crate) async fn read_request_head(mut stream: TcpStream) -> RequestHead {
+    match read_head(&mut stream).await {
+        Some(head) if head_end(&head).is_some() => {
+            RequestHead::Complete(ClientSocket::with_prefix(stream, head))
+        }
+        Some(_) => {
+            linger_close(stream, HEAD_TOO_LARGE).await;
+            RequestHead::TooLarge
+        }
+        None => RequestHead::Gone,
+    }
+}
+
+/// Reads until the header block has ended or is over [`MAX_REQUEST_HEAD`]
+/// bytes: what was read (which may go past the block), or `None` when the
+/// client closed or the socket failed first.
+async fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
     use tokio::io::AsyncReadExt;
     let mut head = Vec::with_capacity(1024);
-    loop {
+    while head_end(&head).is_none() && head.len() <= MAX_REQUEST_HEAD {
         // Straight into `head`: no copy, and no buffer beyond it.
         if head.len() == head.capacity() {
             head.reserve(1024);
         }
         match stream.read_buf(&mut head).await {
-            Ok(0) | Err(_) => return RequestHead::Gone,
+            Ok(0) | Err(_) => return None,
             Ok(_) => {}
         }
-        match head_end(&head) {
-            Some(_) => return RequestHead::Complete(ClientSocket::with_prefix(stream, head)),
-            None if head.len() > MAX_REQUEST_HEAD => {
-                linger_close(stream, HEAD_TOO_LARGE).await;
-                return RequestHead::TooLarge;
-            }
-            None => {}
-        }
     }
+    Some(head)
 }
 
 /// Where the header block in `bytes` ends (past its blank line), if it does
@@ -80,18 +89,9 @@ fn head_end(bytes: &[u8]) -> Option<usize> {
 /// then writes `answer` and closes: a connection turned away before its
 /// request was read. The caller bounds the time this takes.
 pub(crate) async fn answer_and_close(mut stream: TcpStream, answer: &[u8]) {
-    use tokio::io::AsyncReadExt;
-    let mut head = Vec::with_capacity(1024);
-    while head_end(&head).is_none() && head.len() <= MAX_REQUEST_HEAD {
-        if head.len() == head.capacity() {
-            head.reserve(1024);
-        }
-        match stream.read_buf(&mut head).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
+    if read_head(&mut stream).await.is_some() {
+        linger_close(stream, answer).await;
     }
-    linger_close(stream, answer).await;
 }
 
 /// Writes `answer`, shuts the write side, and reads (and drops) what more the

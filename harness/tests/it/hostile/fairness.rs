@@ -47,16 +47,17 @@ async fn refused_from(stack: &Stack, from: [u8; 4]) -> Refusal {
     }
 }
 
-/// Retries an upgrade from `from` until it is accepted, within `limit`.
-async fn accepted_again_within(stack: &Stack, from: [u8; 4], limit: Duration) -> Ws {
+/// Retries an upgrade from `from`, refused meanwhile with `status` only,
+/// until it is accepted, within `limit`.
+async fn accepted_again_within(stack: &Stack, from: [u8; 4], status: u16, limit: Duration) -> Ws {
     let url = stack.server.endpoint().ws_url_with_token("tester");
     let deadline = Instant::now() + limit;
     loop {
         match Ws::try_connect_from(from, &url).await {
             Ok(ws) => return ws,
             Err(refusal) if Instant::now() < deadline => {
-                assert_eq!(refusal.status, 429, "{refusal:?}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                assert_eq!(refusal.status, status, "{refusal:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Err(refusal) => panic!("still refused after {limit:?}: {refusal:?}"),
         }
@@ -95,17 +96,7 @@ async fn one_address_holds_at_most_its_share_of_connections_handshaking_or_not()
     let _bystander = connect_from(&stack, BYSTANDER).await;
     drop(silent);
     drop(held.pop());
-    let deadline = Instant::now() + WAIT;
-    let url = stack.server.endpoint().ws_url_with_token("tester");
-    let _again = loop {
-        match Ws::try_connect_from(MALLORY, &url).await {
-            Ok(ws) => break ws,
-            Err(r) if r.status == 503 && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(r) => panic!("the share did not come back: {r:?}"),
-        }
-    };
+    let _again = accepted_again_within(&stack, MALLORY, 503, WAIT).await;
     assert!(counter(&stack, "odin_address_busy_total").await >= 1);
     let stats = stack.server.endpoint().stats().await.unwrap();
     assert_eq!(
@@ -136,7 +127,7 @@ async fn one_address_cannot_connect_faster_than_its_budget() {
     assert_eq!(refusal.retry_after.as_deref(), Some("1"), "{refusal:?}");
     let _bystander = connect_from(&stack, BYSTANDER).await;
     // The bucket refills at 2 a second.
-    let _later = accepted_again_within(&stack, MALLORY, Duration::from_secs(2)).await;
+    let _later = accepted_again_within(&stack, MALLORY, 429, Duration::from_secs(2)).await;
     let limited = counter(&stack, "odin_connect_rate_limited_total").await;
     assert!(limited >= 1);
     let stats = stack.server.endpoint().stats().await.unwrap();
@@ -179,6 +170,6 @@ async fn failed_authentications_bar_their_address_until_the_budget_refills() {
     assert_eq!(stats.address_limited, 1);
     assert_eq!(counter(&stack, "odin_auth_rate_limited_total").await, 1);
     // The bar lifts with the bucket's next token (one a second).
-    let _later = accepted_again_within(&stack, MALLORY, Duration::from_secs(2)).await;
+    let _later = accepted_again_within(&stack, MALLORY, 429, Duration::from_secs(2)).await;
     control.finish().await;
 }

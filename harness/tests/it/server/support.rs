@@ -145,21 +145,10 @@ impl Ws {
                 http::HeaderValue::from_str(v).unwrap(),
             );
         }
-        match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+        let upgraded = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
             .await
-            .expect("answer in time")
-        {
-            Ok((inner, _)) => {
-                let mut ws = Ws {
-                    inner,
-                    hello: Value::Null,
-                };
-                ws.hello = ws.next_json().await;
-                Ok(ws)
-            }
-            Err(WsError::Http(resp)) => Err(Refusal::of(&resp).answer()),
-            Err(e) => panic!("unexpected connect error: {e}"),
-        }
+            .expect("answer in time");
+        Ws::upgraded(upgraded).await.map_err(Refusal::answer)
     }
 
     /// Connects to `url` from the loopback address `from` (all of 127/8 is
@@ -180,6 +169,14 @@ impl Ws {
         })
         .await
         .expect("answer in time");
+        Ws::upgraded(upgraded).await
+    }
+
+    /// The client of a finished upgrade, having read `connection_established`,
+    /// or the refusal.
+    async fn upgraded<R>(
+        upgraded: Result<(WebSocketStream<MaybeTlsStream<TcpStream>>, R), WsError>,
+    ) -> Result<Ws, Refusal> {
         match upgraded {
             Ok((inner, _)) => {
                 let mut ws = Ws {
