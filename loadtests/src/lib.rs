@@ -10,22 +10,30 @@
 //! binary.
 
 pub mod baseline;
+pub mod combine;
 pub mod fleet;
 pub mod gate;
+pub mod histogram;
+pub mod judge;
 pub mod lag;
 pub mod limits;
 pub mod merge;
 pub mod observer;
+pub mod options;
+pub mod plan;
 pub mod progress;
 pub mod render;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod series;
 pub mod soak;
 pub mod stack;
 pub mod steps;
+pub mod summary;
 pub mod sysstat;
 pub mod thresholds;
 pub mod timeline;
 pub mod trust;
 pub mod user;
+pub mod worker;

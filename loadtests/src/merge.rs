@@ -6,11 +6,10 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, bail};
 
-use crate::observer::latency_histogram;
-use crate::report::{
-    GooseVerdict, LatencySummary, Outcome, RunReport, TimelinePoint, encode_histogram,
-};
-use crate::thresholds::Rule;
+use crate::combine::Combine;
+use crate::histogram::{encode_histogram, latency_histogram};
+use crate::judge;
+use crate::report::{GooseVerdict, LatencySummary, Outcome, RunReport, TimelinePoint};
 
 /// Merges `reports` (of the same scenario) into one, re-judging the first
 /// report's thresholds on the merged figures.
@@ -33,7 +32,6 @@ pub fn merge_with_store(
     let mut timeline: BTreeMap<usize, TimelinePoint> = BTreeMap::new();
     out.users = Default::default();
     out.accounting = Default::default();
-    out.accounting.kinds = first.accounting.kinds.clone();
     out.processes = 0;
     out.latency_unscheduled = 0;
     let mut invalid = Vec::new();
@@ -58,39 +56,13 @@ pub fn merge_with_store(
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         out.latency_unscheduled += r.latency_unscheduled;
         out.processes += r.processes;
-        let (u, ru) = (&mut out.users, &r.users);
-        u.wanted += ru.wanted;
-        u.live += ru.live;
-        u.failed += ru.failed;
-        u.reconnects += ru.reconnects;
-        u.connect_failures += ru.connect_failures;
-        // Percentiles do not add up; keep the worst process's.
-        u.connect.p99_us = u.connect.p99_us.max(ru.connect.p99_us);
-        u.connect.max_us = u.connect.max_us.max(ru.connect.max_us);
-        u.subscribe.p99_us = u.subscribe.p99_us.max(ru.subscribe.p99_us);
-        u.subscribe.max_us = u.subscribe.max_us.max(ru.subscribe.max_us);
-        let (a, ra) = (&mut out.accounting, &r.accounting);
-        a.expected += ra.expected;
-        a.delivered += ra.delivered;
-        a.lost += ra.lost;
-        a.duplicates += ra.duplicates;
-        a.out_of_order += ra.out_of_order;
-        a.before_run += ra.before_run;
-        a.final_prices += ra.final_prices;
-        a.stale_final_prices += ra.stale_final_prices;
-        a.throughput_per_sec += ra.throughput_per_sec;
+        out.users.combine(&r.users);
+        out.accounting.combine(&r.accounting);
         for p in &r.timeline {
-            let e = timeline.entry(p.second).or_insert(TimelinePoint {
-                second: p.second,
-                count: 0,
-                p50_us: 0,
-                p99_us: 0,
-                max_us: 0,
-            });
-            e.count += p.count;
-            e.p50_us = e.p50_us.max(p.p50_us);
-            e.p99_us = e.p99_us.max(p.p99_us);
-            e.max_us = e.max_us.max(p.max_us);
+            timeline
+                .entry(p.second)
+                .and_modify(|e| e.combine(p))
+                .or_insert_with(|| p.clone());
         }
         out.generator.cpu_share += r.generator.cpu_share;
         out.generator.lag_p99_us = out.generator.lag_p99_us.max(r.generator.lag_p99_us);
@@ -123,48 +95,8 @@ pub fn merge_with_store(
             reason: invalid.join("; "),
         }
     };
-    judge(&mut out)?;
+    judge::report(&mut out)?;
     Ok(out)
-}
-
-/// Judges `report`'s scenario thresholds on its merged figures (again, once
-/// the fleet has put the gateways' own figures in `report.server`) and sets
-/// the outcome from them; an invalid run stays invalid.
-pub fn judge(report: &mut RunReport) -> anyhow::Result<()> {
-    let hist = report
-        .histogram()
-        .context("the merged histogram is unreadable")?;
-    let stamped = report
-        .stamped_histogram()
-        .context("the merged stamped histogram is unreadable")?;
-    report.thresholds = report
-        .scenario
-        .thresholds
-        .iter()
-        .map(|text| {
-            let rule = Rule::parse(text)?;
-            Ok(rule.judge(crate::run::observe(
-                rule.metric,
-                &crate::run::Figures {
-                    latency: &hist,
-                    latency_stamped: &stamped,
-                    accounting: &report.accounting,
-                    users: &report.users,
-                    server: &report.server,
-                },
-            )))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    if !matches!(report.outcome, Outcome::Invalid { .. }) {
-        report.outcome = if report.thresholds.iter().all(|v| v.passed)
-            && report.goose_thresholds.iter().all(|g| g.passed)
-        {
-            Outcome::Pass
-        } else {
-            Outcome::Fail
-        };
-    }
-    Ok(())
 }
 
 /// One verdict per Goose rule: every process judged its own Goose metrics

@@ -14,18 +14,8 @@ use hdrhistogram::Histogram;
 use odin_harness::client::{MessageKind, MessageView, Notice, Observer};
 use parking_lot::Mutex;
 
+use crate::histogram::{LATENCY_MAX_US, latency_histogram};
 use crate::timeline::Timeline;
-
-/// Highest latency a histogram tracks (larger values are clamped): 60 s.
-pub const LATENCY_MAX_US: u64 = 60_000_000;
-/// Significant figures of every latency histogram. Two keep a user's
-/// histogram near 10 KB (so 5,000 users fit easily) at ±1 % per value.
-pub const LATENCY_SIGFIG: u8 = 2;
-
-/// A latency histogram as every load user keeps it.
-pub fn latency_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, LATENCY_MAX_US, LATENCY_SIGFIG).expect("valid bounds")
-}
 
 /// The hash [`LoadObserver`] finds slots by (collisions are told apart by
 /// comparing the strings).

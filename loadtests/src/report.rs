@@ -2,12 +2,11 @@
 //! Markdown and HTML reports, the baseline comparison and the merge of
 //! several load processes read.
 
-use base64::Engine as _;
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use odin_protocol::stats::StatsSnapshot;
 use serde::{Deserialize, Serialize};
 
+use crate::histogram::{decode_histogram, latency_histogram};
 use crate::scenario::Scenario;
 use crate::sysstat::ProcSample;
 use crate::thresholds::Verdict;
@@ -281,7 +280,31 @@ pub struct RunReport {
     pub outcome: Outcome,
     /// Gateways and load processes of a run over several processes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fleet: Option<crate::fleet::FleetSummary>,
+    pub fleet: Option<FleetSummary>,
+}
+
+/// What a run over several processes adds to its report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetSummary {
+    /// Gateways started (0 for an external target).
+    pub gateways: usize,
+    /// Load processes.
+    pub processes: usize,
+    /// Connections each gateway held once every user was in.
+    pub connections_per_gateway: Vec<u64>,
+    /// From the first worker's start until every worker had its users in.
+    pub ramp_secs: f64,
+    /// Users live ÷ `ramp_secs`: new connections (upgrade, JWT check and
+    /// subscribe) per second over the ramp.
+    pub connect_rate_per_sec: f64,
+    /// Gateways' resident memory before any user, bytes (all gateways).
+    pub gateway_rss_before_bytes: u64,
+    /// The same once every user was in, before publishing.
+    pub gateway_rss_idle_bytes: u64,
+    /// (idle − before) ÷ connections: memory per connected, subscribed,
+    /// idle client.
+    pub rss_per_idle_connection_bytes: f64,
 }
 
 /// Current format version of [`RunReport`].
@@ -296,22 +319,6 @@ pub fn json_schema() -> String {
     text
 }
 
-/// Serialises a histogram for the report (V2, base64).
-pub fn encode_histogram(h: &Histogram<u64>) -> String {
-    let mut bytes = Vec::new();
-    V2Serializer::new()
-        .serialize(h, &mut bytes)
-        .expect("serialising to memory cannot fail");
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// Reads a histogram written by [`encode_histogram`].
-pub fn decode_histogram(text: &str) -> anyhow::Result<Histogram<u64>> {
-    let bytes = base64::engine::general_purpose::STANDARD.decode(text)?;
-    let h: Histogram<u64> = Deserializer::new().deserialize(&mut bytes.as_slice())?;
-    Ok(h)
-}
-
 impl RunReport {
     /// The merged latency histogram.
     pub fn histogram(&self) -> anyhow::Result<Histogram<u64>> {
@@ -322,7 +329,7 @@ impl RunReport {
     /// before it was kept).
     pub fn stamped_histogram(&self) -> anyhow::Result<Histogram<u64>> {
         if self.latency_stamped_histogram.is_empty() {
-            return Ok(crate::observer::latency_histogram());
+            return Ok(latency_histogram());
         }
         decode_histogram(&self.latency_stamped_histogram)
     }
@@ -331,6 +338,7 @@ impl RunReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::histogram::encode_histogram;
 
     #[test]
     fn the_committed_schema_is_current() {
@@ -347,7 +355,7 @@ mod tests {
 
     #[test]
     fn histograms_survive_the_report() {
-        let mut h = crate::observer::latency_histogram();
+        let mut h = latency_histogram();
         for v in [10u64, 200, 3000, 45_000] {
             h.record(v).unwrap();
         }

@@ -15,48 +15,21 @@ use odin_publisher::{PublisherConfig, Totals};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use crate::histogram::{encode_histogram, latency_histogram};
+use crate::judge::{self, Figures};
 use crate::lag::LagMonitor;
-use crate::observer::{RunClock, Tracked, latency_histogram};
+use crate::observer::{RunClock, Tracked};
+use crate::options::{RunOptions, SetupError};
 use crate::report::{
     Accounting, GeneratorSummary, GooseVerdict, LatencySummary, Outcome, PublisherSummary,
-    REPORT_VERSION, RunReport, ServerSummary, TimelinePoint, UsersSummary, encode_histogram,
+    REPORT_VERSION, RunReport, TimelinePoint, UsersSummary,
 };
 use crate::scenario::Scenario;
-use crate::stack::{Stack, Target};
+use crate::stack::{Stack, Topology};
+use crate::summary::{ServerSamples, server_summary};
 use crate::sysstat;
-use crate::thresholds::{Metric, Rule};
 use crate::timeline::Timeline;
 use crate::user::{LoadContext, METHOD, UserResult};
-
-/// How a run is set up besides its scenario.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    /// What to test.
-    pub target: Target,
-    /// Where this run's files go.
-    pub out_dir: std::path::PathBuf,
-    /// How long a user may take to connect and subscribe.
-    pub connect_timeout: Duration,
-    /// Generator scheduling lag (p99) beyond which the run is invalid.
-    pub max_generator_lag: Duration,
-    /// Extra Goose flags, passed as they are.
-    pub goose_args: Vec<String>,
-    /// Print a progress line every second.
-    pub progress: bool,
-    /// The local addresses users connect from, user `i` from address
-    /// `i % len` (see [`odin_harness::client::ClientConfig::source_ip`]);
-    /// empty lets the kernel choose.
-    pub source_ips: Vec<std::net::IpAddr>,
-    /// One load process of several ([`crate::fleet`]): instead of running the
-    /// publisher, report readiness on stdout and take the publish start and
-    /// the publisher's totals from the coordinator on stdin.
-    pub worker: bool,
-}
-
-/// Why a run could not even start (exit code 3).
-#[derive(Debug, thiserror::Error)]
-#[error("{0:#}")]
-pub struct SetupError(pub anyhow::Error);
 
 /// Runs `scenario` and returns its report (the verdict is in
 /// [`RunReport::outcome`]).
@@ -67,11 +40,11 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunReport, Se
     std::fs::create_dir_all(&opts.out_dir)
         .with_context(|| format!("cannot create {}", opts.out_dir.display()))
         .map_err(SetupError)?;
-    let stack = Stack::start(&opts.target, scenario.users)
+    let stack = Stack::start(&opts.target, &Topology::of(scenario))
         .await
         .map_err(SetupError)?;
     let result = run_on(scenario, opts, &stack, started_at, wall).await;
-    stack.shutdown().await;
+    stack.shutdown(None).await;
     result
 }
 
@@ -101,7 +74,7 @@ async fn run_on(
         source_ips: opts.source_ips.clone(),
     });
     let stats_before = stack.stats().await;
-    let server_before = stack.server_pid().and_then(|p| sysstat::sample(Some(p)));
+    let server_before = stack.sample();
     let lag_stop = CancellationToken::new();
     let lag = LagMonitor::start(lag_stop.clone());
 
@@ -116,10 +89,10 @@ async fn run_on(
     let in_at_ramp_end = wait_for_users(&ctx, scenario, opts).await;
     lag.reset();
     let generator_before = sysstat::sample(None).unwrap_or_default();
-    let server_at_publish = stack.server_pid().and_then(|p| sysstat::sample(Some(p)));
+    let server_at_publish = stack.sample();
     let publish_wall = Instant::now();
     let (publisher_result, publish_secs) = if opts.worker {
-        crate::fleet::worker_publish_phase(&ctx, scenario, ramp_started_ms, &lag).await
+        crate::worker::publish_phase(&ctx, scenario, ramp_started_ms, &lag).await
     } else {
         let totals = publish(scenario, stack, &ctx).await;
         let publish_secs = publish_wall.elapsed().as_secs_f64();
@@ -128,7 +101,7 @@ async fn run_on(
     };
     let generator_after = sysstat::sample(None).unwrap_or_default();
     // Taken while every user is still connected.
-    let server_after = stack.server_pid().and_then(|p| sysstat::sample(Some(p)));
+    let server_after = stack.sample();
     let generator_wall = publish_wall.elapsed();
     ctx.finished.cancel();
 
@@ -206,23 +179,17 @@ async fn run_on(
     };
 
     // Verdicts.
-    let thresholds: Vec<_> = scenario
-        .thresholds
-        .iter()
-        .map(|text| {
-            let rule = Rule::parse(text).expect("validated with the scenario");
-            rule.judge(observe(
-                rule.metric,
-                &Figures {
-                    latency: &latency,
-                    latency_stamped: &latency_stamped,
-                    accounting: &accounting,
-                    users: &users,
-                    server: &server,
-                },
-            ))
-        })
-        .collect();
+    let thresholds = judge::rules(
+        &scenario.thresholds,
+        &Figures {
+            latency: &latency,
+            latency_stamped: &latency_stamped,
+            accounting: &accounting,
+            users: &users,
+            server: &server,
+        },
+    )
+    .map_err(SetupError)?;
     let goose_thresholds: Vec<GooseVerdict> = goose_metrics
         .thresholds
         .iter()
@@ -452,110 +419,6 @@ fn users_summary(
     }
 }
 
-/// The server process sampled at three points of a run.
-pub(crate) struct ServerSamples {
-    /// Before the first user connects: the base of memory growth.
-    pub(crate) before_ramp: Option<sysstat::ProcSample>,
-    /// When publishing starts: the base of CPU, so connection set-up (the
-    /// JWT check, the upgrade) is not charged to deliveries.
-    pub(crate) publish_start: Option<sysstat::ProcSample>,
-    /// When publishing and the drain end, every user still connected.
-    pub(crate) publish_end: Option<sysstat::ProcSample>,
-}
-
-/// The server's figures of a run: `/stats` around it, CPU over the publish
-/// window (per delivery), memory growth since before the ramp (per user) and
-/// over the publish window (per delivery).
-pub(crate) fn server_summary(
-    stats_before: Option<odin_protocol::stats::StatsSnapshot>,
-    stats_after: Option<odin_protocol::stats::StatsSnapshot>,
-    samples: ServerSamples,
-    wall: Duration,
-    deliveries: f64,
-    users: usize,
-) -> ServerSummary {
-    let ServerSamples {
-        before_ramp: before,
-        publish_start,
-        publish_end: after,
-    } = samples;
-    let (cpu_share, cpu_per_delivery_us) = match (&publish_start, &after) {
-        (Some(b), Some(a)) => (
-            Some(sysstat::cpu_share(b, a, wall)),
-            Some((a.cpu_seconds - b.cpu_seconds).max(0.0) * 1e6 / deliveries),
-        ),
-        _ => (None, None),
-    };
-    let rss_per_user_bytes = match (&before, &after) {
-        (Some(b), Some(a)) if users > 0 => {
-            Some((a.rss_bytes as f64 - b.rss_bytes as f64) / users as f64)
-        }
-        _ => None,
-    };
-    let rss_growth_per_delivery_bytes = match (&publish_start, &after) {
-        (Some(b), Some(a)) => Some((a.rss_bytes as f64 - b.rss_bytes as f64) / deliveries),
-        _ => None,
-    };
-    ServerSummary {
-        binary: None,
-        stats_before,
-        stats_after,
-        process_before: before,
-        process_after: after,
-        cpu_share,
-        cpu_per_delivery_us,
-        rss_per_user_bytes,
-        rss_growth_per_delivery_bytes,
-    }
-}
-
-/// A run's figures that rules are judged on.
-pub(crate) struct Figures<'a> {
-    /// Latency from the schedule (`scheduledAt`).
-    pub(crate) latency: &'a hdrhistogram::Histogram<u64>,
-    /// Latency from the events' `timestamp`.
-    pub(crate) latency_stamped: &'a hdrhistogram::Histogram<u64>,
-    pub(crate) accounting: &'a Accounting,
-    pub(crate) users: &'a UsersSummary,
-    pub(crate) server: &'a ServerSummary,
-}
-
-/// What a rule's metric observed in this run.
-pub(crate) fn observe(metric: Metric, figures: &Figures<'_>) -> Option<f64> {
-    let Figures {
-        latency,
-        latency_stamped,
-        accounting: acc,
-        users,
-        server,
-    } = figures;
-    let has_latency = !latency.is_empty();
-    match metric {
-        Metric::LatencyPercentile(p) => {
-            has_latency.then(|| latency.value_at_quantile(p / 100.0) as f64)
-        }
-        Metric::LatencyStampedPercentile(p) => (!latency_stamped.is_empty())
-            .then(|| latency_stamped.value_at_quantile(p / 100.0) as f64),
-        Metric::LatencyAvg => has_latency.then(|| latency.mean()),
-        Metric::LatencyMax => has_latency.then(|| latency.max() as f64),
-        Metric::ConnectSuccess => Some(users.live as f64 * 100.0 / users.wanted.max(1) as f64),
-        Metric::Loss => (acc.expected > 0).then_some(acc.lost as f64),
-        Metric::LossRate => {
-            (acc.expected > 0).then(|| acc.lost as f64 * 100.0 / acc.expected as f64)
-        }
-        Metric::Duplicates => Some(acc.duplicates as f64),
-        Metric::OutOfOrder => Some(acc.out_of_order as f64),
-        Metric::StaleFinalPrices => (acc.final_prices > 0).then_some(acc.stale_final_prices as f64),
-        Metric::StaleStoredPrices => {
-            (acc.stored_prices > 0).then_some(acc.stale_stored_prices as f64)
-        }
-        Metric::Throughput => Some(acc.throughput_per_sec),
-        Metric::Reconnects => Some(users.reconnects as f64),
-        Metric::RssPerUser => server.rss_per_user_bytes,
-        Metric::RssGrowth => server.rss_growth_per_delivery_bytes,
-    }
-}
-
 /// Why the run gives no verdict, if it cannot.
 fn invalid_reason(
     scenario: &Scenario,
@@ -600,6 +463,7 @@ fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stack::Target;
 
     fn scenario(users: usize) -> Scenario {
         let path =

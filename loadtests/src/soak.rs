@@ -55,7 +55,7 @@ use odin_server::auth::{AuthConfig, mint_token};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::stack::{ServerKind, Stack, Target};
+use crate::stack::{ServerKind, Stack, Target, Topology};
 use churn::{Churn, Counters};
 use verdict::{Check, FdFigures, MemoryFigures, Sample, Thresholds};
 
@@ -263,9 +263,9 @@ async fn soak(args: SoakArgs) -> anyhow::Result<bool> {
         server: ServerKind::Odin,
         server_args,
     };
-    let stack = Stack::start(&target, args.clients).await?;
+    let stack = Stack::start(&target, &Topology::single(args.clients)).await?;
     let result = drive(&args, &stack, &out).await;
-    stack.shutdown().await;
+    stack.shutdown(None).await;
     result
 }
 

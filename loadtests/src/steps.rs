@@ -55,7 +55,7 @@ impl StepsReport {
             subscriptions: first.map_or(0, |r| r.scenario.subscriptions),
             tokens: first.map_or(0, |r| r.scenario.tokens),
             steps: reports.iter().map(StepSummary::of).collect(),
-            ceiling_rate: crate::render::steps::ceiling(reports).map(|r| r.scenario.publish_rate),
+            ceiling_rate: ceiling(reports).map(|r| r.scenario.publish_rate),
             forwarder_comparison,
         }
     }
@@ -240,6 +240,15 @@ impl ForwarderComparison {
             .collect();
         (!parts.is_empty()).then(|| parts.join("; "))
     }
+}
+
+/// The highest-rate step that passed, when the steps below it passed too
+/// (a pass above a failure is luck, not a ceiling).
+pub fn ceiling(reports: &[RunReport]) -> Option<&RunReport> {
+    reports
+        .iter()
+        .take_while(|r| r.outcome == Outcome::Pass)
+        .last()
 }
 
 /// The median of the values present (the mean of the middle two for an

@@ -9,7 +9,7 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 
-use crate::observer::{LATENCY_MAX_US, latency_histogram};
+use crate::histogram::{LATENCY_MAX_US, latency_histogram};
 
 /// One thread's histograms, one per second of the run.
 type Shard = Arc<Mutex<Vec<Histogram<u64>>>>;

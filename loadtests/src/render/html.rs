@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use crate::render::rows;
 use crate::report::{Outcome, RunReport};
 use crate::thresholds::format_micros;
 
@@ -31,7 +32,7 @@ pub fn render(r: &RunReport) -> String {
         target = escape(&r.target),
     );
     body.push_str("<h2>Figures</h2><table>");
-    for (label, value) in super::summary_rows(r) {
+    for (label, value) in rows::summary_rows(r) {
         let _ = write!(
             body,
             "<tr><th>{}</th><td>{}</td></tr>",
@@ -40,7 +41,7 @@ pub fn render(r: &RunReport) -> String {
         );
     }
     body.push_str("</table><h2>Thresholds</h2><table><tr><th>rule</th><th>observed</th><th>limit</th><th>result</th></tr>");
-    for (rule, observed, limit, passed) in super::verdict_rows(r) {
+    for (rule, observed, limit, passed) in rows::verdict_rows(r) {
         let _ = write!(
             body,
             "<tr class=\"{}\"><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use crate::render::rows;
 use crate::report::{Outcome, RunReport};
 
 /// The report in Markdown.
@@ -26,10 +27,10 @@ pub fn render(r: &RunReport) -> String {
         r.processes,
     );
     let _ = writeln!(out, "| figure | value |\n| --- | --- |");
-    for (label, value) in super::summary_rows(r) {
+    for (label, value) in rows::summary_rows(r) {
         let _ = writeln!(out, "| {label} | {value} |");
     }
-    let rows = super::verdict_rows(r);
+    let rows = rows::verdict_rows(r);
     if !rows.is_empty() {
         let _ = writeln!(
             out,

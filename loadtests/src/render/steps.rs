@@ -6,19 +6,10 @@
 
 use std::fmt::Write;
 
-use crate::render::{format_bytes, format_count};
+use crate::render::rows::{format_bytes, format_count};
 use crate::report::{Outcome, RunReport};
-use crate::steps::{ForwarderComparison, StepSummary};
+use crate::steps::{ForwarderComparison, StepSummary, ceiling};
 use crate::thresholds::format_micros;
-
-/// The highest-rate step that passed, when the steps below it passed too
-/// (a pass above a failure is luck, not a ceiling).
-pub fn ceiling(reports: &[RunReport]) -> Option<&RunReport> {
-    reports
-        .iter()
-        .take_while(|r| r.outcome == Outcome::Pass)
-        .last()
-}
 
 /// The table as Markdown, which reads as well in a terminal as in a pull
 /// request; then the forwarder comparison, if there is one.

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use crate::render::rows;
 use crate::report::{Outcome, RunReport};
 
 /// The terminal summary: figures, then one line per rule, then the verdict.
@@ -20,10 +21,10 @@ pub fn render(r: &RunReport) -> String {
         "\n{title}\n{}",
         "═".repeat(title.chars().count().min(100))
     );
-    for (label, value) in super::summary_rows(r) {
+    for (label, value) in rows::summary_rows(r) {
         let _ = writeln!(out, "  {label:<34} {value}");
     }
-    let rows = super::verdict_rows(r);
+    let rows = rows::verdict_rows(r);
     if !rows.is_empty() {
         let w = rows
             .iter()
