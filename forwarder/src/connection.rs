@@ -14,10 +14,11 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
 
 use super::frame::{self, ClientFrame, Decoder};
+use super::handshake;
 use super::queue::Queue;
 use super::session::Session;
 use super::shared::Shared;
-use super::{CLOSE_GRACE, handshake, writer};
+use super::writer::{self, CLOSE_GRACE};
 
 /// How long the upgrade may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -56,9 +56,6 @@ use shared::Shared;
 /// `odin-forwarder listening on ws://<addr>/ws`.
 pub const LISTENING: &str = "odin-forwarder listening on";
 
-/// How long a closing handshake may take before the socket is dropped.
-const CLOSE_GRACE: Duration = Duration::from_secs(1);
-
 /// A forwarder subscribed to NATS and bound; [`Forwarder::run`] serves.
 pub struct Forwarder {
     shared: Arc<Shared>,

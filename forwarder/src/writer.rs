@@ -7,6 +7,7 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use odin_protocol::ServerMessage;
@@ -19,6 +20,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::frame;
 use super::queue::Queue;
 use super::shared::Shared;
+
+/// How long a closing handshake may take before the socket is dropped.
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Most buffers in one `writev` (Linux's `IOV_MAX`); more frames than that
 /// take more than one call.
@@ -72,7 +76,7 @@ pub(crate) async fn run(mut socket: OwnedWriteHalf, queue: Arc<Queue>, shared: A
         }
         if taken.closing {
             // The close frame is out: end the TCP stream too.
-            let _ = tokio::time::timeout(super::CLOSE_GRACE, socket.shutdown()).await;
+            let _ = tokio::time::timeout(CLOSE_GRACE, socket.shutdown()).await;
             return;
         }
     }

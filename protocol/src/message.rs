@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{Nonce, TokenId};
+use crate::subject::Subjects;
 
 /// Where a price came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -397,7 +398,7 @@ impl Event {
     }
 
     /// The NATS subject this event is published on.
-    pub fn subject(&self, subjects: &crate::Subjects) -> String {
+    pub fn subject(&self, subjects: &Subjects) -> String {
         match self {
             Event::PriceUpdate(e) => subjects.price(&e.token_id),
             Event::VolumeUpdate(e) => subjects.volume(&e.token_id),

@@ -27,11 +27,11 @@ use odin_protocol::Subjects;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::config::{LastPricesConfig, Reading};
 use super::load::open;
 use super::retry::{Pace, Retry, retry_until};
 use super::stored::StoredPrices;
 use super::stream::jetstream;
-use super::{LastPricesConfig, Reading};
 use crate::metrics::Metrics;
 use crate::router::Router;
 

@@ -31,10 +31,10 @@ use async_nats::jetstream::stream::{self, LastRawMessageErrorKind};
 use futures_util::StreamExt;
 use odin_protocol::{DedupWindow, Subjects};
 
+use super::config::{LastPricesConfig, Reading};
 use super::retry::{Pace, retry_until};
 use super::stored::StoredPrices;
 use super::stream::{ensure_stream, jetstream, stream_config};
-use super::{LastPricesConfig, Reading};
 
 /// The load at start, in its two steps around the live subscription (the
 /// hand-over of the module comment): [`Load::open`] before the subscription

@@ -11,7 +11,7 @@ use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, Storag
 use async_nats::jetstream::{self, ErrorCode};
 use odin_protocol::Subjects;
 
-use super::LastPricesConfig;
+use super::config::LastPricesConfig;
 
 /// How long JetStream itself remembers a `Nats-Msg-Id` to drop a repeated
 /// price. Short on purpose: the gateway de-duplicates at ingest anyway, a
