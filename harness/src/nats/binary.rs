@@ -14,7 +14,8 @@ use anyhow::{Context, bail};
 use tempfile::TempDir;
 use tokio::time::{Instant, sleep};
 
-use super::{DEFAULT_READY_TIMEOUT, NatsOptions, probe};
+use super::options::{DEFAULT_READY_TIMEOUT, NatsOptions};
+use super::probe;
 
 /// The only interface test servers listen on.
 pub(crate) const HOST: &str = "127.0.0.1";

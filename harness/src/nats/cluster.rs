@@ -15,8 +15,10 @@ use anyhow::{Context, bail, ensure};
 use tokio::time::{Instant, sleep};
 
 use super::binary::{BinaryServer, ClusterSpec, Spec};
+use super::monitor;
+use super::options::{DEFAULT_READY_TIMEOUT, NatsOptions};
 use super::select::{self, BackendChoice, Resolved};
-use super::{DEFAULT_READY_TIMEOUT, Inner, NatsOptions, NatsServer, monitor};
+use super::server::{Inner, NatsServer};
 
 /// Pause between `/routez` polls.
 const ROUTES_POLL: Duration = Duration::from_millis(25);

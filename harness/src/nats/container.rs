@@ -20,7 +20,8 @@ use testcontainers::core::{IntoContainerPort, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
-use super::{NatsOptions, probe};
+use super::options::NatsOptions;
+use super::probe;
 
 /// The image used when neither the options nor `ODIN_NATS_IMAGE` name one:
 /// built by `make images`, `FROM scratch` with `nats-server` as entrypoint.

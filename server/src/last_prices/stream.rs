@@ -57,36 +57,26 @@ pub fn stream_config(config: &LastPricesConfig, subjects: &Subjects) -> stream::
 /// store relies on, one line each; empty when it matches.
 pub fn differences(want: &stream::Config, have: &stream::Config) -> Vec<String> {
     let mut out = Vec::new();
-    if have.subjects != want.subjects {
-        out.push(format!(
-            "subjects {:?} (want {:?})",
-            have.subjects, want.subjects
-        ));
-    }
-    if have.max_messages_per_subject != want.max_messages_per_subject {
-        out.push(format!(
-            "max messages per subject {} (want {})",
-            have.max_messages_per_subject, want.max_messages_per_subject
-        ));
-    }
-    if have.num_replicas.max(1) != want.num_replicas.max(1) {
-        out.push(format!(
-            "{} replicas (want {})",
-            have.num_replicas, want.num_replicas
-        ));
-    }
-    if have.allow_direct != want.allow_direct {
-        out.push(format!(
-            "allow direct {} (want {})",
-            have.allow_direct, want.allow_direct
-        ));
-    }
-    if have.retention != want.retention {
-        out.push(format!(
-            "retention {:?} (want {:?})",
-            have.retention, want.retention
-        ));
-    }
+    let mut compare = |what: &str, have: &dyn std::fmt::Debug, want: &dyn std::fmt::Debug| {
+        let (have, want) = (format!("{have:?}"), format!("{want:?}"));
+        if have != want {
+            out.push(format!("{what} {have} (want {want})"));
+        }
+    };
+    compare("subjects", &have.subjects, &want.subjects);
+    compare(
+        "max messages per subject",
+        &have.max_messages_per_subject,
+        &want.max_messages_per_subject,
+    );
+    // 0 replicas is the server's default of 1.
+    compare(
+        "replicas",
+        &have.num_replicas.max(1),
+        &want.num_replicas.max(1),
+    );
+    compare("allow direct", &have.allow_direct, &want.allow_direct);
+    compare("retention", &have.retention, &want.retention);
     out
 }
 
@@ -153,7 +143,9 @@ mod tests {
             num_replicas: 1,
             ..want.clone()
         };
-        let diff = differences(&want, &other);
-        assert_eq!(diff.len(), 2, "{diff:?}");
+        assert_eq!(
+            differences(&want, &other),
+            ["max messages per subject 5 (want 1)", "replicas 1 (want 3)"]
+        );
     }
 }
