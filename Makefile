@@ -45,7 +45,8 @@ conformance: setup build ## The black-box suite written from PROTOCOL.md alone (
 fuzz: ## Fuzz the parsers of untrusted input, FUZZ_SECONDS=60 per target (installs cargo-fuzz when missing)
 	@CARGO="$(CARGO)" FUZZ_SECONDS="$(FUZZ_SECONDS)" FUZZ_TARGETS="$(FUZZ_TARGETS)" scripts/fuzz.sh
 
-lint: ## cargo fmt --check and clippy with warnings as errors
+lint: ## cargo fmt --check, clippy with warnings as errors, and the layering rules (scripts/check-layers.py)
+	python3 scripts/check-layers.py
 	$(CARGO) fmt --all -- --check
 	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
