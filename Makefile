@@ -12,6 +12,8 @@ DEBUG_BINS := $(CURDIR)/target/debug
 RELEASE_BINS := $(CURDIR)/target/release
 
 .DEFAULT_GOAL := help
+# What the tests ran on (NATS backends, skips), summarised after `make test`.
+TEST_LOG := target/test-log.jsonl
 LOAD := ODIN_BIN_DIR=$(RELEASE_BINS) $(RELEASE_BINS)/odin-load run
 
 .PHONY: help setup setup-browser build build-release test lint fmt server publisher auth-token \
@@ -35,8 +37,10 @@ build: ## Build every crate and binary (debug)
 build-release: ## Build the binaries optimised (what load runs use)
 	$(CARGO) build --release --workspace --bins
 
-test: setup setup-browser build ## Run every test against real NATS, sockets and processes, then the conformance suite
-	ODIN_BIN_DIR=$(DEBUG_BINS) $(CARGO) test --workspace
+test: setup setup-browser build ## Run every test against real NATS (in containers where Docker answers), sockets and processes, then the conformance suite
+	@rm -f $(TEST_LOG)
+	@status=0; ODIN_TEST_LOG=$(abspath $(TEST_LOG)) ODIN_BIN_DIR=$(DEBUG_BINS) $(CARGO) test --workspace || status=$$?; \
+	  python3 scripts/test-summary.py $(TEST_LOG); exit $$status
 	ODIN_SERVER_BIN=$(DEBUG_BINS)/odin-server conformance/run.sh
 
 conformance: setup build ## The black-box suite written from PROTOCOL.md alone (Python, against the built server)

@@ -8,11 +8,11 @@ pub mod nats;
 pub mod process;
 pub mod publisher;
 pub mod server;
+pub mod test_log;
 
-/// Reports a test that cannot run here, with its reason, on the process's
-/// real stderr: `cargo test` captures `eprintln!` of passing tests, and a
-/// skip must never look like a silent pass.
+/// Reports a test that cannot run here, with its reason: on the process's
+/// real stderr, and in the test log `make test` summarises
+/// ([`test_log::skip`]), so a skip never looks like a silent pass.
 pub fn report_skip(reason: &str) {
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stderr(), "SKIPPED: {reason}");
+    test_log::skip(reason);
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use odin_harness::nats::{NatsCluster, NatsOptions, NatsServer};
+use odin_harness::nats::{BackendChoice, NatsCluster, NatsOptions, NatsServer, select};
 use odin_harness::server::{ServerProcess, TEST_SECRET};
 use odin_protocol::stats::StatsSnapshot;
 use odin_server::auth::{AuthConfig, mint_token};
@@ -127,8 +127,16 @@ impl Nats {
                 .context("cannot start the NATS cluster")?;
             Ok(Nats::Cluster(cluster))
         } else {
+            // The binary unless ODIN_NATS_BACKEND says otherwise: a
+            // container's port proxy would be in every figure of the run.
+            let options = NatsOptions {
+                backend: Some(select::choice_from_env_or(BackendChoice::BinaryFirst)?),
+                ..NatsOptions::default()
+            };
             Ok(Nats::One(
-                NatsServer::start().await.context("cannot start NATS")?,
+                NatsServer::start_with(options)
+                    .await
+                    .context("cannot start NATS")?,
             ))
         }
     }

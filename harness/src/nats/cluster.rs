@@ -16,7 +16,7 @@ use tokio::time::{Instant, sleep};
 
 use super::binary::{BinaryServer, ClusterSpec, Spec};
 use super::monitor;
-use super::options::{DEFAULT_READY_TIMEOUT, NatsOptions};
+use super::options::{Backend, DEFAULT_READY_TIMEOUT, NatsOptions};
 use super::select::{self, BackendChoice, Resolved};
 use super::server::{Inner, NatsServer};
 
@@ -87,6 +87,7 @@ impl NatsCluster {
                 b.set_routes(all.iter().copied().filter(|&p| p != own).collect());
             }
         }
+        crate::test_log::nats(Backend::Binary, n);
         let cluster = NatsCluster {
             nodes,
             ready_timeout: opts.ready_timeout.unwrap_or(DEFAULT_READY_TIMEOUT),

