@@ -16,7 +16,7 @@ RELEASE_BINS := $(CURDIR)/target/release
 TEST_LOG := target/test-log.jsonl
 LOAD := ODIN_BIN_DIR=$(RELEASE_BINS) $(RELEASE_BINS)/odin-load run
 
-.PHONY: help setup setup-browser build build-release test lint fmt server publisher auth-token \
+.PHONY: help setup setup-browser build build-release test test-binary lint fmt server publisher auth-token \
         nats-up nats-down demo load-quick load-medium load-stress load-progressive \
         load-burst load-ceiling bench-fanout load-fleet load-failover load-failover-lossless load-scale load-soak fleet \
         bench-publisher bench-instructions bench-instructions-update gate gate-selftest conformance fuzz images clean
@@ -42,6 +42,12 @@ test: setup setup-browser build ## Run every test against real NATS (in containe
 	@status=0; ODIN_TEST_LOG=$(abspath $(TEST_LOG)) ODIN_BIN_DIR=$(DEBUG_BINS) $(CARGO) test --workspace || status=$$?; \
 	  python3 scripts/test-summary.py $(TEST_LOG); exit $$status
 	ODIN_SERVER_BIN=$(DEBUG_BINS)/odin-server conformance/run.sh
+
+test-binary: setup build ## The NATS and fault tests again on the nats-server binary instead of containers (what a machine without Docker runs)
+	@rm -f $(TEST_LOG)
+	@status=0; ODIN_NATS_BACKEND=binary ODIN_TEST_LOG=$(abspath $(TEST_LOG)) ODIN_BIN_DIR=$(DEBUG_BINS) \
+	  $(CARGO) test --workspace --test it -- nats:: faults:: || status=$$?; \
+	  python3 scripts/test-summary.py $(TEST_LOG); exit $$status
 
 conformance: setup build ## The black-box suite written from PROTOCOL.md alone (Python, against the built server)
 	ODIN_SERVER_BIN=$(DEBUG_BINS)/odin-server conformance/run.sh

@@ -117,9 +117,13 @@ enum Nats {
 
 impl Nats {
     async fn start(nodes: usize) -> anyhow::Result<Nats> {
+        // The binary unless ODIN_NATS_BACKEND says otherwise: a container's
+        // port proxy would be in every figure of the run.
+        let backend = Some(select::choice_from_env_or(BackendChoice::BinaryFirst)?);
         if nodes > 1 {
             let options = NatsOptions {
                 jetstream: true,
+                backend,
                 ..NatsOptions::default()
             };
             let cluster = NatsCluster::start_with(nodes, options)
@@ -127,10 +131,8 @@ impl Nats {
                 .context("cannot start the NATS cluster")?;
             Ok(Nats::Cluster(cluster))
         } else {
-            // The binary unless ODIN_NATS_BACKEND says otherwise: a
-            // container's port proxy would be in every figure of the run.
             let options = NatsOptions {
-                backend: Some(select::choice_from_env_or(BackendChoice::BinaryFirst)?),
+                backend,
                 ..NatsOptions::default()
             };
             Ok(Nats::One(

@@ -1,12 +1,15 @@
-//! A local NATS cluster: `n` binary servers routed to each other, for
-//! scale-out and fail-over tests (several Odin servers on one cluster, a node
-//! killed mid-run).
+//! A local NATS cluster: `n` servers routed to each other, for scale-out
+//! and fail-over tests (several Odin servers on one cluster, a node killed,
+//! paused or restarted mid-run), on either backend.
 //!
-//! The first node picks its route port freely; each later node solicits the
-//! routes of the ones before it and gossip completes the mesh. Once all are
-//! up every node is told every other node's route port, so a node that is
-//! restarted rejoins on its own. Binary backend only: routes between
-//! containers would need a Docker network, which no test needs yet.
+//! - **Containers** share a private Docker network of their own and find
+//!   each other by name there (`<cluster>-n<i>`); every node is given every
+//!   other node's route from the start, so a restarted node rejoins on its
+//!   own. Clients reach each node on a host port of its own.
+//! - **Binaries**: the first node picks its route port freely; each later
+//!   node solicits the routes of the ones before it and gossip completes the
+//!   mesh. Once all are up every node is told every other node's route port,
+//!   so a node that is restarted rejoins on its own.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -15,9 +18,10 @@ use anyhow::{Context, bail, ensure};
 use tokio::time::{Instant, sleep};
 
 use super::binary::{BinaryServer, ClusterSpec, Spec};
+use super::container::{ClusterPlace, ContainerServer};
 use super::monitor;
 use super::options::{Backend, DEFAULT_READY_TIMEOUT, NatsOptions};
-use super::select::{self, BackendChoice, Resolved};
+use super::select::{self, Resolved};
 use super::server::{Inner, NatsServer};
 
 /// Pause between `/routez` polls.
@@ -26,7 +30,8 @@ const ROUTES_POLL: Duration = Duration::from_millis(25);
 /// `n` routed `nats-server`s, each killed on drop.
 #[derive(Debug)]
 pub struct NatsCluster {
-    /// Invariant: every node is a binary server with a cluster spec.
+    /// Invariant: every node runs on the same backend, a binary node with a
+    /// cluster spec.
     nodes: Vec<NatsServer>,
     ready_timeout: Duration,
 }
@@ -37,20 +42,63 @@ impl NatsCluster {
         Self::start_with(n, NatsOptions::default()).await
     }
 
-    /// `n` nodes as `opts` asks (JetStream, extra args, binary); the backend
-    /// must be the binary (or `auto` with a binary present).
+    /// `n` nodes as `opts` asks (JetStream, extra args, backend: `None`
+    /// reads `ODIN_NATS_BACKEND`, default `auto`).
     pub async fn start_with(n: usize, opts: NatsOptions) -> anyhow::Result<NatsCluster> {
         ensure!(n >= 1, "a cluster needs at least one node");
-        let choice = opts.backend.unwrap_or(BackendChoice::Binary);
-        ensure!(
-            choice != BackendChoice::Container,
-            "NatsCluster runs on the binary backend only"
-        );
-        let bin = match select::resolve_backend(BackendChoice::Binary, opts.binary.clone())? {
-            Resolved::Binary(bin) => bin,
-            Resolved::Container => unreachable!("binary choice never resolves to a container"),
+        let choice = match opts.backend {
+            Some(choice) => choice,
+            None => select::choice_from_env()?,
         };
         let name = format!("odin-{:08x}", rand::random::<u32>());
+        let (nodes, backend) = match select::resolve_backend(choice, opts.binary.clone())? {
+            Resolved::Binary(bin) => (Self::binaries(n, &opts, bin, &name).await?, Backend::Binary),
+            Resolved::Container => (Self::containers(n, &opts, &name).await?, Backend::Container),
+        };
+        crate::test_log::nats(backend, n);
+        let cluster = NatsCluster {
+            nodes,
+            ready_timeout: opts.ready_timeout.unwrap_or(DEFAULT_READY_TIMEOUT),
+        };
+        cluster.wait_for_routes(cluster.ready_timeout).await?;
+        Ok(cluster)
+    }
+
+    /// `n` containers on a network of their own, each routed to the others
+    /// by name.
+    async fn containers(
+        n: usize,
+        opts: &NatsOptions,
+        name: &str,
+    ) -> anyhow::Result<Vec<NatsServer>> {
+        let network = format!("{name}-net");
+        let names: Vec<String> = (0..n).map(|i| format!("{name}-n{i}")).collect();
+        let mut nodes = Vec::with_capacity(n);
+        for (i, node) in names.iter().enumerate() {
+            let peers: Vec<String> = names.iter().filter(|&p| p != node).cloned().collect();
+            let place = ClusterPlace {
+                network: &network,
+                name: node,
+                cluster: name,
+                peers: &peers,
+            };
+            let server = ContainerServer::start(opts, Some(&place))
+                .await
+                .with_context(|| format!("cluster node {i}"))?;
+            nodes.push(NatsServer {
+                inner: Inner::Container(Box::new(server)),
+            });
+        }
+        Ok(nodes)
+    }
+
+    /// `n` binary servers, routed as the module doc says.
+    async fn binaries(
+        n: usize,
+        opts: &NatsOptions,
+        bin: std::path::PathBuf,
+        name: &str,
+    ) -> anyhow::Result<Vec<NatsServer>> {
         // JetStream in a cluster refuses to start on a node with no route
         // configured, the first one included; so JetStream nodes get their
         // route ports up front and the first node solicits the second.
@@ -61,7 +109,7 @@ impl NatsCluster {
         };
         let mut nodes: Vec<NatsServer> = Vec::with_capacity(n);
         for i in 0..n {
-            let mut spec = Spec::single(&opts);
+            let mut spec = Spec::single(opts);
             spec.name = format!("{name}-n{i}");
             let (routes, listen) = match &reserved {
                 Some(ports) if i == 0 => (vec![ports[1]], Some(ports[0])),
@@ -69,7 +117,7 @@ impl NatsCluster {
                 None => (nodes.iter().map(route_port).collect(), None),
             };
             spec.cluster = Some(ClusterSpec {
-                name: name.as_str().into(),
+                name: name.into(),
                 routes,
                 listen,
             });
@@ -87,13 +135,7 @@ impl NatsCluster {
                 b.set_routes(all.iter().copied().filter(|&p| p != own).collect());
             }
         }
-        crate::test_log::nats(Backend::Binary, n);
-        let cluster = NatsCluster {
-            nodes,
-            ready_timeout: opts.ready_timeout.unwrap_or(DEFAULT_READY_TIMEOUT),
-        };
-        cluster.wait_for_routes(cluster.ready_timeout).await?;
-        Ok(cluster)
+        Ok(nodes)
     }
 
     /// Node `i`, to stop, restart or pause it.
@@ -181,7 +223,7 @@ fn route_port(node: &NatsServer) -> u16 {
             .ports()
             .cluster
             .expect("cluster nodes always have a route port"),
-        Inner::Container(_) => unreachable!("cluster nodes are binary servers"),
+        Inner::Container(_) => unreachable!("only binary nodes are told route ports"),
     }
 }
 

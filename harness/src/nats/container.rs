@@ -4,8 +4,9 @@
 //! Host ports are chosen up front and mapped explicitly, so a `stop` +
 //! `restart` (Docker stop/start of the same container) comes back on the same
 //! URL. Supported: start, JetStream, stop, restart, pause/resume (through the
-//! `docker` CLI, since `pause` is synchronous in the guard's API), monitoring.
-//! Not supported: clusters (see [`super::NatsCluster`]).
+//! `docker` CLI, since `pause` is synchronous in the guard's API), monitoring,
+//! and a place in a cluster ([`ClusterPlace`]: a private Docker network on
+//! which the nodes find each other by name; see [`super::NatsCluster`]).
 //!
 //! The image is never pulled: the project's machines may reach no registry.
 //! [`DEFAULT_IMAGE`] is built on first use by `scripts/build-images.sh nats`
@@ -32,6 +33,22 @@ pub const IMAGE_ENV: &str = "ODIN_NATS_IMAGE";
 const CONTAINER_READY_TIMEOUT: Duration = Duration::from_secs(60);
 const CLIENT_PORT: u16 = 4222;
 const MONITOR_PORT: u16 = 8222;
+/// The port nodes route to each other on, inside their network.
+const ROUTE_PORT: u16 = 6222;
+
+/// A container's place in a cluster.
+pub(crate) struct ClusterPlace<'a> {
+    /// The private Docker network the nodes share (created with the first
+    /// node, removed with the last).
+    pub(crate) network: &'a str,
+    /// The container's name, its host name on the network and its NATS
+    /// server name.
+    pub(crate) name: &'a str,
+    /// The cluster's name.
+    pub(crate) cluster: &'a str,
+    /// The other nodes' names.
+    pub(crate) peers: &'a [String],
+}
 
 /// A NATS container, removed on drop (by `testcontainers`).
 pub(crate) struct ContainerServer {
@@ -44,9 +61,12 @@ pub(crate) struct ContainerServer {
 }
 
 impl ContainerServer {
-    /// Starts the image (which must be on the machine), waits until NATS
-    /// greets.
-    pub(crate) async fn start(opts: &NatsOptions) -> anyhow::Result<Self> {
+    /// Starts the image (which must be on the machine), alone or at `place`
+    /// in a cluster, and waits until NATS greets.
+    pub(crate) async fn start(
+        opts: &NatsOptions,
+        place: Option<&ClusterPlace<'_>>,
+    ) -> anyhow::Result<Self> {
         let image = opts
             .image
             .clone()
@@ -63,16 +83,39 @@ impl ContainerServer {
             // stop/start of the container and goes with it on removal.
             args.push("-js".into());
         }
+        if let Some(place) = place {
+            let routes: Vec<String> = place
+                .peers
+                .iter()
+                .map(|peer| format!("nats://{peer}:{ROUTE_PORT}"))
+                .collect();
+            args.extend([
+                "--name".into(),
+                place.name.into(),
+                "--cluster_name".into(),
+                place.cluster.into(),
+                "--cluster".into(),
+                format!("nats://0.0.0.0:{ROUTE_PORT}"),
+                "--routes".into(),
+                routes.join(","),
+            ]);
+        }
         args.extend(opts.extra_args.iter().cloned());
 
-        let container = GenericImage::new(name, tag)
+        let mut request = GenericImage::new(name, tag)
             .with_exposed_port(CLIENT_PORT.tcp())
             .with_exposed_port(MONITOR_PORT.tcp())
             .with_wait_for(WaitFor::message_on_stderr("Server is ready"))
             .with_mapped_port(port, CLIENT_PORT.tcp())
             .with_mapped_port(monitor_port, MONITOR_PORT.tcp())
             .with_cmd(args)
-            .with_startup_timeout(ready_timeout)
+            .with_startup_timeout(ready_timeout);
+        if let Some(place) = place {
+            request = request
+                .with_network(place.network)
+                .with_container_name(place.name);
+        }
+        let container = request
             .start()
             .await
             .with_context(|| format!("cannot start a NATS container from {image}"))?;

@@ -45,9 +45,9 @@ impl NatsServer {
             select::Resolved::Binary(bin) => {
                 Inner::Binary(binary::BinaryServer::start(bin, binary::Spec::single(&opts)).await?)
             }
-            select::Resolved::Container => {
-                Inner::Container(Box::new(container::ContainerServer::start(&opts).await?))
-            }
+            select::Resolved::Container => Inner::Container(Box::new(
+                container::ContainerServer::start(&opts, None).await?,
+            )),
         };
         let server = NatsServer { inner };
         crate::test_log::nats(server.backend(), 1);
