@@ -8,6 +8,7 @@ pub mod nats;
 pub mod process;
 pub mod publisher;
 pub mod server;
+pub mod wait;
 
 /// Reports a test that cannot run here, with its reason, on the process's
 /// real stderr: `cargo test` captures `eprintln!` of passing tests, and a

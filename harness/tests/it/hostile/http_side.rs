@@ -7,13 +7,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use odin_harness::wait::{LIMIT, eventually};
 use odin_server::HttpLimits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
 use super::control::Control;
-use crate::server::support::{Stack, WAIT};
+use crate::server::support::Stack;
 
 /// A half-sent request: the header block never ends.
 const HALF_SENT: &[u8] = b"GET /health HTTP/1.1\r\nHost: odin\r\n";
@@ -23,7 +24,7 @@ const HALF_SENT: &[u8] = b"GET /health HTTP/1.1\r\nHost: odin\r\n";
 async fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
     let socket = TcpSocket::new_v4().unwrap();
     socket.bind((from, 0).into()).unwrap();
-    tokio::time::timeout(WAIT, socket.connect(to))
+    tokio::time::timeout(LIMIT, socket.connect(to))
         .await
         .expect("connect in time")
         .expect("connect")
@@ -88,8 +89,8 @@ async fn idle_and_half_sent_http_requests_are_closed_after_the_idle_timeout() {
         sockets.push(stream);
     }
     for (i, stream) in sockets.iter_mut().enumerate() {
-        let closed = read_to_close(stream, WAIT).await;
-        assert!(closed.is_some(), "socket {i} still open after {WAIT:?}");
+        let closed = read_to_close(stream, LIMIT).await;
+        assert!(closed.is_some(), "socket {i} still open after {LIMIT:?}");
     }
     assert_eq!(
         stack.server.endpoint().get("/health").await.unwrap().status,
@@ -125,7 +126,7 @@ async fn a_slow_drip_of_bytes_is_closed_at_the_connection_lifetime() {
             break started.elapsed();
         }
         assert!(
-            started.elapsed() < WAIT,
+            started.elapsed() < LIMIT,
             "the dripping client is never closed"
         );
     };
@@ -212,17 +213,16 @@ async fn silent_sockets_on_the_websocket_port_have_a_budget_of_their_own() {
     // the server has read their end of file).
     drop(silent);
     let url = stack.server.endpoint().ws_url_with_token("late");
-    let deadline = Instant::now() + WAIT;
-    let mut late = loop {
-        if let Ok((ws, _)) = tokio_tungstenite::connect_async(url.as_str()).await {
-            break ws;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no client admitted after the silent sockets left"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let mut late = eventually(
+        LIMIT,
+        "a client admitted after the silent sockets left",
+        async || {
+            tokio_tungstenite::connect_async(url.as_str())
+                .await
+                .map(|(ws, _)| ws)
+        },
+    )
+    .await;
     use futures_util::{SinkExt, StreamExt};
     late.send(tokio_tungstenite::tungstenite::Message::text(
         r#"{"type":"subscribe","channels":["token.LATE"]}"#,
@@ -230,7 +230,7 @@ async fn silent_sockets_on_the_websocket_port_have_a_budget_of_their_own() {
     .await
     .unwrap();
     let mut subscribed = false;
-    while let Some(Ok(msg)) = tokio::time::timeout(WAIT, late.next())
+    while let Some(Ok(msg)) = tokio::time::timeout(LIMIT, late.next())
         .await
         .expect("an answer")
     {

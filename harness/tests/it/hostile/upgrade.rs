@@ -2,11 +2,12 @@
 //! (it used to get no answer at all), while the control client keeps its
 //! feed.
 
+use odin_harness::wait::LIMIT;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::control::Control;
-use crate::server::support::{Stack, WAIT};
+use crate::server::support::Stack;
 
 /// Sends `request` on a fresh connection to the WebSocket port and returns
 /// everything the server answers before it closes.
@@ -16,7 +17,7 @@ async fn answer_to(stack: &Stack, request: &[u8]) -> String {
         .unwrap();
     stream.write_all(request).await.unwrap();
     let mut answer = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut answer))
+    tokio::time::timeout(LIMIT, stream.read_to_end(&mut answer))
         .await
         .expect("the server answers and closes in time")
         .expect("no reset: the server reads the request before it closes");

@@ -2,11 +2,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use odin_harness::wait::LIMIT;
 use odin_server::auth::{AuthConfig, JwtAlgorithm, mint_token, sign};
 use serde_json::json;
 
 use super::support::{Stack, Ws};
-use crate::support::WAIT;
 
 fn now() -> u64 {
     SystemTime::now()
@@ -176,7 +176,7 @@ async fn a_token_expiring_mid_connection_closes_with_4001() {
         .expect("still valid");
     let started = std::time::Instant::now();
     assert_eq!(ws.closed().await, Some(4001));
-    assert!(started.elapsed() <= WAIT);
+    assert!(started.elapsed() <= LIMIT);
 }
 
 #[tokio::test]
@@ -193,7 +193,7 @@ async fn other_paths_are_404_and_the_connection_limit_is_503() {
     assert_eq!(status, 503, "{body}");
     // A slot frees up when a client leaves.
     drop(b);
-    ep.wait_for_stats(WAIT, |s| s.connection_count == 1)
+    ep.wait_for_stats(LIMIT, |s| s.connection_count == 1)
         .await
         .unwrap();
     assert!(

@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
+use odin_harness::wait::LIMIT;
 use odin_protocol::message::{BatchEntry, BatchSource, BatchUpdate, MarketStats, VolumeUpdate};
 use odin_protocol::time::now_millis;
 use odin_protocol::{Event, Nonce, TokenId};
 use serde_json::json;
 
 use super::support::Stack;
-use crate::support::WAIT;
 
 #[tokio::test]
 async fn greets_then_answers_subscribe_unsubscribe_and_ping_with_ids() {
@@ -141,7 +141,7 @@ async fn subscribe_sends_the_latest_price_as_a_snapshot_once() {
     stack.publisher.event(&t).await;
     stack
         .server
-        .wait_for_stats(WAIT, |s| s.messages_received == 3)
+        .wait_for_stats(LIMIT, |s| s.messages_received == 3)
         .await
         .unwrap();
 
@@ -252,7 +252,7 @@ async fn invalid_events_are_dropped_and_counted() {
     let sent = cases.len() as u64 + 1;
     let stats = stack
         .server
-        .wait_for_stats(WAIT, |s| {
+        .wait_for_stats(LIMIT, |s| {
             s.messages_received == sent && s.invalid_events == sent
         })
         .await

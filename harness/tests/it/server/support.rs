@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use odin_harness::nats::NatsServer;
 use odin_harness::server::{Endpoint, TestServer};
+use odin_harness::wait::LIMIT;
 use odin_protocol::Subjects;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -16,9 +17,6 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::support::{Publisher, wait_subscribed_in_nats};
-// Re-exported because `bad_input.rs` names it by path
-// (`super::support::WAIT`) outside its `use` lines.
-pub(crate) use crate::support::WAIT;
 
 /// A real NATS server and an in-process odin-server on it.
 pub(crate) struct Stack {
@@ -111,7 +109,7 @@ impl Ws {
     /// Connects with a fresh token and reads `connection_established`.
     pub(crate) async fn connect_ok(endpoint: &Endpoint) -> Ws {
         let url = endpoint.ws_url_with_token("tester");
-        let (inner, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+        let (inner, _) = tokio::time::timeout(LIMIT, tokio_tungstenite::connect_async(url))
             .await
             .expect("connect in time")
             .expect("upgrade accepted");
@@ -145,7 +143,7 @@ impl Ws {
                 http::HeaderValue::from_str(v).unwrap(),
             );
         }
-        let upgraded = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+        let upgraded = tokio::time::timeout(LIMIT, tokio_tungstenite::connect_async(req))
             .await
             .expect("answer in time");
         Ws::upgraded(upgraded).await.map_err(Refusal::answer)
@@ -163,7 +161,7 @@ impl Ws {
             req.uri().host().unwrap(),
             req.uri().port_u16().unwrap()
         );
-        let upgraded = tokio::time::timeout(WAIT, async {
+        let upgraded = tokio::time::timeout(LIMIT, async {
             let stream = socket.connect(to.parse().unwrap()).await.expect("connect");
             tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(stream)).await
         })
@@ -223,9 +221,9 @@ impl Ws {
 
     /// The next text frame, skipping control frames; fails on close.
     pub(crate) async fn next_text(&mut self) -> String {
-        match self.try_next_text(WAIT).await {
+        match self.try_next_text(LIMIT).await {
             Ok(Some(t)) => t,
-            Ok(None) => panic!("no text frame within {WAIT:?}"),
+            Ok(None) => panic!("no text frame within {LIMIT:?}"),
             Err(code) => panic!("connection closed ({code:?}) while waiting for a frame"),
         }
     }
@@ -284,9 +282,9 @@ impl Ws {
     /// TCP connection ended without a close frame).
     pub(crate) async fn closed(&mut self) -> Option<u16> {
         loop {
-            match self.try_next_text(WAIT).await {
+            match self.try_next_text(LIMIT).await {
                 Ok(Some(_)) => continue,
-                Ok(None) => panic!("connection not closed within {WAIT:?}"),
+                Ok(None) => panic!("connection not closed within {LIMIT:?}"),
                 Err(code) => return code,
             }
         }
