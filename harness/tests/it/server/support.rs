@@ -264,16 +264,20 @@ impl Ws {
         }
     }
 
-    /// Asserts nothing but heartbeats arrives within `limit`.
-    pub(crate) async fn expect_silence(&mut self, limit: Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
+    /// Reads up to the frame `fence` and fails on anything but heartbeats
+    /// before it. `fence` is an event published after everything this
+    /// client must not get, on a channel it holds: the server forwards the
+    /// events of its NATS subscription in order, so a frame that should not
+    /// come arrives before the fence, however late. (Silence for a while
+    /// proves nothing: a late frame arrives after the while.)
+    pub(crate) async fn nothing_before(&mut self, fence: &str) {
         loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self.try_next_text(left).await {
-                Ok(None) => return,
-                Ok(Some(t)) if t.contains(r#""type":"heartbeat""#) => continue,
-                Ok(Some(t)) => panic!("expected silence, got {t}"),
-                Err(code) => panic!("connection closed ({code:?})"),
+            let text = self.next_text().await;
+            if text == fence {
+                return;
+            }
+            if !text.contains(r#""type":"heartbeat""#) {
+                panic!("expected nothing before {fence}, got {text}");
             }
         }
     }
