@@ -4,6 +4,9 @@
 //! exhaust its budget and asserts the refusal (`503`/`429` with
 //! `Retry-After`, counted in `/stats` and `/metrics`), that another address
 //! is served meanwhile, and that the control client kept its feed.
+//!
+//! Clients are the server tests' `Ws` (the library's raw client); sockets
+//! that hold a slot without ever sending a request are bare `TcpStream`s.
 
 use std::num::NonZeroU32;
 use std::time::Duration;

@@ -3,11 +3,18 @@
 //! deadline, each listener its own budget, and one source address cannot
 //! take the HTTP port's, while `/health`, new WebSocket clients and the
 //! control client carry on.
+//!
+//! The attackers are bare `TcpStream`s: half-sent requests, byte drips and
+//! silent sockets need byte-level control no WebSocket client gives. The
+//! clients that must still be served are the library's `RawClient`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use odin_harness::client::{RawAuth, RawClient};
 use odin_harness::wait::{LIMIT, eventually};
+use odin_protocol::message::ChannelRequest;
+use odin_protocol::{ClientMessage, ServerMessage};
 use odin_server::HttpLimits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -212,37 +219,26 @@ async fn silent_sockets_on_the_websocket_port_have_a_budget_of_their_own() {
     // Once they give up, the budget is back for real clients (as soon as
     // the server has read their end of file).
     drop(silent);
-    let url = stack.server.endpoint().ws_url_with_token("late");
+    let ep = stack.server.endpoint();
     let mut late = eventually(
         LIMIT,
         "a client admitted after the silent sockets left",
-        async || {
-            tokio_tungstenite::connect_async(url.as_str())
-                .await
-                .map(|(ws, _)| ws)
-        },
+        async || RawClient::connect(&ep.ws_url(), &RawAuth::query(ep.token("late"))).await,
     )
     .await;
-    use futures_util::{SinkExt, StreamExt};
-    late.send(tokio_tungstenite::tungstenite::Message::text(
-        r#"{"type":"subscribe","channels":["token.LATE"]}"#,
-    ))
+    late.send_json(&ClientMessage::Subscribe(ChannelRequest {
+        channels: vec!["token.LATE".to_owned()],
+        id: None,
+    }))
     .await
     .unwrap();
-    let mut subscribed = false;
-    while let Some(Ok(msg)) = tokio::time::timeout(LIMIT, late.next())
-        .await
-        .expect("an answer")
-    {
-        if msg
-            .to_text()
-            .is_ok_and(|t| t.contains(r#""type":"subscribed""#))
-        {
-            subscribed = true;
-            break;
+    loop {
+        match late.next_message(LIMIT).await {
+            Ok(ServerMessage::Subscribed(_)) => break,
+            Ok(_) => {}
+            Err(e) => panic!("the late client does not subscribe: {e:#}"),
         }
     }
-    assert!(subscribed, "the late client subscribes");
     control.finish().await;
 }
 

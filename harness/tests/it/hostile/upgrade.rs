@@ -1,6 +1,9 @@
 //! Hostile upgrade requests: an over-long token or header block gets `431`
 //! (it used to get no answer at all), while the control client keeps its
 //! feed.
+//!
+//! The requests are written on a bare `TcpStream`: a WebSocket client
+//! would not send a head this malformed, nor show the raw answer.
 
 use odin_harness::wait::LIMIT;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
