@@ -2,6 +2,7 @@
 //! bring the real system up on one machine and talk to it like a browser.
 
 pub mod bins;
+pub mod child;
 pub mod client;
 pub mod http;
 pub mod nats;
