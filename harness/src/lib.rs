@@ -2,6 +2,7 @@
 //! bring the real system up on one machine and talk to it like a browser.
 
 pub mod bins;
+pub mod child;
 pub mod client;
 pub mod http;
 pub mod nats;
@@ -9,6 +10,7 @@ pub mod process;
 pub mod publisher;
 pub mod server;
 pub mod test_log;
+pub mod wait;
 
 /// Reports a test that cannot run here, with its reason: on the process's
 /// real stderr, and in the test log `make test` summarises

@@ -10,17 +10,17 @@
 //!   process, for tests of signals, exit codes and restarts; its totals come
 //!   back through `--totals-file`.
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use odin_publisher::{PublisherConfig, Totals};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::{Child, Command};
-use tokio::sync::{oneshot, watch};
+use tokio::process::Command;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
+
+use crate::child::{ChildProcess, Output};
 
 /// How long a stopped publisher may take to flush and exit.
 const STOP_LIMIT: Duration = Duration::from_secs(30);
@@ -122,13 +122,12 @@ pub struct ProcessExit {
     pub stderr: Vec<String>,
 }
 
-/// `odin-publisher` running as a child process.
+/// `odin-publisher` running as a child process, ready once it logs that it
+/// is connected to NATS.
 #[derive(Debug)]
 pub struct PublisherProcess {
-    child: Child,
+    child: ChildProcess,
     totals: tempfile::TempPath,
-    stdout: watch::Receiver<Vec<String>>,
-    stderr: watch::Receiver<Vec<String>>,
 }
 
 impl PublisherProcess {
@@ -158,40 +157,28 @@ impl PublisherProcess {
         let totals = tempfile::NamedTempFile::new()
             .context("cannot create the totals file")?
             .into_temp_path();
-        let mut cmd = Command::new(&bin);
-        cmd.args(args)
+        let mut command = Command::new(&bin);
+        command
+            .args(args)
             .arg(format!("--totals-file={}", totals.display()));
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("ODIN_") {
-                cmd.env_remove(key);
+                command.env_remove(key);
             }
         }
-        let mut child = cmd
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
-        let stdout = collect(child.stdout.take().context("no stdout pipe")?);
-        let stderr = collect(child.stderr.take().context("no stderr pipe")?);
-        Ok(Self {
-            child,
-            totals,
-            stdout,
-            stderr,
-        })
+        command.env("RUST_LOG", "info");
+        let child = ChildProcess::spawn("odin-publisher", command)?;
+        Ok(Self { child, totals })
     }
 
     /// The process id while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.child.id()
+        self.child.pid()
     }
 
     /// Its stderr so far.
     pub fn logs(&self) -> Vec<String> {
-        self.stderr.borrow().clone()
+        self.child.stderr()
     }
 
     /// Waits up to `limit` for a stderr line matching `pred`.
@@ -200,50 +187,23 @@ impl PublisherProcess {
         limit: Duration,
         pred: impl Fn(&str) -> bool,
     ) -> anyhow::Result<()> {
-        let found = tokio::time::timeout(limit, async {
-            loop {
-                if self.stderr.borrow().iter().any(|l| pred(l)) {
-                    return Ok(());
-                }
-                if self.stderr.changed().await.is_err() {
-                    bail!("odin-publisher exited first");
-                }
-            }
-        })
-        .await;
-        match found {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => bail!("{e}; its log:\n{}", self.logs().join("\n")),
-            Err(_) => bail!(
-                "no matching log line within {limit:?}; its log:\n{}",
-                self.logs().join("\n")
-            ),
-        }
+        self.child
+            .wait_for_line(Output::Stderr, limit, |l| pred(l).then_some(()))
+            .await
     }
 
     /// Sends `signal` (`"TERM"`, `"INT"`, `"KILL"`) to the process.
     pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
-        let pid = self.pid().context("odin-publisher is not running")?;
-        crate::process::send_signal(pid, signal)
+        self.child.signal(signal)
     }
 
     /// Waits up to `limit` for the process to exit, with what it printed.
     pub async fn exit(&mut self, limit: Duration) -> anyhow::Result<ProcessExit> {
-        let status = tokio::time::timeout(limit, self.child.wait())
-            .await
-            .with_context(|| format!("odin-publisher still running after {limit:?}"))?
-            .context("cannot wait for odin-publisher")?;
-        // The pipes close with the process; wait for the readers to drain.
-        for pipe in [&mut self.stdout, &mut self.stderr] {
-            let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                while pipe.changed().await.is_ok() {}
-            })
-            .await;
-        }
+        let status = self.child.exit(limit).await?;
         Ok(ProcessExit {
             code: status.code(),
-            stdout: self.stdout.borrow().clone(),
-            stderr: self.stderr.borrow().clone(),
+            stdout: self.child.stdout(),
+            stderr: self.child.stderr(),
         })
     }
 
@@ -273,16 +233,4 @@ impl PublisherProcess {
             .with_context(|| format!("cannot read {}", self.totals.display()))?;
         serde_json::from_str(&text).context("the totals file is not valid totals JSON")
     }
-}
-
-/// Collects the lines of `pipe` as they come.
-fn collect(pipe: impl AsyncRead + Unpin + Send + 'static) -> watch::Receiver<Vec<String>> {
-    let (tx, rx) = watch::channel(Vec::new());
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(pipe).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            tx.send_modify(|l| l.push(line));
-        }
-    });
-    rx
 }

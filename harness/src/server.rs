@@ -3,19 +3,22 @@
 //! tests that kill it, signal it, or restart it on the same ports).
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use odin_protocol::stats::StatsSnapshot;
 use odin_server::auth::{AuthConfig, mint_token};
 use odin_server::{AddressLimits, Server, ServerConfig};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::child::{ChildProcess, Output};
 use crate::http::{self, HttpResponse};
+
+/// How long a starting `odin-server` may take to say it listens (it loads
+/// the last prices first, when configured to).
+const READY_LIMIT: Duration = Duration::from_secs(20);
 
 /// The secret test servers sign and check tokens with.
 pub const TEST_SECRET: &str = "odin-harness-test-secret-0123456789abcdef";
@@ -165,13 +168,13 @@ impl Drop for TestServer {
     }
 }
 
-/// `odin-server` as a child process of the built binary.
+/// `odin-server` as a child process of the built binary, ready once its
+/// JSON log says `listening`.
 pub struct ServerProcess {
     endpoint: Endpoint,
-    child: Child,
+    child: ChildProcess,
     args: Vec<String>,
     env: Vec<(String, String)>,
-    logs: tokio::sync::watch::Receiver<Vec<String>>,
 }
 
 impl ServerProcess {
@@ -223,7 +226,8 @@ impl ServerProcess {
 
     async fn spawn(args: Vec<String>, env: Vec<(String, String)>) -> anyhow::Result<Self> {
         let bin = crate::bins::binary("odin-server")?;
-        let mut child = Command::new(&bin)
+        let mut command = Command::new(&bin);
+        command
             .args(&args)
             .env_remove("ODIN_DEV")
             // Test and load clients all connect from 127.0.0.1: no
@@ -233,40 +237,12 @@ impl ServerProcess {
             .env("ODIN_CONNECT_RATE_PER_ADDRESS", "0")
             .env("ODIN_AUTH_FAILURES_PER_ADDRESS", "0")
             .envs(env.iter().map(|(k, v)| (k, v)))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
-        let stderr = child.stderr.take().context("no stderr pipe")?;
-        let (tx, mut logs) = tokio::sync::watch::channel(Vec::<String>::new());
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                tx.send_modify(|l| l.push(line));
-            }
-        });
-        let found = tokio::time::timeout(Duration::from_secs(20), async {
-            loop {
-                if let Some(addrs) = logs.borrow().iter().find_map(|l| listening_addrs(l)) {
-                    return Ok(addrs);
-                }
-                if logs.changed().await.is_err() {
-                    bail!("odin-server exited before listening");
-                }
-            }
-        })
-        .await;
-        let (ws_addr, http_addr) = match found {
-            Ok(Ok(addrs)) => addrs,
-            Ok(Err(e)) => bail!("{e}; its log:\n{}", logs.borrow().join("\n")),
-            Err(_) => bail!(
-                "odin-server did not report its addresses within 20 s; its log:\n{}",
-                logs.borrow().join("\n")
-            ),
-        };
+            .env("RUST_LOG", "info");
+        let mut child = ChildProcess::spawn("odin-server", command)?;
+        let (ws_addr, http_addr) = child
+            .wait_for_line(Output::Stderr, READY_LIMIT, listening_addrs)
+            .await
+            .context("odin-server did not report its addresses")?;
         Ok(Self {
             endpoint: Endpoint {
                 ws_addr,
@@ -276,7 +252,6 @@ impl ServerProcess {
             child,
             args,
             env,
-            logs,
         })
     }
 
@@ -287,31 +262,27 @@ impl ServerProcess {
 
     /// Its process id.
     pub fn pid(&self) -> Option<u32> {
-        self.child.id()
+        self.child.pid()
     }
 
     /// Its log lines so far.
     pub fn logs(&self) -> Vec<String> {
-        self.logs.borrow().clone()
+        self.child.stderr()
     }
 
     /// Sends `signal` (e.g. `"TERM"`, `"INT"`, `"KILL"`) to the process.
     pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
-        let pid = self.pid().context("process already exited")?;
-        crate::process::send_signal(pid, signal)
+        self.child.signal(signal)
     }
 
     /// Waits for the process to exit (at most `limit`) and returns its code.
     pub async fn wait(&mut self, limit: Duration) -> anyhow::Result<Option<i32>> {
-        let status = tokio::time::timeout(limit, self.child.wait())
-            .await
-            .with_context(|| format!("odin-server did not exit within {limit:?}"))??;
-        Ok(status.code())
+        Ok(self.child.exit(limit).await?.code())
     }
 
     /// Kills it at once (SIGKILL), as a crash would.
     pub async fn kill(&mut self) -> anyhow::Result<()> {
-        self.child.kill().await.context("cannot kill odin-server")
+        self.child.kill().await
     }
 
     /// Starts it again with the same flags on the same ports (after

@@ -1,7 +1,9 @@
-//! A bare WebSocket client for protocol tests: sends any frame (binary,
-//! oversized, fragmented, malformed JSON) and reads raw frames and close
-//! codes, with no reconnecting, de-duplication or interpretation.
+//! The harness's one bare WebSocket client, for protocol tests: connects
+//! with any token, header or loopback source address, sends any frame
+//! (binary, oversized, fragmented, malformed JSON) and reads raw frames and
+//! close codes, with no reconnecting, de-duplication or interpretation.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -9,13 +11,14 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use odin_protocol::message::AuthErrorBody;
 use odin_protocol::{ClientMessage, ServerMessage};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, client_async, connect_async};
 
 use super::config::url_with_token;
 
@@ -62,6 +65,8 @@ pub enum RawConnectError {
     Refused {
         /// The HTTP status.
         status: u16,
+        /// The `Retry-After` header (with 429 and 503), if any.
+        retry_after: Option<String>,
         /// The response body (a JSON error for 401).
         body: String,
     },
@@ -121,22 +126,53 @@ impl RawClient {
             Some(token) => url_with_token(url, token),
             None => url.to_owned(),
         };
-        let mut request = url
-            .into_client_request()
-            .map_err(|e| RawConnectError::Request(e.to_string()))?;
-        if let Some(token) = &auth.bearer {
-            let value = format!("Bearer {token}").parse().map_err(
-                |e: http::header::InvalidHeaderValue| RawConnectError::Request(e.to_string()),
-            )?;
-            request
-                .headers_mut()
-                .insert(http::header::AUTHORIZATION, value);
-        }
-        match tokio::time::timeout(CONNECT_TIMEOUT, connect_async(request)).await {
+        let bearer = auth.bearer.as_ref().map(|token| format!("Bearer {token}"));
+        let headers: Vec<(&str, &str)> = bearer
+            .iter()
+            .map(|value| (http::header::AUTHORIZATION.as_str(), value.as_str()))
+            .collect();
+        Self::open(request(&url, &headers)?, None).await
+    }
+
+    /// Opens `url` as it is (any token already in it) with extra request
+    /// `headers`, for tests of what the upgrade accepts.
+    pub async fn connect_with_headers(
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<RawClient, RawConnectError> {
+        Self::open(request(url, headers)?, None).await
+    }
+
+    /// Opens `url` as it is from the loopback address `from` (all of 127/8
+    /// is loopback, so a test has as many source addresses as it likes).
+    pub async fn connect_from(from: IpAddr, url: &str) -> Result<RawClient, RawConnectError> {
+        Self::open(request(url, &[])?, Some(from)).await
+    }
+
+    /// The upgrade of `request`, on a socket bound to `from` if given.
+    async fn open(request: Request, from: Option<IpAddr>) -> Result<RawClient, RawConnectError> {
+        let upgrade = async {
+            let Some(from) = from else {
+                return connect_async(request).await;
+            };
+            let to = destination(&request)?;
+            let socket = match from {
+                IpAddr::V4(_) => TcpSocket::new_v4(),
+                IpAddr::V6(_) => TcpSocket::new_v6(),
+            }?;
+            socket.bind(SocketAddr::new(from, 0))?;
+            let stream = socket.connect(to).await?;
+            client_async(request, MaybeTlsStream::Plain(stream)).await
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, upgrade).await {
             Err(_) => Err(RawConnectError::Timeout(CONNECT_TIMEOUT)),
             Ok(Ok((ws, _response))) => Ok(RawClient { ws }),
             Ok(Err(tungstenite::Error::Http(response))) => Err(RawConnectError::Refused {
                 status: response.status().as_u16(),
+                retry_after: response
+                    .headers()
+                    .get(http::header::RETRY_AFTER)
+                    .map(|v| v.to_str().unwrap_or("?").to_owned()),
                 body: response
                     .body()
                     .as_deref()
@@ -200,14 +236,22 @@ impl RawClient {
     /// The next frame of any kind (pings included), `None` once the
     /// connection is gone.
     pub async fn next_frame(&mut self, limit: Duration) -> anyhow::Result<Option<Message>> {
-        match tokio::time::timeout(limit, self.ws.next()).await {
+        match tokio::time::timeout(limit, self.recv()).await {
             Err(_) => bail!("no frame within {limit:?}"),
-            Ok(None) => Ok(None),
-            Ok(Some(Ok(m))) => Ok(Some(m)),
-            Ok(Some(Err(
-                tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed,
-            ))) => Ok(None),
-            Ok(Some(Err(e))) => Err(e).context("WebSocket error"),
+            Ok(received) => received,
+        }
+    }
+
+    /// The next frame of any kind, however long it takes (the caller bounds
+    /// the wait), `None` once the connection is gone.
+    pub async fn recv(&mut self) -> anyhow::Result<Option<Message>> {
+        match self.ws.next().await {
+            None => Ok(None),
+            Some(Ok(m)) => Ok(Some(m)),
+            Some(Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed)) => {
+                Ok(None)
+            }
+            Some(Err(e)) => Err(e).context("WebSocket error"),
         }
     }
 
@@ -265,6 +309,31 @@ impl RawClient {
     pub fn inner(&mut self) -> &mut WebSocketStream<MaybeTlsStream<TcpStream>> {
         &mut self.ws
     }
+}
+
+/// An upgrade request for `url` with `headers`.
+fn request(url: &str, headers: &[(&str, &str)]) -> Result<Request, RawConnectError> {
+    let bad = |e: &dyn std::fmt::Display| RawConnectError::Request(e.to_string());
+    let mut request = url.into_client_request().map_err(|e| bad(&e))?;
+    for (name, value) in headers {
+        let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| bad(&e))?;
+        let value = http::HeaderValue::from_str(value).map_err(|e| bad(&e))?;
+        request.headers_mut().insert(name, value);
+    }
+    Ok(request)
+}
+
+/// The address `request` goes to (`ws://` URLs with an IP address only:
+/// tests connect to servers they started).
+fn destination(request: &Request) -> Result<SocketAddr, tungstenite::Error> {
+    let uri = request.uri();
+    let host = uri.host().unwrap_or_default();
+    let ip: IpAddr = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .map_err(|_| tungstenite::Error::Url(tungstenite::error::UrlError::NoHostName))?;
+    Ok(SocketAddr::new(ip, uri.port_u16().unwrap_or(80)))
 }
 
 fn close_info(frame: CloseFrame) -> CloseInfo {

@@ -145,8 +145,7 @@ impl BinaryServer {
         self.launch().await
     }
 
-    /// Sends `SIGSTOP`/`SIGCONT`-style signals through `kill(1)` (the crate
-    /// forbids `unsafe`, so no direct `kill(2)`).
+    /// Sends `signal` (`"STOP"`, `"CONT"`, `"TERM"` …) to the server.
     pub(crate) fn signal(&self, signal: &str) -> anyhow::Result<()> {
         let pid = self
             .pid()

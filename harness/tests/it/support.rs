@@ -1,20 +1,16 @@
-//! Helpers shared by the topics of this test binary: the bound on every
-//! wait, a NATS publisher of protocol events, and the check that a server's
-//! NATS subscription is in place, so that nothing published afterwards can
-//! miss it.
-
-use std::time::Duration;
+//! Helpers shared by the topics of this test binary: a NATS publisher of
+//! protocol events, and the check that a server's NATS subscription is in
+//! place, so that nothing published afterwards can miss it. (The bound on
+//! every wait and the loop that waits are the library's: `odin_harness::wait`.)
 
 use async_nats::HeaderMap;
 use odin_harness::nats::NatsServer;
 use odin_harness::server::Endpoint;
+use odin_harness::wait::{LIMIT, eventually};
 use odin_protocol::ids::NonceSource;
 use odin_protocol::message::{MarketStats, PriceSource, PriceUpdate, Side, TradeExecuted};
 use odin_protocol::time::now_millis;
 use odin_protocol::{Event, Nonce, Subjects, TokenId};
-
-/// Every wait in these tests is bounded by this.
-pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 /// Every field of `/stats`, as PROTOCOL.md §6 lists them.
 pub(crate) const STATS_FIELDS: &[&str] = &[
@@ -63,25 +59,21 @@ pub(crate) async fn subscribed_on(
 /// server's subscription to `subject` (its `<prefix>.>`).
 pub(crate) async fn wait_subscribed_in_nats(nats: &NatsServer, server: &Endpoint, subject: &str) {
     let stats = server
-        .wait_for_stats(WAIT, |s| s.nats_connected)
+        .wait_for_stats(LIMIT, |s| s.nats_connected)
         .await
         .expect("server connects to NATS");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let subscribed = subscribed_on(nats, &stats.server_id, subject)
+    let what = format!(
+        "the subscription of {} to {subject} in /connz of {}",
+        stats.server_id,
+        nats.url()
+    );
+    eventually(LIMIT, &what, async || {
+        subscribed_on(nats, &stats.server_id, subject)
             .await
-            .expect("NATS monitoring answers");
-        if subscribed {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the subscription of {} to {subject} never showed in /connz of {}",
-            stats.server_id,
-            nats.url()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+            .expect("NATS monitoring answers")
+            .then_some(())
+    })
+    .await;
 }
 
 /// Publishes protocol events to NATS the way the publisher does.

@@ -1,28 +1,26 @@
 //! The bare forwarder (crate `odin-forwarder`) as a child process of the load
 //! tool: the built binary (found like every workspace binary, `ODIN_BIN_DIR`
-//! first), ready once it prints where it listens, stopped with SIGTERM,
-//! killed if dropped.
+//! first) run as the harness's `ChildProcess`, ready once it prints where it
+//! listens (its `LISTENING` line on stdout), stopped with SIGTERM, killed if
+//! dropped.
 
 use std::net::SocketAddr;
-use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use parking_lot::Mutex;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
 use odin_forwarder::{LISTENING, WS_PATH};
+use odin_harness::child::{ChildProcess, Output};
+use tokio::process::Command;
 
 /// Log lines kept for an error message.
 const KEPT_LOG_LINES: usize = 200;
 
+/// How long a starting forwarder may take to say it listens.
+const READY_LIMIT: Duration = Duration::from_secs(20);
+
 /// A running `odin-forwarder`.
 pub struct ForwarderProcess {
-    child: Child,
+    child: ChildProcess,
     ws_addr: SocketAddr,
-    logs: Arc<Mutex<Vec<String>>>,
 }
 
 impl ForwarderProcess {
@@ -30,62 +28,16 @@ impl ForwarderProcess {
     /// `extra` flags appended, and returns once it serves.
     pub async fn start(nats_url: &str, extra: &[String]) -> anyhow::Result<Self> {
         let bin = odin_harness::bins::binary("odin-forwarder")?;
-        let mut child = Command::new(&bin)
+        let mut command = Command::new(&bin);
+        command
             .args(["--ws-addr", "127.0.0.1:0", "--nats-url", nats_url])
             .args(extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().context("no stderr pipe")?;
-        tokio::spawn({
-            let logs = logs.clone();
-            async move {
-                let mut lines = BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let mut logs = logs.lock();
-                    if logs.len() == KEPT_LOG_LINES {
-                        logs.remove(0);
-                    }
-                    logs.push(line);
-                }
-            }
-        });
-        let stdout = child.stdout.take().context("no stdout pipe")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let found = tokio::time::timeout(Duration::from_secs(20), async {
-            while let Some(line) = lines.next_line().await? {
-                if let Some(addr) = listening_addr(&line) {
-                    return Ok(Some(addr));
-                }
-            }
-            anyhow::Ok(None)
-        })
-        .await;
-        let log = || logs.lock().join("\n");
-        let ws_addr = match found {
-            Ok(Ok(Some(addr))) => addr,
-            Ok(Ok(None)) => bail!(
-                "odin-forwarder exited before listening; its log:\n{}",
-                log()
-            ),
-            Ok(Err(e)) => bail!("cannot read odin-forwarder's output: {e}"),
-            Err(_) => bail!(
-                "odin-forwarder did not listen within 20 s; its log:\n{}",
-                log()
-            ),
-        };
-        // Keep draining stdout: a closed pipe would fail its next write.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self {
-            child,
-            ws_addr,
-            logs,
-        })
+            .env("RUST_LOG", "info");
+        let mut child = ChildProcess::spawn("odin-forwarder", command)?;
+        let ws_addr = child
+            .wait_for_line(Output::Stdout, READY_LIMIT, listening_addr)
+            .await?;
+        Ok(Self { child, ws_addr })
     }
 
     /// `ws://<addr>/ws`.
@@ -95,26 +47,25 @@ impl ForwarderProcess {
 
     /// Its process id (for its CPU and memory).
     pub fn pid(&self) -> Option<u32> {
-        self.child.id()
+        self.child.pid()
     }
 
     /// Its last log lines.
     pub fn logs(&self) -> Vec<String> {
-        self.logs.lock().clone()
+        let mut logs = self.child.stderr();
+        let skip = logs.len().saturating_sub(KEPT_LOG_LINES);
+        logs.drain(..skip);
+        logs
     }
 
     /// Sends `signal` (e.g. `"TERM"`).
     pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
-        let pid = self.pid().context("odin-forwarder already exited")?;
-        odin_harness::process::send_signal(pid, signal)
+        self.child.signal(signal)
     }
 
     /// Waits for it to exit (at most `limit`) and returns its exit code.
     pub async fn wait(&mut self, limit: Duration) -> anyhow::Result<Option<i32>> {
-        let status = tokio::time::timeout(limit, self.child.wait())
-            .await
-            .with_context(|| format!("odin-forwarder did not exit within {limit:?}"))??;
-        Ok(status.code())
+        Ok(self.child.exit(limit).await?.code())
     }
 }
 

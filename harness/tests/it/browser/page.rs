@@ -14,14 +14,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use odin_harness::nats::NatsServer;
 use odin_harness::server::{Endpoint, ServerProcess, TestServer};
+use odin_harness::wait::LIMIT;
 use odin_protocol::Event;
 use odin_protocol::message::Side;
 
 use super::chrome::{Browser, ConsoleEntry, Tools};
 use super::feed::Feed;
 
-/// Limit of every wait on the page that is not itself under test.
-const WAIT: Duration = Duration::from_secs(10);
 /// A published price must be on screen within this (the issue's bar).
 const PRICE_ON_SCREEN: Duration = Duration::from_secs(1);
 /// Longest reconnect: the back-off cap (30 s) plus a connect.
@@ -79,7 +78,7 @@ async fn live_scenario(
 
     // Loads, connects, no console errors.
     browser.goto(&page_url(server.endpoint(), "http")).await?;
-    wait_state(browser, "live", WAIT).await?;
+    wait_state(browser, "live", LIMIT).await?;
     let hidden = browser
         .eval("return document.getElementById('module-help').hidden")
         .await?;
@@ -129,11 +128,11 @@ async fn live_scenario(
     wait_trade_rows(browser, &nonces).await?;
 
     // The server dies: the page says it is reconnecting.
-    tokio::time::timeout(WAIT, server.kill()).await??;
+    tokio::time::timeout(LIMIT, server.kill()).await??;
     let text = browser
         .wait_for(
             "\"reconnecting\"",
-            WAIT,
+            LIMIT,
             "const t = document.getElementById('conn-text').textContent; \
              return t.startsWith('reconnecting') ? t : null",
         )
@@ -188,7 +187,7 @@ async fn live_scenario(
     browser
         .wait_for(
             "3 duplicates dropped",
-            WAIT,
+            LIMIT,
             "return document.getElementById('stat-dups').textContent === '3'",
         )
         .await?;
@@ -210,7 +209,7 @@ async fn live_scenario(
     browser
         .wait_for(
             "DOGE's snapshot price",
-            WAIT,
+            LIMIT,
             "const c = document.querySelector('#prices tr[data-token=\"DOGE\"] td.price'); \
              return c !== null && c.dataset.value === '0.1203'",
         )
@@ -252,7 +251,7 @@ async fn page_opened_as_a_file() {
         browser
             .wait_for(
                 "the notice about refused modules",
-                WAIT,
+                LIMIT,
                 "const h = document.getElementById('module-help'); \
                  return h && !h.hidden ? document.getElementById('conn-text').textContent : null",
             )
@@ -267,7 +266,7 @@ async fn page_opened_as_a_file() {
         .expect("Chromium starts");
     let result = async {
         browser.goto(&url).await?;
-        wait_state(&browser, "live", WAIT).await?;
+        wait_state(&browser, "live", LIMIT).await?;
         let shown = publish_and_see_price(&browser, &feed, "BTC", 1234.5, None).await?;
         ensure!(shown <= PRICE_ON_SCREEN, "price took {shown:?}");
         let errors = severe(&browser.new_console_entries().await?);
@@ -302,7 +301,7 @@ fn client_dir() -> PathBuf {
 
 /// Waits until the server is subscribed on NATS, and NATS knows it.
 async fn wait_nats(endpoint: &Endpoint, feed: &Feed) -> anyhow::Result<()> {
-    endpoint.wait_for_stats(WAIT, |s| s.nats_connected).await?;
+    endpoint.wait_for_stats(LIMIT, |s| s.nats_connected).await?;
     feed.flush().await
 }
 
@@ -330,7 +329,7 @@ async fn publish_and_see_price(
     let start = Instant::now();
     feed.publish(&event).await?;
     browser
-        .wait_for(&format!("{token} at {price}"), WAIT, &script)
+        .wait_for(&format!("{token} at {price}"), LIMIT, &script)
         .await?;
     Ok(start.elapsed())
 }
@@ -340,7 +339,7 @@ async fn publish_and_see_price(
 async fn wait_trade_rows(browser: &Browser, nonces: &[String]) -> anyhow::Result<()> {
     let rows_js =
         "return [...document.querySelectorAll('#trades tbody tr')].map(r => r.dataset.nonce)";
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + LIMIT;
     loop {
         let rows: Vec<String> = serde_json::from_value(browser.eval(rows_js).await?)?;
         let unique: HashSet<&String> = rows.iter().collect();
@@ -406,7 +405,7 @@ async fn fill_the_screen(browser: &Browser, feed: &mut Feed) -> anyhow::Result<(
             browser
                 .wait_for(
                     "24 batch tiles",
-                    WAIT,
+                    LIMIT,
                     "return document.querySelectorAll('#batch .tile').length === 24",
                 )
                 .await?;
@@ -430,7 +429,7 @@ async fn fill_the_screen(browser: &Browser, feed: &mut Feed) -> anyhow::Result<(
     browser
         .wait_for(
             "market figures, volumes and the last price",
-            WAIT,
+            LIMIT,
             "return document.getElementById('stat-market').textContent.includes('trades') \
              && document.querySelector('#prices tr[data-token=\"SOL\"] td.volume').textContent !== '–' \
              && document.querySelector('#prices tr[data-token=\"ETH\"] td.price').dataset.value === '3158.05' \

@@ -9,13 +9,14 @@ use std::time::Duration;
 use odin_harness::client::{
     Client, ClientConfig, ClientEvent, MessageKind, MessageView, TestClient,
 };
+use odin_harness::wait::LIMIT;
 use odin_protocol::ServerMessage;
 use tokio::sync::oneshot;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use super::peer::{FakeServer, LIMIT, heartbeat, market, price};
+use super::peer::{FakeServer, heartbeat, market, price};
 
 /// Channels every test client subscribes to.
 const CHANNELS: [&str; 2] = ["token.BTC", "market"];

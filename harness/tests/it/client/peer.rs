@@ -5,10 +5,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderMap, Uri};
+use odin_harness::wait::LIMIT;
 use odin_protocol::message::{
     ChannelRequest, ChannelsAck, ConnectionEstablished, Heartbeat, MarketStats, PriceSource,
     PriceUpdate,
@@ -22,9 +22,6 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-
-/// Bound on every await of the client tests.
-pub(super) const LIMIT: Duration = Duration::from_secs(10);
 
 /// The listening fake server; stops accepting on drop.
 pub(super) struct FakeServer {

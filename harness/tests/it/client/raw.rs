@@ -2,10 +2,11 @@
 //! refused upgrades with their status and body.
 
 use odin_harness::client::{CloseInfo, RawAuth, RawClient, connect_raw};
+use odin_harness::wait::LIMIT;
 use odin_protocol::message::AuthErrorCode;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::peer::{FakeServer, LIMIT, established};
+use super::peer::{FakeServer, established};
 
 #[tokio::test]
 async fn sends_binary_and_reads_the_close_code() {

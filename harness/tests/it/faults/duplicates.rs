@@ -9,10 +9,11 @@ use std::time::Duration;
 use odin_harness::nats::NatsServer;
 use odin_harness::publisher::PublisherProcess;
 use odin_harness::server::ServerProcess;
+use odin_harness::wait::LIMIT;
 use odin_publisher::PublisherConfig;
 
 use super::support::{
-    LIMIT, RawRecorder, Watched, all_subjects, client_config, token_channels, token_ids,
+    RawRecorder, Watched, all_subjects, client_config, token_channels, token_ids,
 };
 use crate::support::{Publisher, wait_subscribed_in_nats};
 

@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use odin_harness::client::{Client, ClientConfig, ClientCounters, ClientStats, MessageView};
 use odin_harness::nats::NatsServer;
 use odin_harness::server::ServerProcess;
+use odin_harness::wait::{LIMIT, eventually};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::support::{LIMIT, all_subjects};
+use super::support::all_subjects;
 use crate::support::{Publisher, wait_subscribed_in_nats};
 
 /// How many clients storm back.
@@ -120,23 +121,17 @@ async fn wait_all(
     limit: Duration,
     done: impl Fn(&ClientCounters) -> bool,
 ) {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
+    let what = format!("every one of {} clients {what}", stats.len());
+    eventually(limit, &what, async || {
         let behind: Vec<ClientCounters> = stats
             .iter()
             .map(|s| s.snapshot())
             .filter(|c| !done(c))
             .collect();
-        if behind.is_empty() {
-            return;
+        match behind.first() {
+            None => Ok(()),
+            Some(example) => Err(format!("{} behind, e.g. {example:?}", behind.len())),
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} of {} clients not {what} within {limit:?}; e.g. {:?}",
-            behind.len(),
-            stats.len(),
-            behind[0]
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 }

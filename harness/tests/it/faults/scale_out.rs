@@ -9,14 +9,20 @@ use std::time::Duration;
 use odin_harness::nats::{NatsCluster, NatsServer};
 use odin_harness::publisher::InProcessPublisher;
 use odin_harness::server::{TestServer, test_config};
+use odin_harness::wait::{LIMIT, eventually};
 use odin_protocol::Event;
 use odin_publisher::PublisherConfig;
 
-use super::support::{LIMIT, Watched, all_subjects, client_config, token_channels, token_ids};
+use super::support::{Watched, all_subjects, client_config, token_channels, token_ids};
 use crate::support::{Publisher, subscribed_on, wait_subscribed_in_nats};
 
 /// Tokens published in these tests.
 const TOKENS: usize = 3;
+
+/// How long one probe of [`deliver_eventually`] is waited for before the
+/// next is published: not a bound on the test (that is [`LIMIT`]), only how
+/// often a probe is sent while interest crosses the cluster's routes.
+const PROBE_ROUND: Duration = Duration::from_millis(100);
 
 /// Channels of every client here: the tokens, `batch` and `market`.
 fn channels(tokens: &[String]) -> Vec<String> {
@@ -233,49 +239,43 @@ async fn servers_on_a_nats_cluster_survive_the_loss_of_their_nodes() {
 /// Waits until one of the `nodes` lists `server_id`'s subscription in its
 /// `/connz`, and returns that node.
 async fn wait_node_of(cluster: &NatsCluster, server_id: &str, nodes: &BTreeSet<usize>) -> usize {
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    loop {
+    let what = format!("server {server_id} subscribed on one of the nodes {nodes:?}");
+    eventually(LIMIT, &what, async || {
         for &i in nodes {
             if subscribed_on(&cluster.nodes()[i], server_id, &all_subjects())
                 .await
                 .unwrap_or(false)
             {
-                return i;
+                return Some(i);
             }
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "server {server_id} is subscribed on none of the nodes {nodes:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        None
+    })
+    .await
 }
 
 /// Publishes probe prices until every client has received one: interest
 /// crosses cluster routes asynchronously, so the first may find none yet.
-/// Each round waits on the delivery itself, not on a timer.
+/// Each round waits on the delivery itself (up to [`PROBE_ROUND`]), not on a
+/// timer.
 async fn deliver_eventually(publisher: &mut Publisher, clients: &mut [Watched]) {
     let mut probes: HashSet<String> = HashSet::new();
-    let deadline = tokio::time::Instant::now() + LIMIT;
     for c in clients.iter_mut() {
-        loop {
+        let what = format!("a probe reaching client {}", c.name);
+        eventually(LIMIT, &what, async || {
             if c.seen.nonces.iter().any(|n| probes.contains(n)) {
-                break;
+                return Some(());
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "client {}: no probe arrived within {LIMIT:?}",
-                c.name
-            );
             let probe = publisher.price_event(&c.tokens[0], 1.0);
             probes.insert(probe.nonce().to_string());
             publisher.event(&probe).await;
-            let _ = c
-                .until("a probe", Duration::from_millis(100), |s| {
-                    s.nonces.iter().any(|n| probes.contains(n))
-                })
-                .await;
-        }
+            c.until("a probe", PROBE_ROUND, |s| {
+                s.nonces.iter().any(|n| probes.contains(n))
+            })
+            .await
+            .ok()
+        })
+        .await;
     }
 }
 

@@ -8,9 +8,10 @@ use std::collections::BTreeSet;
 
 use odin_harness::nats::{NatsCluster, NatsOptions};
 use odin_harness::server::{TestServer, test_config};
+use odin_harness::wait::{LIMIT, eventually};
 use odin_protocol::Event;
 
-use super::support::{LIMIT, RawRecorder, all_subjects, token_channels, token_ids};
+use super::support::{RawRecorder, all_subjects, token_channels, token_ids};
 use crate::support::{Publisher, subscribed_on, wait_subscribed_in_nats};
 
 /// Tokens published in this test.
@@ -59,17 +60,18 @@ async fn a_gateway_with_a_second_nats_connection_loses_nothing_when_its_node_is_
     let subject = all_subjects();
     wait_subscribed_in_nats(&cluster.nodes()[0], &gateway, &subject).await;
     let id = gateway.stats().await.unwrap().server_id;
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    while !subscribed_on(&cluster.nodes()[1], &format!("{id} (second)"), &subject)
-        .await
-        .unwrap()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the second connection's subscription never showed on node 1"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    let second = format!("{id} (second)");
+    eventually(
+        LIMIT,
+        "the second connection's subscription on node 1",
+        async || {
+            subscribed_on(&cluster.nodes()[1], &second, &subject)
+                .await
+                .unwrap()
+                .then_some(())
+        },
+    )
+    .await;
     let tokens = token_ids(TOKENS);
     let mut watcher = RawRecorder::subscribe(&gateway, &token_channels(&tokens))
         .await
@@ -106,19 +108,20 @@ async fn a_gateway_with_a_second_nats_connection_loses_nothing_when_its_node_is_
 
     // Events flow, so the gateway is healthy: `/health` names the first
     // connection down and the second up, and answers 200 "ok".
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    let health = loop {
-        let response = gateway.endpoint().get("/health").await.unwrap();
-        let body: serde_json::Value = response.json().unwrap();
-        if body["natsFirst"] == "disconnected" {
-            break (response.status, body);
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "/health never saw the first connection down: {body}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    };
+    let health = eventually(
+        LIMIT,
+        "/health to see the first connection down",
+        async || {
+            let response = gateway.endpoint().get("/health").await.unwrap();
+            let body: serde_json::Value = response.json().unwrap();
+            if body["natsFirst"] == "disconnected" {
+                Ok((response.status, body))
+            } else {
+                Err(body)
+            }
+        },
+    )
+    .await;
     assert_eq!(health.0, 200, "{}", health.1);
     assert_eq!(health.1["status"], "ok", "{}", health.1);
     assert_eq!(health.1["nats"], "connected", "{}", health.1);

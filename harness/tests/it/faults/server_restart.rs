@@ -10,13 +10,13 @@ use odin_harness::client::connect_raw;
 use odin_harness::nats::NatsServer;
 use odin_harness::publisher::InProcessPublisher;
 use odin_harness::server::{Endpoint, ServerProcess};
+use odin_harness::wait::LIMIT;
 use odin_protocol::message::ChannelRequest;
 use odin_protocol::{ClientMessage, ServerMessage};
 use odin_publisher::PublisherConfig;
 
 use super::support::{
-    BACKOFF_CAP, LIMIT, LatestPrices, Watched, all_subjects, client_config, token_channels,
-    token_ids,
+    BACKOFF_CAP, LatestPrices, Watched, all_subjects, client_config, token_channels, token_ids,
 };
 use crate::support::wait_subscribed_in_nats;
 

@@ -10,12 +10,13 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
+use odin_harness::wait::{LIMIT, eventually};
 use odin_protocol::{Event, Subjects};
 use odin_publisher::outgoing::Outgoing;
 use odin_publisher::sink::{NatsSink, Sink};
 use odin_server::last_prices::{LastPricesConfig, ensure_stream, stream_config};
 
-use super::support::{LIMIT, jetstream_nats};
+use super::support::jetstream_nats;
 use crate::support::Publisher;
 
 /// Asserts that `stream` holds `price` as its token's last price, byte for
@@ -53,15 +54,15 @@ async fn the_publisher_sends_each_unstored_latest_price_again_until_the_store_ta
             .await
             .expect("the publish is sent");
     }
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    while stats.failed() < 3 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the missing store was never noticed ({} failed)",
-            stats.failed()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(
+        LIMIT,
+        "the missing store to be noticed",
+        async || match stats.failed() {
+            3.. => Ok(()),
+            failed => Err(format!("{failed} failed")),
+        },
+    )
+    .await;
     assert_eq!(stats.unconfirmed(), 3);
 
     // The store appears; the final flush waits until it has every latest
@@ -114,14 +115,10 @@ async fn prices_published_while_nats_is_away_with_a_full_buffer_wait_and_are_sto
         .collect();
 
     nats.stop().await.expect("NATS stops");
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    while client.connection_state() == async_nats::connection::State::Connected {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the client never saw NATS go"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(LIMIT, "the client to see NATS go", async || {
+        (client.connection_state() != async_nats::connection::State::Connected).then_some(())
+    })
+    .await;
     let publishing = tokio::spawn({
         let prices = prices.clone();
         let subjects = subjects.clone();

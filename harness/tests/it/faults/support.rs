@@ -11,15 +11,12 @@ use futures_util::StreamExt;
 use odin_harness::client::{ClientConfig, ClientEvent, TestClient, connect_raw};
 use odin_harness::nats::{NatsOptions, NatsServer};
 use odin_harness::server::Endpoint;
+use odin_harness::wait::LIMIT;
 use odin_protocol::message::ChannelRequest;
 use odin_protocol::{ClientMessage, Event, ServerMessage};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
-
-/// Bound on each wait of a fault test: generous, because a 2-core CI box
-/// runs these next to other tests, debug builds and several processes.
-pub(crate) const LIMIT: Duration = Duration::from_secs(20);
 
 /// Back-off of the reference clients: short, so reconnects are quick, yet a
 /// real capped exponential back-off with jitter.

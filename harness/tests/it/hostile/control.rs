@@ -5,13 +5,14 @@
 
 use std::time::Duration;
 
+use odin_harness::wait::LIMIT;
 use odin_protocol::time::now_millis;
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::server::support::{Stack, Ws};
-use crate::support::{Publisher, WAIT};
+use crate::support::Publisher;
 
 /// The token the control client follows; attacks use others.
 pub(crate) const CONTROL_TOKEN: &str = "CONTROL";
@@ -58,7 +59,7 @@ impl Control {
             sent
         });
         let reader = tokio::spawn(read_until_last(ws, first_tx, last_rx));
-        tokio::time::timeout(WAIT, first_rx)
+        tokio::time::timeout(LIMIT, first_rx)
             .await
             .expect("the control client gets its first event in time")
             .expect("the control reader runs");
@@ -97,7 +98,7 @@ impl Control {
 
 /// Reads the control client's frames, keeping (nonce, latency in ms) of
 /// every control price update, until the last nonce published (sent on
-/// `last` once the feed stops) has arrived, or nothing has for [`WAIT`], or
+/// `last` once the feed stops) has arrived, or nothing has for [`LIMIT`], or
 /// the connection ends; `first` is told when the first one arrives.
 async fn read_until_last(
     mut ws: Ws,
@@ -109,7 +110,7 @@ async fn read_until_last(
     let mut end: Option<String> = None;
     loop {
         tokio::select! {
-            next = ws.try_next_text(WAIT) => {
+            next = ws.try_next_text(LIMIT) => {
                 let Ok(Some(text)) = next else { return received };
                 let arrived = now_millis();
                 let v: Value = serde_json::from_str(&text).expect("the server sends JSON");

@@ -4,19 +4,22 @@
 //! exhaust its budget and asserts the refusal (`503`/`429` with
 //! `Retry-After`, counted in `/stats` and `/metrics`), that another address
 //! is served meanwhile, and that the control client kept its feed.
+//!
+//! Clients are the server tests' `Ws` (the library's raw client); sockets
+//! that hold a slot without ever sending a request are bare `TcpStream`s.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use odin_harness::wait::{LIMIT, eventually};
 use odin_server::AddressLimits;
 use odin_server::auth::{AuthConfig, mint_token};
 use odin_server::fairness::Rate;
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::time::Instant;
 
 use super::control::Control;
 use super::http_side::counter;
-use crate::server::support::{Refusal, Stack, WAIT, Ws};
+use crate::server::support::{Refusal, Stack, Ws};
 
 /// The addresses the tests' attackers and bystanders connect from.
 const MALLORY: [u8; 4] = [127, 0, 0, 31];
@@ -51,17 +54,17 @@ async fn refused_from(stack: &Stack, from: [u8; 4]) -> Refusal {
 /// until it is accepted, within `limit`.
 async fn accepted_again_within(stack: &Stack, from: [u8; 4], status: u16, limit: Duration) -> Ws {
     let url = stack.server.endpoint().ws_url_with_token("tester");
-    let deadline = Instant::now() + limit;
-    loop {
+    let what = format!("an upgrade from {from:?} accepted again");
+    eventually(limit, &what, async || {
         match Ws::try_connect_from(from, &url).await {
-            Ok(ws) => return ws,
-            Err(refusal) if Instant::now() < deadline => {
+            Ok(ws) => Ok(ws),
+            Err(refusal) => {
                 assert_eq!(refusal.status, status, "{refusal:?}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                Err(format!("{refusal:?}"))
             }
-            Err(refusal) => panic!("still refused after {limit:?}: {refusal:?}"),
         }
-    }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -96,7 +99,7 @@ async fn one_address_holds_at_most_its_share_of_connections_handshaking_or_not()
     let _bystander = connect_from(&stack, BYSTANDER).await;
     drop(silent);
     drop(held.pop());
-    let _again = accepted_again_within(&stack, MALLORY, 503, WAIT).await;
+    let _again = accepted_again_within(&stack, MALLORY, 503, LIMIT).await;
     assert!(counter(&stack, "odin_address_busy_total").await >= 1);
     let stats = stack.server.endpoint().stats().await.unwrap();
     assert_eq!(

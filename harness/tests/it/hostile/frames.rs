@@ -4,11 +4,12 @@
 //! control client keeps its feed.
 
 use futures_util::{SinkExt, StreamExt};
+use odin_harness::wait::LIMIT;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::control::Control;
-use crate::server::support::{Stack, WAIT, Ws};
+use crate::server::support::{Stack, Ws};
 
 /// Frames sent as fast as the socket takes them; the budget is 40 at once
 /// and 20 a second.
@@ -24,7 +25,7 @@ async fn flood(ws: &mut Ws, frame: impl Fn() -> Message) -> (Option<u16>, usize,
         }
     }
     let (mut pongs, mut limited) = (0, 0);
-    let deadline = tokio::time::Instant::now() + WAIT;
+    let deadline = tokio::time::Instant::now() + LIMIT;
     loop {
         let next = tokio::time::timeout_at(deadline, ws.inner_mut().next())
             .await

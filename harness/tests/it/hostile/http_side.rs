@@ -3,17 +3,25 @@
 //! deadline, each listener its own budget, and one source address cannot
 //! take the HTTP port's, while `/health`, new WebSocket clients and the
 //! control client carry on.
+//!
+//! The attackers are bare `TcpStream`s: half-sent requests, byte drips and
+//! silent sockets need byte-level control no WebSocket client gives. The
+//! clients that must still be served are the library's `RawClient`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use odin_harness::client::{RawAuth, RawClient};
+use odin_harness::wait::{LIMIT, eventually};
+use odin_protocol::message::ChannelRequest;
+use odin_protocol::{ClientMessage, ServerMessage};
 use odin_server::HttpLimits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
 use super::control::Control;
-use crate::server::support::{Stack, WAIT};
+use crate::server::support::Stack;
 
 /// A half-sent request: the header block never ends.
 const HALF_SENT: &[u8] = b"GET /health HTTP/1.1\r\nHost: odin\r\n";
@@ -23,7 +31,7 @@ const HALF_SENT: &[u8] = b"GET /health HTTP/1.1\r\nHost: odin\r\n";
 async fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
     let socket = TcpSocket::new_v4().unwrap();
     socket.bind((from, 0).into()).unwrap();
-    tokio::time::timeout(WAIT, socket.connect(to))
+    tokio::time::timeout(LIMIT, socket.connect(to))
         .await
         .expect("connect in time")
         .expect("connect")
@@ -88,8 +96,8 @@ async fn idle_and_half_sent_http_requests_are_closed_after_the_idle_timeout() {
         sockets.push(stream);
     }
     for (i, stream) in sockets.iter_mut().enumerate() {
-        let closed = read_to_close(stream, WAIT).await;
-        assert!(closed.is_some(), "socket {i} still open after {WAIT:?}");
+        let closed = read_to_close(stream, LIMIT).await;
+        assert!(closed.is_some(), "socket {i} still open after {LIMIT:?}");
     }
     assert_eq!(
         stack.server.endpoint().get("/health").await.unwrap().status,
@@ -125,7 +133,7 @@ async fn a_slow_drip_of_bytes_is_closed_at_the_connection_lifetime() {
             break started.elapsed();
         }
         assert!(
-            started.elapsed() < WAIT,
+            started.elapsed() < LIMIT,
             "the dripping client is never closed"
         );
     };
@@ -211,38 +219,26 @@ async fn silent_sockets_on_the_websocket_port_have_a_budget_of_their_own() {
     // Once they give up, the budget is back for real clients (as soon as
     // the server has read their end of file).
     drop(silent);
-    let url = stack.server.endpoint().ws_url_with_token("late");
-    let deadline = Instant::now() + WAIT;
-    let mut late = loop {
-        if let Ok((ws, _)) = tokio_tungstenite::connect_async(url.as_str()).await {
-            break ws;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no client admitted after the silent sockets left"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    use futures_util::{SinkExt, StreamExt};
-    late.send(tokio_tungstenite::tungstenite::Message::text(
-        r#"{"type":"subscribe","channels":["token.LATE"]}"#,
-    ))
+    let ep = stack.server.endpoint();
+    let mut late = eventually(
+        LIMIT,
+        "a client admitted after the silent sockets left",
+        async || RawClient::connect(&ep.ws_url(), &RawAuth::query(ep.token("late"))).await,
+    )
+    .await;
+    late.send_json(&ClientMessage::Subscribe(ChannelRequest {
+        channels: vec!["token.LATE".to_owned()],
+        id: None,
+    }))
     .await
     .unwrap();
-    let mut subscribed = false;
-    while let Some(Ok(msg)) = tokio::time::timeout(WAIT, late.next())
-        .await
-        .expect("an answer")
-    {
-        if msg
-            .to_text()
-            .is_ok_and(|t| t.contains(r#""type":"subscribed""#))
-        {
-            subscribed = true;
-            break;
+    loop {
+        match late.next_message(LIMIT).await {
+            Ok(ServerMessage::Subscribed(_)) => break,
+            Ok(_) => {}
+            Err(e) => panic!("the late client does not subscribe: {e:#}"),
         }
     }
-    assert!(subscribed, "the late client subscribes");
     control.finish().await;
 }
 

@@ -3,11 +3,12 @@
 //! delivered, never in the latency figures), and a flood of new token ids
 //! stays within the token budget, while the control client keeps its feed.
 
+use odin_harness::wait::LIMIT;
 use odin_protocol::time::now_millis;
 use serde_json::{Value, json};
 
 use super::control::{Control, LATENCY_BOUND_MS};
-use crate::server::support::{Stack, WAIT};
+use crate::server::support::Stack;
 
 #[tokio::test]
 async fn impossible_prices_and_timestamps_are_invalid_and_the_latency_figures_stay_true() {
@@ -61,7 +62,7 @@ async fn impossible_prices_and_timestamps_are_invalid_and_the_latency_figures_st
     );
     let invalid = before.invalid_events + cases.len() as u64 + 1;
     let stats = ep
-        .wait_for_stats(WAIT, |s| s.invalid_events == invalid)
+        .wait_for_stats(LIMIT, |s| s.invalid_events == invalid)
         .await
         .unwrap_or_else(|e| panic!("every impossible event counted as invalid: {e}"));
     assert!(
@@ -96,7 +97,7 @@ async fn a_flood_of_new_token_ids_is_held_within_the_token_budget() {
     }
     let received = before.messages_received + FLOOD as u64;
     let stats = ep
-        .wait_for_stats(WAIT, |s| s.messages_received >= received)
+        .wait_for_stats(LIMIT, |s| s.messages_received >= received)
         .await
         .unwrap_or_else(|e| panic!("the flood reached the gateway: {e}"));
     assert!(

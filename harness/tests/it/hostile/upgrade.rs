@@ -1,12 +1,16 @@
 //! Hostile upgrade requests: an over-long token or header block gets `431`
 //! (it used to get no answer at all), while the control client keeps its
 //! feed.
+//!
+//! The requests are written on a bare `TcpStream`: a WebSocket client
+//! would not send a head this malformed, nor show the raw answer.
 
+use odin_harness::wait::LIMIT;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::control::Control;
-use crate::server::support::{Stack, WAIT};
+use crate::server::support::Stack;
 
 /// Sends `request` on a fresh connection to the WebSocket port and returns
 /// everything the server answers before it closes.
@@ -16,7 +20,7 @@ async fn answer_to(stack: &Stack, request: &[u8]) -> String {
         .unwrap();
     stream.write_all(request).await.unwrap();
     let mut answer = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut answer))
+    tokio::time::timeout(LIMIT, stream.read_to_end(&mut answer))
         .await
         .expect("the server answers and closes in time")
         .expect("no reset: the server reads the request before it closes");

@@ -2,10 +2,10 @@
 //! and the rest carry on, and it rejoins after a restart.
 
 use async_nats::Event;
-
 use odin_harness::nats::NatsCluster;
+use odin_harness::wait::LIMIT;
 
-use super::{LIMIT, deliver_eventually, wait_event, watched_client, within};
+use super::{deliver_eventually, wait_event, watched_client, within};
 
 #[tokio::test]
 async fn three_nodes_route_messages_and_survive_a_killed_node() {

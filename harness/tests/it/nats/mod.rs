@@ -14,11 +14,9 @@ use async_nats::{Client, ConnectOptions, Event};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use odin_harness::nats::{BackendChoice, NatsOptions};
+use odin_harness::wait::LIMIT;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
-
-/// Bound on every single await; generous for a loaded 2-core CI box.
-const LIMIT: Duration = Duration::from_secs(15);
 
 /// Options for the binary backend, whatever the environment says.
 fn binary() -> NatsOptions {

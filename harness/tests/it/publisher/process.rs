@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use odin_harness::nats::NatsServer;
 use odin_harness::publisher::{PublisherProcess, test_config};
+use odin_harness::wait::LIMIT;
 use odin_publisher::PublisherConfig;
 
-use super::support::{Capture, WAIT};
+use super::support::Capture;
 
 #[tokio::test]
 async fn runs_for_its_duration_and_prints_its_totals() {
@@ -16,7 +17,7 @@ async fn runs_for_its_duration_and_prints_its_totals() {
         ..test_config(&nats.url())
     };
     let mut process = PublisherProcess::spawn(&config, &[]).expect("starts");
-    let exit = process.exit(WAIT).await.expect("exits");
+    let exit = process.exit(LIMIT).await.expect("exits");
     assert_eq!(exit.code, Some(0), "{}", exit.stderr.join("\n"));
     let last = exit.stdout.last().expect("a totals line");
     assert!(last.starts_with("published "), "{last}");
@@ -43,14 +44,14 @@ async fn sigterm_and_sigint_flush_everything_and_exit_zero() {
         capture.wait_for(500).await.expect("it publishes");
         process.signal(signal).unwrap();
         let mut process = process;
-        let exit = process.exit(WAIT).await.expect("exits");
+        let exit = process.exit(LIMIT).await.expect("exits");
         assert_eq!(
             exit.code,
             Some(0),
             "SIG{signal}: {}",
             exit.stderr.join("\n")
         );
-        let totals = process.wait(WAIT).await.expect("totals");
+        let totals = process.wait(LIMIT).await.expect("totals");
         assert!(totals.interrupted && totals.flushed, "SIG{signal}");
         // Flushed: every message it counted reached NATS.
         capture.wait_for(totals.messages as usize).await.unwrap();
@@ -66,7 +67,7 @@ async fn sigterm_and_sigint_flush_everything_and_exit_zero() {
 /// Runs the binary with `args` and returns its exit code and stderr.
 async fn run_raw(args: &[&str]) -> (Option<i32>, Vec<String>) {
     let mut process = PublisherProcess::spawn_args(args).expect("starts");
-    let exit = process.exit(WAIT).await.expect("exits");
+    let exit = process.exit(LIMIT).await.expect("exits");
     (exit.code, exit.stderr)
 }
 

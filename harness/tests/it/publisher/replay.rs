@@ -5,11 +5,12 @@ use std::path::PathBuf;
 
 use odin_harness::nats::NatsServer;
 use odin_harness::publisher::{InProcessPublisher, test_config};
+use odin_harness::wait::LIMIT;
 use odin_protocol::time::now_millis;
 use odin_publisher::PublisherConfig;
 use serde_json::Value;
 
-use super::support::{Capture, WAIT, assert_on_the_wire};
+use super::support::{Capture, assert_on_the_wire};
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/recordings/small-market.jsonl")
@@ -32,7 +33,7 @@ async fn the_committed_fixture_replays_with_fresh_nonces_and_timestamps() {
     let from = now_millis();
     let totals = InProcessPublisher::start(config)
         .unwrap()
-        .wait(WAIT)
+        .wait(LIMIT)
         .await
         .expect("the replay ends by itself");
     let to = now_millis();

@@ -2,9 +2,10 @@
 
 use odin_harness::nats::NatsServer;
 use odin_harness::publisher::{InProcessPublisher, test_config};
+use odin_harness::wait::{LIMIT, eventually};
 use odin_publisher::PublisherConfig;
 
-use super::support::{Capture, WAIT};
+use super::support::Capture;
 
 #[tokio::test]
 async fn survives_a_nats_restart_and_keeps_publishing() {
@@ -18,17 +19,12 @@ async fn survives_a_nats_restart_and_keeps_publishing() {
     capture.wait_for(200).await.expect("publishing before");
 
     nats.stop().await.unwrap();
-    // Wait for the outage to be seen (an event, not a sleep).
-    let mut state = capture.client.connection_state();
-    tokio::time::timeout(WAIT, async {
-        while state == async_nats::connection::State::Connected {
-            tokio::task::yield_now().await;
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            state = capture.client.connection_state();
-        }
+    // Wait for the outage to be seen by the capture's client.
+    eventually(LIMIT, "the outage to be noticed", async || {
+        (capture.client.connection_state() != async_nats::connection::State::Connected)
+            .then_some(())
     })
-    .await
-    .expect("the outage is noticed");
+    .await;
     nats.restart().await.unwrap();
 
     // The capture client re-subscribes on reconnect; fresh events arrive.

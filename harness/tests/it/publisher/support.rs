@@ -1,17 +1,13 @@
 //! A NATS subscriber that captures every Odin message with its subject and
 //! header, and the checks several tests share.
 
-use std::time::Duration;
-
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use odin_harness::wait::LIMIT;
 use odin_protocol::{Event, Subjects};
 use serde_json::Value;
 use tokio::sync::mpsc;
-
-/// Every wait in these tests is bounded by this.
-pub(crate) const WAIT: Duration = Duration::from_secs(20);
 
 /// One message as a subscriber saw it.
 #[derive(Debug, Clone)]
@@ -55,7 +51,7 @@ pub(crate) struct Capture {
 impl Capture {
     /// Subscribes on `url`; the subscription is live when this returns.
     pub(crate) async fn start(url: &str) -> anyhow::Result<Capture> {
-        let client = tokio::time::timeout(WAIT, async_nats::connect(url))
+        let client = tokio::time::timeout(LIMIT, async_nats::connect(url))
             .await
             .context("connect timed out")??;
         let mut subscription = client
@@ -63,7 +59,7 @@ impl Capture {
             .await
             .context("subscribe")?;
         // The server has the subscription once it answers a round trip.
-        tokio::time::timeout(WAIT, client.flush())
+        tokio::time::timeout(LIMIT, client.flush())
             .await
             .context("flush timed out")??;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -95,7 +91,7 @@ impl Capture {
 
     /// Waits until at least `n` messages have been captured.
     pub(crate) async fn wait_for(&mut self, n: usize) -> anyhow::Result<()> {
-        let waited = tokio::time::timeout(WAIT, async {
+        let waited = tokio::time::timeout(LIMIT, async {
             while self.messages.len() < n {
                 match self.rx.recv().await {
                     Some(m) => self.messages.push(m),
@@ -108,7 +104,7 @@ impl Capture {
         match waited {
             Ok(result) => result,
             Err(_) => bail!(
-                "captured {} of {n} messages within {WAIT:?}",
+                "captured {} of {n} messages within {LIMIT:?}",
                 self.messages.len()
             ),
         }

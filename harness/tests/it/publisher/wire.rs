@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use odin_harness::nats::NatsServer;
 use odin_harness::publisher::{InProcessPublisher, test_config};
+use odin_harness::wait::LIMIT;
 use odin_protocol::Event;
 use odin_protocol::message::PriceSource;
 use odin_protocol::time::now_millis;
 use odin_publisher::PublisherConfig;
 
-use super::support::{Capture, WAIT, assert_on_the_wire};
+use super::support::{Capture, assert_on_the_wire};
 
 #[tokio::test]
 async fn a_short_run_is_on_the_wire_as_the_protocol_says() {
@@ -29,7 +30,7 @@ async fn a_short_run_is_on_the_wire_as_the_protocol_says() {
     let from = now_millis();
     let totals = InProcessPublisher::start(config)
         .unwrap()
-        .wait(WAIT)
+        .wait(LIMIT)
         .await
         .expect("the run ends by itself");
     let to = now_millis();
@@ -151,7 +152,7 @@ async fn concurrent_publishers_never_share_a_nonce_unless_asked() {
             };
             let a = InProcessPublisher::start(config.clone()).unwrap();
             let b = InProcessPublisher::start(config).unwrap();
-            let (a, b) = (a.wait(WAIT).await.unwrap(), b.wait(WAIT).await.unwrap());
+            let (a, b) = (a.wait(LIMIT).await.unwrap(), b.wait(LIMIT).await.unwrap());
             capture
                 .wait_for((a.messages + b.messages) as usize)
                 .await

@@ -6,12 +6,14 @@
 use odin_harness::client::connect_raw;
 use odin_harness::nats::NatsServer;
 use odin_harness::server::TestServer;
+use odin_harness::wait::LIMIT;
 use odin_protocol::message::ChannelRequest;
 use odin_protocol::{ClientMessage, ServerMessage, Subjects};
 use serde_json::Value;
 
 use super::sorted;
-use crate::support::{Publisher, WAIT, wait_subscribed_in_nats};
+
+use crate::support::{Publisher, wait_subscribed_in_nats};
 
 #[tokio::test]
 async fn stats_of_a_running_server_have_the_documented_shape() {
@@ -34,7 +36,7 @@ async fn stats_of_a_running_server_have_the_documented_shape() {
         .await
         .unwrap();
     for expected in ["connection_established", "subscribed"] {
-        let m = client.next_message(WAIT).await.unwrap();
+        let m = client.next_message(LIMIT).await.unwrap();
         assert_eq!(serde_json::to_value(&m).unwrap()["type"], expected, "{m:?}");
     }
     let mut publisher = Publisher::connect(&nats.url()).await;
@@ -44,13 +46,13 @@ async fn stats_of_a_running_server_have_the_documented_shape() {
     let price = publisher.price_event("BTC", 1.5);
     publisher.event(&price).await;
     publisher.event(&price).await;
-    match client.next_message(WAIT).await.unwrap() {
+    match client.next_message(LIMIT).await.unwrap() {
         ServerMessage::PriceUpdate(p) => assert_eq!(&p.nonce, price.nonce()),
         other => panic!("expected the price, got {other:?}"),
     }
 
     server
-        .wait_for_stats(WAIT, |s| {
+        .wait_for_stats(LIMIT, |s| {
             s.messages_received == 3
                 && s.invalid_events == 1
                 && s.duplicates_dropped == 1

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use odin_harness::wait::LIMIT;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
@@ -120,7 +121,7 @@ async fn flooding_is_rate_limited_and_ten_strikes_close_with_1008() {
     let mut pongs = 0;
     let mut limited = 0;
     let close = loop {
-        match ws.try_next_text(super::support::WAIT).await {
+        match ws.try_next_text(LIMIT).await {
             Ok(Some(t)) => {
                 let v: serde_json::Value = serde_json::from_str(&t).unwrap();
                 match v["type"].as_str() {
@@ -219,7 +220,7 @@ async fn a_binary_frame_closes_with_1003() {
     assert_eq!(ws.closed().await, Some(1003));
     stack
         .server
-        .wait_for_stats(super::support::WAIT, |s| s.connection_count == 0)
+        .wait_for_stats(LIMIT, |s| s.connection_count == 0)
         .await
         .unwrap();
 }
@@ -242,7 +243,7 @@ async fn a_text_frame_that_is_not_utf8_closes_with_1007_and_others_carry_on() {
     assert_eq!(bystander.next_of_type("pong").await["id"], "still");
     stack
         .server
-        .wait_for_stats(super::support::WAIT, |s| s.connection_count == 1)
+        .wait_for_stats(LIMIT, |s| s.connection_count == 1)
         .await
         .unwrap();
 }
@@ -263,7 +264,7 @@ async fn an_oversized_frame_header_does_not_make_the_server_buffer_it() {
     assert!(started.elapsed() < Duration::from_secs(5));
     stack
         .server
-        .wait_for_stats(super::support::WAIT, |s| s.connection_count == 0)
+        .wait_for_stats(LIMIT, |s| s.connection_count == 0)
         .await
         .unwrap();
 }

@@ -1,15 +1,13 @@
 //! `PROTOCOL.md` §3–§4: messages, channels, byte-identical forwarding,
 //! snapshots, de-duplication and per-token order.
 
-use std::time::Duration;
-
+use odin_harness::wait::LIMIT;
 use odin_protocol::message::{BatchEntry, BatchSource, BatchUpdate, MarketStats, VolumeUpdate};
 use odin_protocol::time::now_millis;
 use odin_protocol::{Event, Nonce, TokenId};
 use serde_json::json;
 
 use super::support::Stack;
-use crate::support::WAIT;
 
 #[tokio::test]
 async fn greets_then_answers_subscribe_unsubscribe_and_ping_with_ids() {
@@ -107,13 +105,36 @@ async fn each_channel_gets_its_events_byte_for_byte() {
     });
     let m_text = p.event(&m).await;
 
+    // One more event per channel: each client's next frame after its own
+    // events must be its channel's fence, so nothing else reached it.
+    let batch_fence = Event::BatchUpdate(BatchUpdate {
+        source: BatchSource::Scheduler,
+        updates: vec![BatchEntry {
+            token_id: TokenId::parse("BTC").unwrap(),
+            price: 43.0,
+            volume_24h: None,
+        }],
+        timestamp: now_millis(),
+        nonce: Nonce::parse("batch-fence").unwrap(),
+    });
+    let market_fence = p.market_event(4);
+    let fences = [
+        p.price("BTC", 43.0).await,
+        p.event(&batch_fence).await,
+        p.event(&market_fence).await,
+        p.price("ETH", 1.0).await,
+    ];
+
     assert_eq!(tok.next_text().await, odd);
     assert_eq!(tok.next_text().await, volume_text);
     assert_eq!(tok.next_text().await, trade_text);
     assert_eq!(batch.next_text().await, b_text);
     assert_eq!(market.next_text().await, m_text);
-    for ws in [&mut tok, &mut batch, &mut market, &mut other] {
-        ws.expect_silence(Duration::from_millis(200)).await;
+    for (ws, fence) in [&mut tok, &mut batch, &mut market, &mut other]
+        .into_iter()
+        .zip(&fences)
+    {
+        ws.nothing_before(fence).await;
     }
 }
 
@@ -121,14 +142,16 @@ async fn each_channel_gets_its_events_byte_for_byte() {
 async fn unsubscribing_stops_delivery() {
     let mut stack = Stack::start().await;
     let mut ws = stack.client().await;
-    ws.subscribe(&["token.BTC"]).await;
+    // `token.ETH` stays subscribed: it carries the fence.
+    ws.subscribe(&["token.BTC", "token.ETH"]).await;
     let first = stack.publisher.price("BTC", 1.0).await;
     assert_eq!(ws.next_text().await, first);
     ws.send_json(json!({"type":"unsubscribe","channels":["token.BTC"]}))
         .await;
     ws.next_of_type("unsubscribed").await;
     stack.publisher.price("BTC", 2.0).await;
-    ws.expect_silence(Duration::from_millis(300)).await;
+    let fence = stack.publisher.price("ETH", 1.0).await;
+    ws.nothing_before(&fence).await;
 }
 
 #[tokio::test]
@@ -141,7 +164,7 @@ async fn subscribe_sends_the_latest_price_as_a_snapshot_once() {
     stack.publisher.event(&t).await;
     stack
         .server
-        .wait_for_stats(WAIT, |s| s.messages_received == 3)
+        .wait_for_stats(LIMIT, |s| s.messages_received == 3)
         .await
         .unwrap();
 
@@ -154,12 +177,12 @@ async fn subscribe_sends_the_latest_price_as_a_snapshot_once() {
         latest,
         "snapshot is the original bytes"
     );
-    // Subscribing again to a channel already held sends no second snapshot.
+    // Subscribing again to a channel already held sends no second snapshot:
+    // one would be queued right after `subscribed`, before the live event
+    // published next.
     ws.subscribe(&["token.BTC"]).await;
-    ws.expect_silence(Duration::from_millis(200)).await;
-    // Live events follow.
     let live = stack.publisher.price("BTC", 3.0).await;
-    assert_eq!(ws.next_text().await, live);
+    ws.nothing_before(&live).await;
     // After unsubscribing, a new subscribe snapshots again.
     ws.send_json(json!({"type":"unsubscribe","channels":["token.BTC"]}))
         .await;
@@ -207,16 +230,18 @@ async fn duplicates_are_dropped_once_at_ingest() {
     p.raw("odin.token.BTC.price".into(), Some("hdr-x"), e4.to_json())
         .await;
     p.client.flush().await.unwrap();
+    // A last, distinct event: a repeat let through would come before it.
+    let fence = p.price("BTC", 5.0).await;
 
     for ws in [&mut a, &mut b] {
         assert_eq!(ws.next_text().await, text);
         assert_eq!(ws.next_text().await, text2);
         assert_eq!(ws.next_text().await, text3);
         assert_eq!(ws.next_text().await, text3);
-        ws.expect_silence(Duration::from_millis(200)).await;
+        ws.nothing_before(&fence).await;
     }
     let stats = stack.server.stats().await.unwrap();
-    assert_eq!(stats.messages_received, 8);
+    assert_eq!(stats.messages_received, 8 + 1, "8 and the fence");
     assert_eq!(
         stats.duplicates_dropped, 4,
         "counted once per duplicate, not per client"
@@ -252,13 +277,16 @@ async fn invalid_events_are_dropped_and_counted() {
     let sent = cases.len() as u64 + 1;
     let stats = stack
         .server
-        .wait_for_stats(WAIT, |s| {
+        .wait_for_stats(LIMIT, |s| {
             s.messages_received == sent && s.invalid_events == sent
         })
         .await
         .unwrap();
     assert_eq!(stats.invalid_events, sent);
-    ws.expect_silence(Duration::from_millis(200)).await;
+    // None of them reached the client: the next frame is a valid event
+    // published after them all.
+    let fence = stack.publisher.price("BTC", 2.0).await;
+    ws.nothing_before(&fence).await;
 }
 
 #[tokio::test]

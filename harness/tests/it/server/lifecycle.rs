@@ -6,10 +6,11 @@ use std::time::Duration;
 use odin_harness::bins;
 use odin_harness::nats::NatsServer;
 use odin_harness::server::ServerProcess;
+use odin_harness::wait::LIMIT;
 use serde_json::json;
 
 use super::support::{Stack, Ws};
-use crate::support::{Publisher, WAIT};
+use crate::support::Publisher;
 
 #[tokio::test]
 async fn nats_outage_degrades_health_and_live_events_resume_without_resubscribing() {
@@ -27,7 +28,7 @@ async fn nats_outage_degrades_health_and_live_events_resume_without_resubscribin
     );
 
     stack.nats.stop().await.unwrap();
-    ep.wait_for_stats(WAIT, |s| !s.nats_connected)
+    ep.wait_for_stats(LIMIT, |s| !s.nats_connected)
         .await
         .unwrap();
     let health = ep.get("/health").await.unwrap();
@@ -81,7 +82,7 @@ async fn in_process_shutdown_sends_1001_to_every_client() {
     for ws in &mut clients {
         assert_eq!(ws.closed().await, Some(1001));
     }
-    tokio::time::timeout(WAIT, stopping)
+    tokio::time::timeout(LIMIT, stopping)
         .await
         .expect("shutdown within the drain time")
         .unwrap()
@@ -120,7 +121,7 @@ async fn stats_and_metrics_report_every_documented_figure() {
     assert_eq!(ws.next_text().await, text);
     let stats = stack
         .server
-        .wait_for_stats(WAIT, |s| s.messages_delivered >= 3)
+        .wait_for_stats(LIMIT, |s| s.messages_delivered >= 3)
         .await
         .unwrap();
     assert_eq!(stats.connection_count, 1);

@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use odin_harness::wait::LIMIT;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::support::Stack;
-use crate::support::WAIT;
 
 #[tokio::test]
 async fn heartbeats_and_pings_arrive_every_interval() {
@@ -35,14 +35,14 @@ async fn a_client_that_never_answers_pings_is_closed_with_4002() {
     // intervals to notice; its log of the connection is gone from /stats.
     stack
         .server
-        .wait_for_stats(WAIT, |s| s.connection_count == 0)
+        .wait_for_stats(LIMIT, |s| s.connection_count == 0)
         .await
         .expect("the silent client is disconnected");
     // What it finds when it finally reads: a heartbeat, a ping, then 4002.
     let mut ws = ws;
     let mut saw_ping = false;
     let code = loop {
-        match tokio::time::timeout(WAIT, ws_next(&mut ws))
+        match tokio::time::timeout(LIMIT, ws_next(&mut ws))
             .await
             .expect("frame")
         {
@@ -113,7 +113,7 @@ async fn a_stalled_reader_is_conflated_to_the_latest_price() {
         .unwrap();
     stack
         .server
-        .wait_for_stats(WAIT, |s| s.conflated > 0)
+        .wait_for_stats(LIMIT, |s| s.conflated > 0)
         .await
         .expect("the stalled reader's updates were conflated");
 
@@ -145,7 +145,7 @@ async fn a_client_that_reads_nothing_is_dropped_as_a_slow_consumer() {
     overflow_all_but(&mut stack, &mut healthy).await;
     let stats = stack
         .server
-        .wait_for_stats(WAIT, |s| {
+        .wait_for_stats(LIMIT, |s| {
             s.slow_consumer_disconnects == 1 && s.connection_count == 1
         })
         .await
@@ -164,7 +164,7 @@ async fn a_client_that_reads_nothing_is_dropped_as_a_slow_consumer() {
 async fn stalled_and_healthy() -> (Stack, super::support::Ws, super::support::Ws) {
     let stack = Stack::start_with(|c| {
         c.max_queue_bytes = 256 * 1024;
-        // Far beyond WAIT: the overflow itself must end the stalled client,
+        // Far beyond LIMIT: the overflow itself must end the stalled client,
         // even while its writer is stuck on a full socket.
         c.write_timeout = Duration::from_secs(600);
     })
@@ -218,7 +218,7 @@ async fn a_slow_consumer_that_resumes_reads_whole_frames_then_4008() {
         let server = stack.server.endpoint().clone();
         async move {
             server
-                .wait_for_stats(WAIT * 4, |s| s.slow_consumer_disconnects == 1)
+                .wait_for_stats(LIMIT * 4, |s| s.slow_consumer_disconnects == 1)
                 .await
         }
     });
@@ -227,13 +227,13 @@ async fn a_slow_consumer_that_resumes_reads_whole_frames_then_4008() {
         watch.await.unwrap().expect("the stalled client is counted");
         let mut frames = 0u64;
         let code = loop {
-            match stalled.try_next_text(WAIT).await {
+            match stalled.try_next_text(LIMIT).await {
                 Ok(Some(text)) => {
                     let v: Value = serde_json::from_str(&text).expect("a whole JSON frame");
                     assert!(v["type"].is_string(), "{text:.80}");
                     frames += 1;
                 }
-                Ok(None) => panic!("not closed within {WAIT:?}"),
+                Ok(None) => panic!("not closed within {LIMIT:?}"),
                 Err(code) => break code,
             }
         };
@@ -251,7 +251,7 @@ async fn a_websocket_ping_is_answered_with_a_pong_of_its_payload() {
     let mut ws = stack.client().await;
     ws.send_raw(Message::Ping(b"odin-ping-42"[..].into())).await;
     let pong = loop {
-        match tokio::time::timeout(WAIT, ws_next(&mut ws))
+        match tokio::time::timeout(LIMIT, ws_next(&mut ws))
             .await
             .expect("a pong in time")
         {
@@ -273,7 +273,7 @@ async fn answer_to_close(
     let mut ws = stack.client().await;
     ws.inner_mut().close(close).await.expect("close sent");
     let answer = loop {
-        match tokio::time::timeout(WAIT, ws.inner_mut().next())
+        match tokio::time::timeout(LIMIT, ws.inner_mut().next())
             .await
             .expect("an answer in time")
         {
@@ -285,13 +285,13 @@ async fn answer_to_close(
         }
     };
     // After the closing handshake the server drops the connection.
-    let end = tokio::time::timeout(WAIT, ws.inner_mut().next())
+    let end = tokio::time::timeout(LIMIT, ws.inner_mut().next())
         .await
         .expect("the connection ends in time");
     assert!(end.is_none() || matches!(end, Some(Err(_))), "{end:?}");
     stack
         .server
-        .wait_for_stats(WAIT, |s| s.connection_count == 0)
+        .wait_for_stats(LIMIT, |s| s.connection_count == 0)
         .await
         .expect("the server forgets the connection");
     answer

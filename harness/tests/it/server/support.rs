@@ -1,24 +1,21 @@
 //! Helpers for the server's protocol tests: a real NATS with an in-process
-//! server on it, and a bare WebSocket peer that sees every frame and close
-//! code. The NATS publisher of protocol events is shared with other topics
-//! (`crate::support`).
+//! server on it, and [`Ws`], the library's raw client with the assertions
+//! these tests make on every frame and close code. The NATS publisher of
+//! protocol events is shared with other topics (`crate::support`).
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use odin_harness::client::{RawAuth, RawClient, RawConnectError};
 use odin_harness::nats::NatsServer;
 use odin_harness::server::{Endpoint, TestServer};
+use odin_harness::wait::LIMIT;
 use odin_protocol::Subjects;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::support::{Publisher, wait_subscribed_in_nats};
-// Re-exported because `bad_input.rs` names it by path
-// (`super::support::WAIT`) outside its `use` lines.
-pub(crate) use crate::support::WAIT;
 
 /// A real NATS server and an in-process odin-server on it.
 pub(crate) struct Stack {
@@ -80,18 +77,19 @@ pub(crate) struct Refusal {
 }
 
 impl Refusal {
-    fn of(resp: &http::Response<Option<Vec<u8>>>) -> Refusal {
-        Refusal {
-            status: resp.status().as_u16(),
-            retry_after: resp
-                .headers()
-                .get(http::header::RETRY_AFTER)
-                .map(|v| v.to_str().unwrap_or("?").to_owned()),
-            body: resp
-                .body()
-                .as_deref()
-                .map(|b| serde_json::from_slice(b).unwrap_or(Value::Null))
-                .unwrap_or(Value::Null),
+    /// The refusal of a failed connect; any other failure fails the test.
+    fn of(error: RawConnectError) -> Refusal {
+        match error {
+            RawConnectError::Refused {
+                status,
+                retry_after,
+                body,
+            } => Refusal {
+                status,
+                retry_after,
+                body: serde_json::from_str(&body).unwrap_or(Value::Null),
+            },
+            other => panic!("unexpected connect error: {other}"),
         }
     }
 
@@ -100,9 +98,11 @@ impl Refusal {
     }
 }
 
-/// A bare WebSocket client.
+/// The library's raw client ([`RawClient`]) with what the server tests
+/// assert on it: JSON frames, the greeting, close codes, and a failed test
+/// instead of an error whenever the server does not do its part.
 pub(crate) struct Ws {
-    inner: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    inner: RawClient,
     /// The `connection_established` message.
     pub(crate) hello: Value,
 }
@@ -110,11 +110,10 @@ pub(crate) struct Ws {
 impl Ws {
     /// Connects with a fresh token and reads `connection_established`.
     pub(crate) async fn connect_ok(endpoint: &Endpoint) -> Ws {
-        let url = endpoint.ws_url_with_token("tester");
-        let (inner, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+        let auth = RawAuth::query(endpoint.token("tester"));
+        let inner = RawClient::connect(&endpoint.ws_url(), &auth)
             .await
-            .expect("connect in time")
-            .expect("upgrade accepted");
+            .expect("upgrade accepted in time");
         let mut ws = Ws {
             inner,
             hello: Value::Null,
@@ -138,16 +137,7 @@ impl Ws {
         url: &str,
         headers: &[(&str, &str)],
     ) -> Result<Ws, (u16, Value)> {
-        let mut req = url.into_client_request().expect("valid URL");
-        for (k, v) in headers {
-            req.headers_mut().insert(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                http::HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        let upgraded = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
-            .await
-            .expect("answer in time");
+        let upgraded = RawClient::connect_with_headers(url, headers).await;
         Ws::upgraded(upgraded).await.map_err(Refusal::answer)
     }
 
@@ -155,47 +145,23 @@ impl Ws {
     /// loopback, so a test has as many source addresses as it likes); `Ok`
     /// when upgraded.
     pub(crate) async fn try_connect_from(from: [u8; 4], url: &str) -> Result<Ws, Refusal> {
-        let req = url.into_client_request().expect("valid URL");
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind((from, 0).into()).unwrap();
-        let to = format!(
-            "{}:{}",
-            req.uri().host().unwrap(),
-            req.uri().port_u16().unwrap()
-        );
-        let upgraded = tokio::time::timeout(WAIT, async {
-            let stream = socket.connect(to.parse().unwrap()).await.expect("connect");
-            tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(stream)).await
-        })
-        .await
-        .expect("answer in time");
-        Ws::upgraded(upgraded).await
+        Ws::upgraded(RawClient::connect_from(from.into(), url).await).await
     }
 
     /// The client of a finished upgrade, having read `connection_established`,
     /// or the refusal.
-    async fn upgraded<R>(
-        upgraded: Result<(WebSocketStream<MaybeTlsStream<TcpStream>>, R), WsError>,
-    ) -> Result<Ws, Refusal> {
-        match upgraded {
-            Ok((inner, _)) => {
-                let mut ws = Ws {
-                    inner,
-                    hello: Value::Null,
-                };
-                ws.hello = ws.next_json().await;
-                Ok(ws)
-            }
-            Err(WsError::Http(resp)) => Err(Refusal::of(&resp)),
-            Err(e) => panic!("unexpected connect error: {e}"),
-        }
+    async fn upgraded(upgraded: Result<RawClient, RawConnectError>) -> Result<Ws, Refusal> {
+        let inner = upgraded.map_err(Refusal::of)?;
+        let mut ws = Ws {
+            inner,
+            hello: Value::Null,
+        };
+        ws.hello = ws.next_json().await;
+        Ok(ws)
     }
 
     pub(crate) async fn send_text(&mut self, text: impl Into<String>) {
-        self.inner
-            .send(Message::text(text.into()))
-            .await
-            .expect("send");
+        self.inner.send_text(text).await.expect("send");
     }
 
     pub(crate) async fn send_json(&mut self, v: Value) {
@@ -208,14 +174,14 @@ impl Ws {
 
     /// The underlying stream, for tests that read control frames.
     pub(crate) fn inner_mut(&mut self) -> &mut WebSocketStream<MaybeTlsStream<TcpStream>> {
-        &mut self.inner
+        self.inner.inner()
     }
 
     /// Writes bytes straight to the TCP socket, bypassing the WebSocket
     /// framing (for malformed or hostile frames).
     pub(crate) async fn send_raw_bytes(&mut self, bytes: &[u8]) {
         use tokio::io::AsyncWriteExt;
-        match self.inner.get_mut() {
+        match self.inner.inner().get_mut() {
             MaybeTlsStream::Plain(s) => s.write_all(bytes).await.expect("raw write"),
             _ => unreachable!("tests use plain TCP"),
         }
@@ -223,9 +189,9 @@ impl Ws {
 
     /// The next text frame, skipping control frames; fails on close.
     pub(crate) async fn next_text(&mut self) -> String {
-        match self.try_next_text(WAIT).await {
+        match self.try_next_text(LIMIT).await {
             Ok(Some(t)) => t,
-            Ok(None) => panic!("no text frame within {WAIT:?}"),
+            Ok(None) => panic!("no text frame within {LIMIT:?}"),
             Err(code) => panic!("connection closed ({code:?}) while waiting for a frame"),
         }
     }
@@ -238,14 +204,14 @@ impl Ws {
     ) -> Result<Option<String>, Option<u16>> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            match tokio::time::timeout_at(deadline, self.inner.next()).await {
+            match tokio::time::timeout_at(deadline, self.inner.recv()).await {
                 Err(_) => return Ok(None),
-                Ok(Some(Ok(Message::Text(t)))) => return Ok(Some(t.to_string())),
-                Ok(Some(Ok(Message::Close(frame)))) => {
+                Ok(Ok(Some(Message::Text(t)))) => return Ok(Some(t.to_string())),
+                Ok(Ok(Some(Message::Close(frame)))) => {
                     return Err(frame.map(|f| u16::from(f.code)));
                 }
-                Ok(Some(Ok(_))) => continue,
-                Ok(Some(Err(_)) | None) => return Err(None),
+                Ok(Ok(Some(_))) => continue,
+                Ok(Err(_) | Ok(None)) => return Err(None),
             }
         }
     }
@@ -266,16 +232,20 @@ impl Ws {
         }
     }
 
-    /// Asserts nothing but heartbeats arrives within `limit`.
-    pub(crate) async fn expect_silence(&mut self, limit: Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
+    /// Reads up to the frame `fence` and fails on anything but heartbeats
+    /// before it. `fence` is an event published after everything this
+    /// client must not get, on a channel it holds: the server forwards the
+    /// events of its NATS subscription in order, so a frame that should not
+    /// come arrives before the fence, however late. (Silence for a while
+    /// proves nothing: a late frame arrives after the while.)
+    pub(crate) async fn nothing_before(&mut self, fence: &str) {
         loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self.try_next_text(left).await {
-                Ok(None) => return,
-                Ok(Some(t)) if t.contains(r#""type":"heartbeat""#) => continue,
-                Ok(Some(t)) => panic!("expected silence, got {t}"),
-                Err(code) => panic!("connection closed ({code:?})"),
+            let text = self.next_text().await;
+            if text == fence {
+                return;
+            }
+            if !text.contains(r#""type":"heartbeat""#) {
+                panic!("expected nothing before {fence}, got {text}");
             }
         }
     }
@@ -284,9 +254,9 @@ impl Ws {
     /// TCP connection ended without a close frame).
     pub(crate) async fn closed(&mut self) -> Option<u16> {
         loop {
-            match self.try_next_text(WAIT).await {
+            match self.try_next_text(LIMIT).await {
                 Ok(Some(_)) => continue,
-                Ok(None) => panic!("connection not closed within {WAIT:?}"),
+                Ok(None) => panic!("connection not closed within {LIMIT:?}"),
                 Err(code) => return code,
             }
         }
