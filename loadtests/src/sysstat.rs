@@ -1,13 +1,11 @@
-//! CPU time and memory of a process, read from `/proc`, for the report's
-//! server figures and the load generator's own cost per delivery.
+//! CPU time and memory of a process, read from `/proc` (through the
+//! `procfs` crate), for the report's server figures and the load
+//! generator's own cost per delivery.
 
 use std::time::Duration;
 
+use procfs::process::Process;
 use serde::{Deserialize, Serialize};
-
-/// Clock ticks per second of `/proc/<pid>/stat` times (`USER_HZ`, 100 on
-/// every Linux we run on).
-const TICKS_PER_SECOND: f64 = 100.0;
 
 /// One reading of a process.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -21,34 +19,21 @@ pub struct ProcSample {
     pub peak_rss_bytes: u64,
 }
 
-/// Reads `pid` (or `self`); `None` when the process is gone.
+/// Reads `pid` (or this process); `None` when the process is gone.
 pub fn sample(pid: Option<u32>) -> Option<ProcSample> {
-    let dir = match pid {
-        Some(p) => format!("/proc/{p}"),
-        None => "/proc/self".to_owned(),
-    };
-    let stat = std::fs::read_to_string(format!("{dir}/stat")).ok()?;
-    // Fields after the command name, which sits in parentheses and may hold
-    // spaces: utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12
-    // after the closing parenthesis.
-    let after = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    let status = std::fs::read_to_string(format!("{dir}/status")).ok()?;
-    let kib = |key: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-            * 1024
-    };
+    let process = match pid {
+        Some(pid) => Process::new(i32::try_from(pid).ok()?),
+        None => Process::myself(),
+    }
+    .ok()?;
+    let stat = process.stat().ok()?;
+    let status = process.status().ok()?;
+    let kib = |value: Option<u64>| value.unwrap_or(0) * 1024;
     Some(ProcSample {
-        cpu_seconds: (utime + stime) / TICKS_PER_SECOND,
-        rss_bytes: kib("VmRSS:"),
-        peak_rss_bytes: kib("VmHWM:"),
+        // utime and stime count the kernel's USER_HZ clock ticks.
+        cpu_seconds: (stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64,
+        rss_bytes: kib(status.vmrss),
+        peak_rss_bytes: kib(status.vmhwm),
     })
 }
 
