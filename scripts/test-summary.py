@@ -19,13 +19,18 @@ def main():
         lines = open(path).read().splitlines()
     except FileNotFoundError:
         lines = []
-    servers, clusters, skips = collections.Counter(), collections.Counter(), []
+    servers, clusters, nodes, skips = (
+        collections.Counter(),
+        collections.Counter(),
+        collections.Counter(),
+        [],
+    )
     for line in lines:
         fact = json.loads(line)
         if "nats" in fact:
             if fact.get("nodes", 1) > 1:
-                clusters[fact["nats"]] += fact["nodes"]
-                clusters[fact["nats"] + " clusters"] += 1
+                clusters[fact["nats"]] += 1
+                nodes[fact["nats"]] += fact["nodes"]
             else:
                 servers[fact["nats"]] += 1
         elif "skip" in fact:
@@ -35,10 +40,8 @@ def main():
         print("  NATS: no server was started through the harness (or no test log)")
     else:
         parts = [f"{n} servers on {backend}" for backend, n in servers.most_common()]
-        for backend in sorted(b for b in clusters if not b.endswith(" clusters")):
-            parts.append(
-                f"{clusters[backend + ' clusters']} clusters ({clusters[backend]} nodes) on {backend}"
-            )
+        for backend in sorted(clusters):
+            parts.append(f"{clusters[backend]} clusters ({nodes[backend]} nodes) on {backend}")
         print("  NATS: " + ", ".join(parts))
     if skips:
         print(f"  skipped (cargo test counts these as passed): {len(skips)}")
