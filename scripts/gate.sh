@@ -7,9 +7,9 @@
 #   GATE_OUT=<dir>  where its files go (default: runs/gate)
 #   GATE_ARGS=...   extra odin-load gate flags (e.g. "--pairs 4 -- --hold 8s")
 #
-# Builds the baseline's server and publisher from a git worktree
-# (scripts/build-bins.sh, sharing this checkout's dependency sources) and the
-# candidate's binaries from the work tree as it is, then runs the candidate's
+# Builds the candidate's binaries from the work tree as it is and the
+# baseline's server and publisher from a git worktree (scripts/build-bins.sh,
+# sharing this checkout's compiled dependencies), then runs the candidate's
 # `odin-load gate`: the same load generator measures both sides. Exits with the
 # gate's code: 0 pass, 1 regression, 2 invalid, 3 setup error. An invalid
 # gate (the load generator lagged: no verdict) is run once more before that
@@ -34,17 +34,18 @@ baseline_sha=$(git rev-parse --verify --quiet "${baseline}^{commit}") ||
 say "baseline $baseline ($baseline_sha), candidate: the work tree"
 
 bins=target/gate
-# The baseline's server and publisher, from a worktree; its build lives in
-# target/<host triple>/, apart from this checkout's target/release.
-scripts/build-bins.sh --ref "$baseline_sha" --out "$bins/baseline" --name baseline --no-load || exit 3
-# The candidate: this checkout's release build (what `make build-release`
-# and the load targets make, so CI builds nothing twice), copied so that a
-# later build cannot change it under the gate.
+# The candidate first: this checkout's release build (what `make
+# build-release` and the load targets make, so CI builds nothing twice),
+# copied before the baseline's build takes target/release over.
 ${CARGO:-cargo} build --release --workspace --bins || exit 3
 mkdir -p "$bins/candidate"
 for bin in odin-server odin-publisher odin-load; do
   cp -f "target/release/$bin" "$bins/candidate/$bin" || exit 3
 done
+# The baseline's server and publisher, from a worktree, reusing this
+# checkout's compiled dependencies; afterwards the next build here compiles
+# this checkout's crates again (see scripts/build-bins.sh).
+scripts/build-bins.sh --ref "$baseline_sha" --out "$bins/baseline" --name baseline --no-load || exit 3
 
 out=${GATE_OUT:-runs/gate}
 # shellcheck disable=SC2086 # GATE_ARGS is a list of flags

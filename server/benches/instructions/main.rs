@@ -4,9 +4,12 @@
 //! of one, so a 5 % regression shows.
 //!
 //! ```text
-//! cargo bench -p odin-server --bench instructions              # check
-//! cargo bench -p odin-server --bench instructions -- --update  # new baseline
+//! cargo bench --workspace --bench instructions              # check
+//! cargo bench --workspace --bench instructions -- --update  # new baseline
 //! ```
+//!
+//! (`--workspace`, not `-p odin-server`: the dependencies then resolve with
+//! the features the release build gives them and are not compiled again.)
 //!
 //! One binary, two modes:
 //!
