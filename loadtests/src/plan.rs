@@ -466,6 +466,52 @@ mod tests {
         assert!(matches!(t, Target::External { ref nats_url, .. } if nats_url == "nats://h:2"));
     }
 
+    /// `run` flags with the remote workers' among them.
+    #[derive(Debug, Parser)]
+    struct RunFlags {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    }
+
+    fn remote(args: &[&str], scenario: &str) -> anyhow::Result<Option<RemoteWorkers>> {
+        let f = RunFlags::try_parse_from(std::iter::once("odin-load").chain(args.iter().copied()))
+            .expect("the flags parse");
+        let series = Series::plan(&file(), scenario, &Overrides::default()).unwrap();
+        f.remote.remote(&f.target, &series)
+    }
+
+    #[test]
+    fn remote_workers_take_every_url_and_need_one() {
+        let urls = [
+            "--url",
+            "ws://a:1/ws",
+            "--url",
+            "ws://b:1/ws",
+            "--nats-url",
+            "nats://h:2",
+        ];
+        let with = |extra: &[&'static str]| [&urls[..], extra].concat();
+        let r = remote(&with(&["--remote-workers", "3", "--run-id", "r1"]), "quick")
+            .unwrap()
+            .expect("remote workers");
+        assert_eq!((r.count, r.run_id.as_str()), (3, "r1"));
+        assert_eq!(r.ws_urls, ["ws://a:1/ws", "ws://b:1/ws"]);
+        let e = remote(&with(&[]), "quick").unwrap_err();
+        assert!(e.to_string().contains("several --url"), "{e}");
+        let e = remote(&["--remote-workers", "2"], "quick").unwrap_err();
+        assert!(e.to_string().contains("needs --url"), "{e}");
+        let e = remote(&with(&["--remote-workers", "2"]), "progressive").unwrap_err();
+        assert!(e.to_string().contains("one scenario"), "{e}");
+        let e = remote(
+            &with(&["--remote-workers", "2", "--run-id", "a.b"]),
+            "quick",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("run id"), "{e}");
+    }
+
     #[test]
     fn a_url_needs_a_secret_and_is_not_for_the_forwarder() {
         let mut a = flags(&["--url", "ws://h:1/ws", "--nats-url", "nats://h:2"]).target;

@@ -332,7 +332,98 @@ pub async fn join(
 
 #[cfg(test)]
 mod tests {
+    use odin_harness::nats::{BackendChoice, NatsOptions, NatsServer};
+
     use super::*;
+
+    fn shares(n: usize) -> Vec<Share> {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/scenarios.toml");
+        let file = crate::scenario::ScenarioFile::load(&path).expect("the scenario file loads");
+        let scenario = file.resolve("quick").expect("quick resolves");
+        (0..n)
+            .map(|index| Share {
+                index,
+                scenario: scenario.clone(),
+                ws_url: format!("ws://gateway-{index}:8080/ws"),
+                jwt_secret: "s".into(),
+                connect_timeout: Duration::from_secs(1),
+                max_generator_lag: Duration::from_millis(50),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn workers_take_the_shares_in_turn_and_a_short_run_names_how_many_came() {
+        let nats = NatsServer::start_with(NatsOptions {
+            backend: Some(BackendChoice::BinaryFirst),
+            ..NatsOptions::default()
+        })
+        .await
+        .expect("NATS starts");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let coordinator = connect(&nats.url(), deadline).await.unwrap();
+        let subjects = Subjects::of("unit").unwrap();
+        let mut desk = Desk::open(&coordinator, &subjects, shares(3))
+            .await
+            .unwrap();
+        let mut links = Vec::new();
+        for host in ["a", "b"] {
+            let client = connect(&nats.url(), deadline).await.unwrap();
+            let (link, share) = join(client, &subjects, host, deadline).await.unwrap();
+            assert_eq!(share.index, links.len());
+            // One clock: the offset is within its own error, so not applied.
+            let clock = link.clock.expect("the clock was measured");
+            assert!(!clock.applied, "{clock:?}");
+            links.push(link);
+        }
+        let e = desk
+            .wait_for_all(Duration::from_millis(300))
+            .await
+            .err()
+            .expect("two of three cannot be all");
+        assert_eq!(
+            e.to_string(),
+            "only 2 of 3 load workers joined within 300ms"
+        );
+        // The protocol runs both ways on the subjects of each share (the
+        // coordinator's end of worker 0 made again: the desk's went with
+        // the failed wait).
+        let mut remote_a = enlist(&coordinator, &subjects, &shares(1)[0], "a".into())
+            .await
+            .unwrap();
+        let mut inbox = links[0].inbox().await.unwrap();
+        remote_a
+            .send(&ToWorker::Publish { started_ms: 5.0 })
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), inbox.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            decode::<ToWorker>(&got.payload).unwrap(),
+            ToWorker::Publish { started_ms: 5.0 }
+        );
+        links[0]
+            .send(&FromWorker::Failed { error: "x".into() })
+            .await
+            .unwrap();
+        let back = tokio::time::timeout(Duration::from_secs(5), remote_a.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(back, FromWorker::Failed { error } if error == "x"));
+        // The third share, then a refusal.
+        let client = connect(&nats.url(), deadline).await.unwrap();
+        join(client, &subjects, "c", deadline).await.unwrap();
+        let client = connect(&nats.url(), deadline).await.unwrap();
+        let refused = join(client, &subjects, "d", deadline).await.err().unwrap();
+        assert!(
+            format!("{refused:#}").contains("every one of its 3 shares is taken"),
+            "{refused:#}"
+        );
+    }
 
     #[test]
     fn a_run_id_is_one_subject_token() {
