@@ -11,9 +11,13 @@
 //! workers (numbered across workers, so channels spread as in one process),
 //! waits until every worker reports its users in, then runs the publisher
 //! once for all. Workers learn the publish start and, after the drain, the
-//! publisher's totals over a line protocol on their stdin; each judges its
+//! publisher's totals over the worker protocol (their pipes); each judges its
 //! share and writes a `report.json`, which [`crate::merge`] folds into one
 //! report with one verdict. [`crate::worker`] owns both ends of that protocol.
+//!
+//! With [`RunOptions::remote`] the workers are not started here: they run
+//! anywhere (other hosts, containers), join the run over NATS and are told
+//! their share there; the coordinator then runs the same steps.
 
 use std::time::{Duration, Instant};
 
@@ -24,7 +28,9 @@ use crate::options::{RunOptions, SetupError};
 use crate::report::{FleetSummary, RunReport};
 use crate::scenario::{MAX_USERS_PER_PROCESS, Scenario};
 use crate::stack::{ServerKind, Stack, Target, Topology, cluster};
-use crate::worker::{self, WorkerTarget};
+use crate::worker::bus::{self, Desk, Subjects};
+use crate::worker::message::ToWorker;
+use crate::worker::{self, ShareTerms, WorkerEnd};
 
 /// Runs `scenario` over `scenario.processes` workers and
 /// `scenario.gateways` gateways, and returns the merged report.
@@ -46,6 +52,12 @@ pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunReport, Se
              a run over several processes or gateways needs odin-server"
         )));
     }
+    if opts.remote.is_some() && matches!(opts.target, Target::Embedded { .. }) {
+        return Err(SetupError(anyhow::anyhow!(
+            "--remote-workers needs --url: workers on other hosts load gateways they can reach, \
+             not ones this run starts on its loopback"
+        )));
+    }
     let mut stack = Stack::start(&opts.target, &Topology::of(scenario))
         .await
         .map_err(SetupError)?;
@@ -62,41 +74,39 @@ async fn coordinate(
     opts: &RunOptions,
     stack: &mut Stack,
 ) -> anyhow::Result<RunReport> {
-    let processes = scenario.processes;
-    if processes > 250 {
+    let processes = opts.remote.as_ref().map_or(scenario.processes, |r| r.count);
+    if opts.remote.is_none() && processes > 250 {
         bail!("at most 250 load processes (source addresses 127.0.<w+1>.x each)");
     }
     let stats_before = stack.stats().await;
     let before = stack.sample();
     let spawned = Instant::now();
-    let mut workers = Vec::with_capacity(processes);
-    let mut first_user = 0;
-    let target = WorkerTarget {
-        ws_url: stack.ws_url(),
-        nats_url: stack.nats_url(),
-        jwt_secret: stack.jwt_secret(),
-    };
-    for index in 0..processes {
-        let users = scenario.users / processes + usize::from(index < scenario.users % processes);
-        let mut part = scenario.clone();
-        part.users = users;
-        part.first_user = first_user;
-        part.processes = 1;
-        part.gateways = 1;
-        part.ramp_rate = scenario.ramp_rate * users as f64 / scenario.users as f64;
-        first_user += users;
-        workers.push(worker::spawn(index, &part, opts, &target).await?);
-    }
+    // The desk answers late workers (refusing them) until the run is over.
+    let (mut workers, _desk) = start_workers(scenario, opts, stack, processes).await?;
     let limit = scenario.ramp_time() + opts.connect_timeout + Duration::from_secs(60);
     // The ramp as the workers saw it: from the first one's launch of its
     // users to the last one's last subscribe (process start-up excluded).
     let (mut ramp_from, mut ramp_to) = (f64::INFINITY, 0.0_f64);
     for worker in &mut workers {
-        let (from, to) = tokio::time::timeout(limit, worker.ready())
+        let ready = tokio::time::timeout(limit, worker.ready())
             .await
-            .with_context(|| format!("worker {} was not ready within {limit:?}", worker.index))??;
-        ramp_from = ramp_from.min(from);
-        ramp_to = ramp_to.max(to);
+            .with_context(|| format!("{} was not ready within {limit:?}", worker.name()))??;
+        if let Some(clock) = ready.clock {
+            eprintln!(
+                "odin-load: {}: {} users in; its clock is {:+.3} ms off ours, within {:.3} ms ({})",
+                worker.name(),
+                ready.live,
+                clock.offset_ms,
+                clock.round_trip_ms / 2.0,
+                if clock.applied {
+                    "its latencies are corrected by it"
+                } else {
+                    "taken as none"
+                }
+            );
+        }
+        ramp_from = ramp_from.min(ready.ramp_started_ms);
+        ramp_to = ramp_to.max(ready.all_in_ms);
     }
     let ramp_secs = ((ramp_to - ramp_from) / 1000.0).max(0.0);
     let idle = stack.sample();
@@ -110,7 +120,7 @@ async fn coordinate(
     // Every event the publisher makes is younger than this mark.
     let started_ms = odin_protocol::time::now_millis();
     for worker in &mut workers {
-        worker.send(&format!("publish {started_ms}")).await?;
+        worker.send(&ToWorker::Publish { started_ms }).await?;
     }
     let publish_wall = Instant::now();
     // With a last-prices store (a cluster), the publisher sees each token's
@@ -185,29 +195,35 @@ async fn coordinate(
     let totals_path = opts.out_dir.join("publisher-totals.json");
     std::fs::write(&totals_path, serde_json::to_vec_pretty(&totals)?)
         .with_context(|| format!("cannot write {}", totals_path.display()))?;
-    let totals_path = std::path::absolute(&totals_path)?;
+    let message = ToWorker::Totals {
+        totals: Box::new(totals),
+        publish_secs,
+    };
     for worker in &mut workers {
-        worker
-            .send(&format!("totals {} {publish_secs}", totals_path.display()))
-            .await?;
+        worker.send(&message).await?;
     }
     let mut reports = Vec::with_capacity(processes);
-    for mut worker in workers {
-        let status = tokio::time::timeout(Duration::from_secs(120), worker.child.wait())
+    for worker in &mut workers {
+        let report = tokio::time::timeout(Duration::from_secs(120), worker.report())
             .await
-            .with_context(|| format!("worker {} did not finish", worker.index))??;
-        let path = worker.dir.join("report.json");
-        let report = crate::baseline::load(&path).with_context(|| {
-            format!(
-                "worker {} ({status}) left no report; see {}",
-                worker.index,
-                worker.dir.join("worker.log").display()
-            )
-        })?;
+            .with_context(|| format!("{} sent no report within 120 s", worker.name()))??;
+        if let WorkerEnd::Remote(remote) = worker {
+            // Kept beside the merged report, as a local worker's folder is.
+            let dir = opts.out_dir.join(format!("worker-{}", remote.index));
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(&report)?)?;
+        }
         reports.push(report);
     }
     let mut report = crate::merge::merge_with_store(reports, store)?;
-    report.target = format!("{}, {processes} load processes", stack.describe());
+    report.target = match &opts.remote {
+        None => format!("{}, {processes} load processes", stack.describe()),
+        Some(remote) => format!(
+            "{}, {processes} load workers joined over NATS (run {})",
+            remote.ws_urls.join(" "),
+            remote.run_id
+        ),
+    };
     if scenario.nats_second_connection {
         report.target += "; two NATS connections per gateway";
     }
@@ -223,6 +239,11 @@ async fn coordinate(
         );
     }
     report.scenario = scenario.clone();
+    if let Some(remote) = &opts.remote {
+        // What ran, not what the scenario file says for a run of its own.
+        report.scenario.processes = processes;
+        report.scenario.gateways = remote.ws_urls.len();
+    }
     if stack.gateway_count() > 0 {
         report.server = crate::summary::server_summary(
             stats_before,
@@ -255,4 +276,51 @@ async fn coordinate(
         },
     });
     Ok(report)
+}
+
+/// The run's workers: local processes started here, or (with
+/// [`RunOptions::remote`]) workers that join over NATS, each told its share.
+/// With remote workers, also the desk that keeps answering joins.
+async fn start_workers(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    stack: &Stack,
+    count: usize,
+) -> anyhow::Result<(Vec<WorkerEnd>, Option<Desk>)> {
+    let local_url = [stack.ws_url().to_owned()];
+    let terms = ShareTerms {
+        ws_urls: opts.remote.as_ref().map_or(&local_url[..], |r| &r.ws_urls),
+        jwt_secret: stack.jwt_secret(),
+        connect_timeout: opts.connect_timeout,
+        max_generator_lag: opts.max_generator_lag,
+    };
+    let shares = worker::shares(scenario, count, &terms);
+    let Some(remote) = &opts.remote else {
+        let mut workers = Vec::with_capacity(count);
+        for share in &shares {
+            let dir = opts.out_dir.join(format!("worker-{}", share.index));
+            let local = worker::pipes::spawn(share, &dir, stack.nats_url()).await?;
+            workers.push(WorkerEnd::Local(local));
+        }
+        return Ok((workers, None));
+    };
+    let url = remote.control_nats.as_deref().unwrap_or(stack.nats_url());
+    let subjects = Subjects::of(&remote.run_id)?;
+    let deadline = tokio::time::Instant::now() + remote.join_timeout;
+    let client = bus::connect(url, deadline).await?;
+    let mut desk = Desk::open(&client, &subjects, shares).await?;
+    eprintln!(
+        "odin-load: waiting up to {} for {count} load workers on {url} (as this host reaches it): \
+         start each with `odin-load worker --nats <that NATS as the worker reaches it> --run {}`",
+        humantime::format_duration(remote.join_timeout),
+        remote.run_id
+    );
+    let workers = desk
+        .wait_for_all(remote.join_timeout)
+        .await
+        .with_context(|| format!("run {} on {url}", remote.run_id))?;
+    Ok((
+        workers.into_iter().map(WorkerEnd::Remote).collect(),
+        Some(desk),
+    ))
 }

@@ -9,11 +9,13 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use odin_loadtests::options::{RunOptions, SetupError};
-use odin_loadtests::plan::{Overrides, Series, TargetArgs};
+use odin_loadtests::plan::{Overrides, RemoteArgs, Series, TargetArgs};
 use odin_loadtests::render::{self, terminal};
 use odin_loadtests::scenario::{Scenario, ScenarioFile};
 use odin_loadtests::series::{SeriesOptions, run_series};
 use odin_loadtests::stack::Target;
+use odin_loadtests::worker::message::FromWorker;
+use odin_loadtests::worker::{WorkerLink, bus};
 use odin_loadtests::{baseline, merge};
 
 /// Exit code of a setup error (bad flags, a stack that would not start).
@@ -54,10 +56,10 @@ enum Command {
         #[arg(long, default_value = "runs/merged")]
         out: PathBuf,
     },
-    /// One load process of a run over several (started by `run`; see
-    /// LOAD_TESTING.md, "Beyond one process"): its users, a control line
-    /// protocol on stdin/stdout, and a report.json for the coordinator.
-    #[command(hide = true)]
+    /// One load process of a run over several: joins the run `--run` over
+    /// NATS from any host (`odin-load run … --remote-workers N`), or runs as
+    /// a local coordinator's child on its pipes (see LOAD_TESTING.md,
+    /// "Beyond one process" and "Workers on other hosts").
     Worker(WorkerArgs),
     /// Print the JSON Schema of report.json.
     Schema,
@@ -82,6 +84,8 @@ struct RunArgs {
     overrides: Overrides,
     #[command(flatten)]
     target: TargetArgs,
+    #[command(flatten)]
+    remote: RemoteArgs,
     /// Folder for this run's files (default `runs/<time>-<scenario>`).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -139,28 +143,40 @@ struct GateArgs {
 
 #[derive(Debug, Args)]
 struct WorkerArgs {
-    /// This worker's share of the scenario, as JSON.
+    /// Join a run over NATS: the NATS its coordinator waits on, as this
+    /// host reaches it (e.g. `nats://10.0.0.5:4222`).
+    #[arg(long, requires = "run", conflicts_with = "scenario_json")]
+    nats: Option<String>,
+    /// The run to join (the id the coordinator printed, or its `--run-id`).
+    #[arg(long, requires = "nats")]
+    run: Option<String>,
+    /// How long to keep asking to join before giving up.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    join_timeout: Duration,
+    /// A coordinator's child: this worker's share of the scenario, as JSON.
+    #[arg(long, requires_all = ["url", "nats_url", "out"])]
+    scenario_json: Option<PathBuf>,
+    /// Where its report goes (default with `--nats`: a folder under the
+    /// temporary directory).
     #[arg(long)]
-    scenario_json: PathBuf,
-    /// Where its report goes.
+    out: Option<PathBuf>,
+    /// A coordinator's child: the gateways' WebSocket URL.
     #[arg(long)]
-    out: PathBuf,
-    /// The gateways' WebSocket URL.
+    url: Option<String>,
+    /// A coordinator's child: the run's NATS (for the report).
     #[arg(long)]
-    url: String,
-    /// The run's NATS (for the report).
-    #[arg(long)]
-    nats_url: String,
-    /// The gateways' JWT secret.
+    nats_url: Option<String>,
+    /// A coordinator's child: the gateways' JWT secret.
     #[arg(long, env = "ODIN_JWT_SECRET", hide_env_values = true)]
-    jwt_secret: String,
+    jwt_secret: Option<String>,
     /// The local addresses its users connect from, in turn (comma-separated).
     #[arg(long, value_delimiter = ',')]
     source_ips: Vec<std::net::IpAddr>,
-    /// How long a user may take to connect and subscribe.
+    /// A coordinator's child: how long a user may take to connect and subscribe.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     connect_timeout: Duration,
-    /// Generator scheduling lag (p99) beyond which the run is invalid.
+    /// A coordinator's child: generator scheduling lag (p99) beyond which
+    /// the run is invalid.
     #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
     max_generator_lag: Duration,
 }
@@ -276,31 +292,111 @@ fn gate(args: GateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(report.verdict.exit_code()))
 }
 
-/// Runs one worker's share and writes its report for the coordinator.
+/// Runs one worker's share, writes its report into its folder and sends it
+/// to the coordinator.
 async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read(&args.scenario_json)
-        .with_context(|| format!("cannot read {}", args.scenario_json.display()))?;
+    let (link, scenario, opts) = match (&args.nats, &args.scenario_json) {
+        (Some(nats), None) => joined_worker(&args, nats).await?,
+        (None, Some(path)) => local_worker(&args, path)?,
+        _ => anyhow::bail!(
+            "odin-load worker needs --nats and --run (to join a run) or --scenario-json \
+             (started by a coordinator)"
+        ),
+    };
+    match odin_loadtests::run::run(&scenario, &opts).await {
+        Ok(report) => {
+            render::write_run_folder(&report, &opts.out_dir)?;
+            let code = ExitCode::from(report.outcome.exit_code() as u8);
+            link.send(&FromWorker::Report(Box::new(report))).await?;
+            Ok(code)
+        }
+        Err(SetupError(e)) => {
+            let error = format!("{e:#}");
+            if let Err(unsent) = link.send(&FromWorker::Failed { error }).await {
+                eprintln!("odin-load: cannot tell the coordinator: {unsent:#}");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// A worker started by a local coordinator: its share on the command line.
+fn local_worker(
+    args: &WorkerArgs,
+    path: &std::path::Path,
+) -> anyhow::Result<(WorkerLink, Scenario, RunOptions)> {
+    let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let scenario: Scenario = serde_json::from_slice(&text).context("not a scenario")?;
     let opts = RunOptions {
         target: Target::External {
-            ws_url: args.url,
+            ws_url: args.url.clone().context("--scenario-json needs --url")?,
             http_addr: None,
-            nats_url: args.nats_url,
-            jwt_secret: args.jwt_secret,
+            nats_url: args
+                .nats_url
+                .clone()
+                .context("--scenario-json needs --nats-url")?,
+            jwt_secret: args
+                .jwt_secret
+                .clone()
+                .context("--scenario-json needs --jwt-secret (or ODIN_JWT_SECRET)")?,
         },
-        out_dir: args.out.clone(),
+        out_dir: args.out.clone().context("--scenario-json needs --out")?,
         connect_timeout: args.connect_timeout,
         max_generator_lag: args.max_generator_lag,
         goose_args: Vec::new(),
         progress: false,
-        source_ips: args.source_ips,
-        worker: true,
+        source_ips: args.source_ips.clone(),
+        worker: Some(WorkerLink::Pipes),
+        remote: None,
     };
-    let report = odin_loadtests::run::run(&scenario, &opts)
+    Ok((WorkerLink::Pipes, scenario, opts))
+}
+
+/// A worker that joins run `--run` on the NATS at `nats` and takes its
+/// share from the coordinator.
+async fn joined_worker(
+    args: &WorkerArgs,
+    nats: &str,
+) -> anyhow::Result<(WorkerLink, Scenario, RunOptions)> {
+    let run = args.run.as_deref().context("--nats needs --run")?;
+    let subjects = bus::Subjects::of(run)?;
+    let deadline = tokio::time::Instant::now() + args.join_timeout;
+    let client = bus::connect(nats, deadline).await?;
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("process {}", std::process::id()));
+    eprintln!("odin-load: worker on {host}: joining run {run} on {nats}");
+    let (nats_link, share) = bus::join(client, &subjects, &host, deadline)
         .await
-        .map_err(|SetupError(e)| e)?;
-    render::write_run_folder(&report, &args.out)?;
-    Ok(ExitCode::from(report.outcome.exit_code() as u8))
+        .with_context(|| format!("cannot join run {run} on {nats}"))?;
+    eprintln!(
+        "odin-load: worker {} of run {run}: {} users (from user {}) on {}",
+        share.index, share.scenario.users, share.scenario.first_user, share.ws_url
+    );
+    let link = WorkerLink::Nats(Box::new(nats_link));
+    let out_dir = args.out.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("odin-load-{run}-worker-{}", share.index))
+    });
+    let opts = RunOptions {
+        target: Target::External {
+            ws_url: share.ws_url,
+            http_addr: None,
+            nats_url: nats.to_owned(),
+            jwt_secret: share.jwt_secret,
+        },
+        out_dir,
+        connect_timeout: share.connect_timeout,
+        max_generator_lag: share.max_generator_lag,
+        goose_args: Vec::new(),
+        progress: false,
+        source_ips: args.source_ips.clone(),
+        worker: Some(link.clone()),
+        remote: None,
+    };
+    Ok((link, share.scenario, opts))
 }
 
 fn setup_error(e: anyhow::Error) -> ExitCode {
@@ -313,10 +409,11 @@ async fn run(args: RunArgs) -> ExitCode {
         let file = ScenarioFile::load(&args.scenario_file)?;
         let series = Series::plan(&file, &args.scenario, &args.overrides)?;
         let target = args.target.target()?;
+        let remote = args.remote.remote(&args.target, &series)?;
         let baseline = args.baseline.as_deref().map(baseline::load).transpose()?;
-        Ok((series, target, baseline))
+        Ok((series, target, remote, baseline))
     };
-    let (series, target, baseline) = match plan() {
+    let (series, target, remote, baseline) = match plan() {
         Ok(planned) => planned,
         Err(e) => return setup_error(e),
     };
@@ -335,6 +432,7 @@ async fn run(args: RunArgs) -> ExitCode {
         progress: !args.no_progress,
         baseline,
         baseline_tolerance: args.baseline_tolerance,
+        remote,
     };
     match run_series(&series, &target, &opts).await {
         Ok(code) => ExitCode::from(code),

@@ -7,7 +7,7 @@
 //! does no allocation and takes no shared lock per message.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -55,6 +55,10 @@ impl Tracked {
 pub struct RunClock {
     publish_started_ms: AtomicU64,
     measure_from_ms: AtomicU64,
+    /// Added to every latency: the publisher's clock minus this process's,
+    /// when they are known to differ (a worker on another host,
+    /// [`crate::worker::clock`]); 0 otherwise.
+    offset_us: AtomicI64,
 }
 
 impl RunClock {
@@ -65,6 +69,12 @@ impl RunClock {
             .store(from.to_bits(), Ordering::Release);
         self.publish_started_ms
             .store(millis.to_bits(), Ordering::Release);
+    }
+
+    /// Corrects every latency by `offset_us` (the publisher's clock minus
+    /// this process's).
+    pub fn set_offset_us(&self, offset_us: i64) {
+        self.offset_us.store(offset_us, Ordering::Release);
     }
 
     fn measure_from(&self) -> f64 {
@@ -250,7 +260,7 @@ impl Observer for LoadObserver {
         if timestamp < self.clock.measure_from() {
             return;
         }
-        let stamped = latency_us.max(0) as u64;
+        let stamped = (latency_us + self.clock.offset_us.load(Ordering::Relaxed)).max(0) as u64;
         self.latency_stamped
             .saturating_record(stamped.clamp(1, LATENCY_MAX_US));
         // The same clock reading, moved back to when the event was due.

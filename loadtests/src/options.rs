@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::stack::Target;
+use crate::worker::link::WorkerLink;
 
 /// How a run is set up besides its scenario.
 #[derive(Debug, Clone)]
@@ -25,10 +26,32 @@ pub struct RunOptions {
     /// `i % len` (see [`odin_harness::client::ClientConfig::source_ip`]);
     /// empty lets the kernel choose.
     pub source_ips: Vec<std::net::IpAddr>,
-    /// One load process of several ([`crate::fleet`], [`crate::worker`]): instead of running the
-    /// publisher, report readiness on stdout and take the publish start and
-    /// the publisher's totals from the coordinator on stdin.
-    pub worker: bool,
+    /// One load process of several ([`crate::fleet`], [`crate::worker`]):
+    /// instead of running the publisher, report readiness to the
+    /// coordinator over this link and take the publish start and the
+    /// publisher's totals from it.
+    pub worker: Option<WorkerLink>,
+    /// A coordinator whose workers join over NATS from anywhere, instead of
+    /// starting local worker processes.
+    pub remote: Option<RemoteWorkers>,
+}
+
+/// A run whose load workers run elsewhere (`odin-load worker --nats`), on
+/// other hosts or in containers, and join it over NATS.
+#[derive(Debug, Clone)]
+pub struct RemoteWorkers {
+    /// Workers the run waits for; the users are split over them.
+    pub count: usize,
+    /// The run's id: its NATS subjects are `odin.load.<id>.…`.
+    pub run_id: String,
+    /// The NATS the coordinator talks to the workers over, when not the
+    /// target's.
+    pub control_nats: Option<String>,
+    /// How long to wait for every worker to join.
+    pub join_timeout: Duration,
+    /// The gateways' WebSocket URLs as the workers reach them; worker `w`
+    /// connects to `ws_urls[w % len]`.
+    pub ws_urls: Vec<String>,
 }
 
 /// Why a run could not even start (exit code 3).

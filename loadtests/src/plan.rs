@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+use crate::options::RemoteWorkers;
 use crate::scenario::{Scenario, ScenarioFile};
 use crate::stack::{ServerKind, Target};
 
@@ -190,9 +191,11 @@ impl Series {
 /// The flags that say what the load is pointed at.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TargetArgs {
-    /// Test a running server at this WebSocket URL instead of an embedded one.
+    /// Test a running server at this WebSocket URL instead of an embedded one;
+    /// with `--remote-workers`, repeatable: the gateways as the workers
+    /// reach them (worker `w` loads the `w % n`-th).
     #[arg(long, requires_all = ["nats_url"])]
-    pub url: Option<String>,
+    pub url: Vec<String>,
     /// Its HTTP address (host:port) for `/stats`, with `--url`.
     #[arg(long)]
     pub http_addr: Option<SocketAddr>,
@@ -216,7 +219,7 @@ pub struct TargetArgs {
 impl TargetArgs {
     /// The target these flags describe.
     pub fn target(&self) -> anyhow::Result<Target> {
-        match &self.url {
+        match self.url.first() {
             None => Ok(Target::Embedded {
                 server: self.server,
                 server_args: self.server_args.clone(),
@@ -233,6 +236,67 @@ impl TargetArgs {
                 )?,
             }),
         }
+    }
+}
+
+/// The flags of a run whose load workers join over NATS.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RemoteArgs {
+    /// Wait for this many load workers joining over NATS (`odin-load worker
+    /// --nats URL --run ID`, started on any host) and split the users over
+    /// them, instead of starting local worker processes; needs `--url`.
+    #[arg(long)]
+    pub remote_workers: Option<usize>,
+    /// The run's id, the workers' `--run` (default: a random one, printed).
+    #[arg(long, requires = "remote_workers")]
+    pub run_id: Option<String>,
+    /// The NATS the workers join on, as this host reaches it (default:
+    /// `--nats-url`).
+    #[arg(long, requires = "remote_workers")]
+    pub control_nats: Option<String>,
+    /// How long to wait for every worker to join.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    pub join_timeout: Duration,
+}
+
+impl RemoteArgs {
+    /// The remote workers these flags ask for, checked against the target's
+    /// flags and the series.
+    pub fn remote(
+        &self,
+        target: &TargetArgs,
+        series: &Series,
+    ) -> anyhow::Result<Option<RemoteWorkers>> {
+        let Some(count) = self.remote_workers else {
+            if target.url.len() > 1 {
+                bail!("several --url are for --remote-workers (one gateway each worker)");
+            }
+            return Ok(None);
+        };
+        if count == 0 {
+            bail!("--remote-workers must be at least 1");
+        }
+        if target.url.is_empty() {
+            bail!(
+                "--remote-workers needs --url (and --nats-url): workers on other hosts load \
+                 gateways they can reach"
+            );
+        }
+        if series.stepped || series.scenarios.len() != 1 {
+            bail!("--remote-workers runs one scenario, not a series or a stepped run");
+        }
+        let run_id = match &self.run_id {
+            Some(id) => id.clone(),
+            None => format!("{:08x}", rand::random::<u32>()),
+        };
+        crate::worker::bus::Subjects::of(&run_id)?;
+        Ok(Some(RemoteWorkers {
+            count,
+            run_id,
+            control_nats: self.control_nats.clone(),
+            join_timeout: self.join_timeout,
+            ws_urls: target.url.clone(),
+        }))
     }
 }
 
@@ -400,6 +464,52 @@ mod tests {
         .target()
         .unwrap();
         assert!(matches!(t, Target::External { ref nats_url, .. } if nats_url == "nats://h:2"));
+    }
+
+    /// `run` flags with the remote workers' among them.
+    #[derive(Debug, Parser)]
+    struct RunFlags {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    }
+
+    fn remote(args: &[&str], scenario: &str) -> anyhow::Result<Option<RemoteWorkers>> {
+        let f = RunFlags::try_parse_from(std::iter::once("odin-load").chain(args.iter().copied()))
+            .expect("the flags parse");
+        let series = Series::plan(&file(), scenario, &Overrides::default()).unwrap();
+        f.remote.remote(&f.target, &series)
+    }
+
+    #[test]
+    fn remote_workers_take_every_url_and_need_one() {
+        let urls = [
+            "--url",
+            "ws://a:1/ws",
+            "--url",
+            "ws://b:1/ws",
+            "--nats-url",
+            "nats://h:2",
+        ];
+        let with = |extra: &[&'static str]| [&urls[..], extra].concat();
+        let r = remote(&with(&["--remote-workers", "3", "--run-id", "r1"]), "quick")
+            .unwrap()
+            .expect("remote workers");
+        assert_eq!((r.count, r.run_id.as_str()), (3, "r1"));
+        assert_eq!(r.ws_urls, ["ws://a:1/ws", "ws://b:1/ws"]);
+        let e = remote(&with(&[]), "quick").unwrap_err();
+        assert!(e.to_string().contains("several --url"), "{e}");
+        let e = remote(&["--remote-workers", "2"], "quick").unwrap_err();
+        assert!(e.to_string().contains("needs --url"), "{e}");
+        let e = remote(&with(&["--remote-workers", "2"]), "progressive").unwrap_err();
+        assert!(e.to_string().contains("one scenario"), "{e}");
+        let e = remote(
+            &with(&["--remote-workers", "2", "--run-id", "a.b"]),
+            "quick",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("run id"), "{e}");
     }
 
     #[test]

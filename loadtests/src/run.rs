@@ -91,8 +91,8 @@ async fn run_on(
     let generator_before = sysstat::sample(None).unwrap_or_default();
     let server_at_publish = stack.sample();
     let publish_wall = Instant::now();
-    let (publisher_result, publish_secs) = if opts.worker {
-        crate::worker::publish_phase(&ctx, scenario, ramp_started_ms, &lag).await
+    let (publisher_result, publish_secs) = if let Some(link) = &opts.worker {
+        crate::worker::publish_phase(link, &ctx, scenario, ramp_started_ms, &lag).await
     } else {
         let totals = publish(scenario, stack, &ctx).await;
         let publish_secs = publish_wall.elapsed().as_secs_f64();
@@ -488,7 +488,8 @@ mod tests {
             goose_args: Vec::new(),
             progress: false,
             source_ips: Vec::new(),
-            worker: false,
+            worker: None,
+            remote: None,
         }
     }
 

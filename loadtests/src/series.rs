@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::baseline;
-use crate::options::{RunOptions, SetupError};
+use crate::options::{RemoteWorkers, RunOptions, SetupError};
 use crate::plan::Series;
 use crate::render::{self, terminal};
 use crate::report::{Outcome, RunReport};
@@ -35,6 +35,8 @@ pub struct SeriesOptions {
     pub baseline: Option<RunReport>,
     /// How much worse than the baseline p99 and throughput may be, percent.
     pub baseline_tolerance: f64,
+    /// Workers that join over NATS instead of local worker processes.
+    pub remote: Option<RemoteWorkers>,
 }
 
 /// Runs every scenario of `series` against `target` in turn, with the
@@ -136,7 +138,8 @@ async fn run_one(
         goose_args: opts.goose_args.clone(),
         progress: opts.progress,
         source_ips: Vec::new(),
-        worker: false,
+        worker: None,
+        remote: opts.remote.clone(),
     };
     let against = match target {
         Target::Embedded { server, .. } => server.binary(),
@@ -151,7 +154,10 @@ async fn run_one(
         scenario.publish_rate,
         humantime::format_duration(scenario.hold)
     );
-    let several = scenario.processes > 1 || scenario.gateways > 1 || scenario.nats_nodes > 1;
+    let several = scenario.processes > 1
+        || scenario.gateways > 1
+        || scenario.nats_nodes > 1
+        || opts.remote.is_some();
     let mut report = if several {
         crate::fleet::run(scenario, &run_opts).await?
     } else {

@@ -8,6 +8,10 @@
 //! `odin-load` points rustls at one CA certificate of the system store
 //! (`SSL_CERT_FILE`) and an empty directory (`SSL_CERT_DIR`), whatever they
 //! were (many machines set them to the whole store, as this one does).
+//!
+//! A machine with no system store at all (the `odin-load` image is `FROM
+//! scratch`) gets [`FALLBACK`], one public root carried in the binary: with
+//! no certificate, Goose cannot build its clients.
 
 use std::path::{Path, PathBuf};
 
@@ -18,20 +22,25 @@ const BUNDLES: [&str; 3] = [
     "/etc/ssl/cert.pem",
 ];
 
+/// The certificate used where the machine has no bundle: ISRG Root X1
+/// (any one certificate will do; it is never used to verify anything).
+const FALLBACK: &str = include_str!("../certs/isrg-root-x1.pem");
+
 /// Set in the environment of a process that already runs with the small
 /// store (so it does not restart itself again), and of its children.
 const MARK: &str = "ODIN_LOAD_SMALL_TRUST_STORE";
 
 /// The environment of a one-certificate store (`SSL_CERT_FILE`,
 /// `SSL_CERT_DIR`, and the mark), written under the temporary directory;
-/// `None` when this process already has it or no system bundle was found.
+/// `None` when this process already has it or it cannot be written.
 pub fn minimal_trust_env() -> Option<[(&'static str, PathBuf); 3]> {
     if std::env::var_os(MARK).is_some() {
         return None;
     }
     let pem = BUNDLES
         .iter()
-        .find_map(|p| first_certificate(Path::new(p)))?;
+        .find_map(|p| first_certificate(Path::new(p)))
+        .unwrap_or_else(|| FALLBACK.to_owned());
     let dir = std::env::temp_dir().join("odin-load-trust");
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).ok()?;

@@ -1,10 +1,14 @@
 //! The multi-process path end to end, on a small scale: `odin-load run fleet`
 //! with real NATS, two `odin-server` gateways sharing one port and two load
-//! worker processes, judged as one run. Needs the built `odin-server` and
+//! worker processes, judged as one run; and ([`remote`]) workers in
+//! containers that join a run over NATS. Needs the built `odin-server` and
 //! `odin-publisher` (`ODIN_BIN_DIR`, as `make test` sets it).
 
 use std::path::Path;
 use std::process::Command;
+
+#[path = "fleet/remote.rs"]
+mod remote;
 
 /// What a passing run left: its output folder (kept while the run is
 /// inspected), its `report.json`, stdout and stderr.
