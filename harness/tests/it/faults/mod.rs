@@ -11,7 +11,9 @@
 //! published, and the server's own `/stats`.
 
 mod duplicates;
+mod hosts;
 mod last_prices;
+mod netem;
 mod reconnect_storm;
 mod scale_out;
 mod second_connection;
