@@ -490,6 +490,22 @@ mod tests {
     }
 
     #[test]
+    fn the_nats_ping_interval_defaults_to_5s_and_must_be_positive() {
+        let config = |extra: &[&str]| {
+            let mut args = vec!["odin-server", "--dev"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args).map(|cli| cli.server.into_config().unwrap())
+        };
+        assert_eq!(
+            config(&[]).unwrap().nats_ping_interval,
+            Duration::from_secs(5)
+        );
+        let quick = config(&["--nats-ping-interval", "300ms"]).unwrap();
+        assert_eq!(quick.nats_ping_interval, Duration::from_millis(300));
+        assert!(config(&["--nats-ping-interval", "0s"]).is_err());
+    }
+
+    #[test]
     fn the_event_window_reaches_back_by_the_age_and_ahead_by_the_skew() {
         let window = EventLimits {
             max_age: Duration::from_secs(3600),

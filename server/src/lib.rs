@@ -50,7 +50,6 @@ use anyhow::Context;
 use odin_protocol::DedupWindow;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::ServerConfig;
@@ -181,7 +180,6 @@ impl Server {
             router,
             NatsClients { first, second },
             store,
-            CancellationToken::new(),
             descriptors,
         ));
         Ok(Server {

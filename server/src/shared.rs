@@ -61,7 +61,6 @@ impl Shared {
         router: Arc<Router>,
         nats: NatsClients,
         store: Option<Arc<StoreHealth>>,
-        shutdown: CancellationToken,
         descriptors: DescriptorPlan,
     ) -> Self {
         Self {
@@ -74,7 +73,7 @@ impl Shared {
             nats: nats.first,
             nats_second: nats.second,
             store,
-            shutdown,
+            shutdown: CancellationToken::new(),
             descriptors,
             nonces: NonceSource::random(),
             next_conn: AtomicU64::new(1),

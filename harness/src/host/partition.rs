@@ -1,8 +1,13 @@
 //! A container partitioned from some of its peers: `iptables` rules inside
-//! its network namespace drop every packet to and from their addresses, so
-//! the peers and it stop hearing each other (quietly, as across a broken
-//! switch), while everyone else, the Docker host's clients included, still
-//! reaches it. What a NATS node cut off from the rest of its cluster is.
+//! its network namespace stop every packet to and from their addresses,
+//! while everyone else, the Docker host's clients included, still reaches
+//! it. What a NATS node cut off from the rest of its cluster is.
+//!
+//! TCP between them is answered with a reset, the rest dropped: the
+//! connections across the partition break at once, as they do when a
+//! partition outlasts their keep-alives. Dropped quietly instead, a
+//! partition of a few seconds is no partition to TCP: it retransmits
+//! what was held up once the partition heals, and nothing is lost.
 
 use super::docker::{in_netns, ip_on};
 
@@ -32,7 +37,7 @@ impl Partition {
         for peer in peers {
             let ip = ip_on(peer, network)?;
             for rule in rules(&ip) {
-                let mut args = vec!["-I"];
+                let mut args = vec!["-A"];
                 args.extend(rule.iter().copied());
                 in_netns(container, "iptables", &args)?;
             }

@@ -5,10 +5,12 @@
 //! minority side of a partition) stays connected to that node, so its NATS
 //! connection looks fine; yet prices published on the majority side no
 //! longer reach it. What it can see is that the store, a replicated stream,
-//! no longer answers a request only its leader answers (the stream's info):
-//! the minority has no leader once the cluster notices the partition. A
-//! task asks every `--nats-ping-interval`; `/health` reports the store
-//! `unreachable` (and `degraded`, 503) while the last answer failed, so a
+//! has lost its quorum: the stream's info (which only its leader answers)
+//! does not come, or comes from a leader that has not heard from a majority
+//! of the replicas for [`QUORUM_SILENCE`] (a leader on the minority side
+//! goes on answering for a while before it steps down). A task asks every
+//! `--nats-ping-interval`; `/health` reports the store `unreachable` (and
+//! `degraded`, 503) while the last answer says so, so a
 //! load balancer sends clients to a gateway that still gets every price.
 //! When the store answers again, the gateway has missed what was published
 //! on the other side meanwhile, with no reconnect to tell it so: the store's
@@ -24,7 +26,35 @@ use tokio_util::sync::CancellationToken;
 
 use super::stream::jetstream;
 
+/// A replica the stream's leader has not heard from for this long is
+/// counted as lost (the replicas answer the leader's heartbeats every
+/// second or so).
+const QUORUM_SILENCE: Duration = Duration::from_secs(3);
+
 /// The store's reachability as last checked.
+/// `Ok` when the stream's leader has heard from a majority of its replicas
+/// (itself included) within [`QUORUM_SILENCE`]; a stream of one replica
+/// has no cluster to lose.
+fn quorum(info: &async_nats::jetstream::stream::Info) -> Result<(), String> {
+    let Some(cluster) = &info.cluster else {
+        return Ok(());
+    };
+    let replicas = info.config.num_replicas.max(1);
+    let heard = 1 + cluster
+        .replicas
+        .iter()
+        .filter(|p| !p.offline && p.active < QUORUM_SILENCE)
+        .count();
+    if heard * 2 > replicas {
+        Ok(())
+    } else {
+        Err(format!(
+            "the stream's leader {:?} has heard from {heard} of {replicas} replicas",
+            cluster.leader
+        ))
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct StoreHealth {
     reachable: AtomicBool,
@@ -67,7 +97,9 @@ impl StoreHealth {
         loop {
             let answered = tokio::select! {
                 () = shutdown.cancelled() => return,
-                info = js.get_stream(&stream) => info.map(drop),
+                info = js.get_stream(&stream) => info
+                    .map_err(|e| e.to_string())
+                    .and_then(|s| quorum(s.cached_info())),
             };
             let reachable = answered.is_ok();
             if self.reachable.swap(reachable, Ordering::Relaxed) != reachable {

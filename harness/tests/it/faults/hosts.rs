@@ -58,6 +58,9 @@ pub(crate) async fn container_cluster(n: usize, jetstream: bool) -> NatsCluster 
     .expect("the NATS containers start")
 }
 
+/// How long one `/health` request may take.
+const HEALTH_ANSWER: Duration = Duration::from_secs(2);
+
 /// `/health`'s status code and body.
 pub(crate) async fn health(endpoint: &Endpoint) -> (u16, serde_json::Value) {
     let answer = endpoint.get("/health").await.expect("/health answers");
@@ -75,7 +78,9 @@ pub(crate) async fn wait_health(
     let started = tokio::time::Instant::now();
     let what = format!("/health of {} to answer {status}", endpoint.http_addr);
     let body = eventually(limit, &what, async || {
-        let (got, body) = health(endpoint).await;
+        let Ok((got, body)) = tokio::time::timeout(HEALTH_ANSWER, health(endpoint)).await else {
+            return Err(format!("no answer within {HEALTH_ANSWER:?}"));
+        };
         if got == status {
             Ok(body)
         } else {

@@ -116,10 +116,7 @@ where
     // Whatever probes are still on their way land before what is counted.
     let fence = publisher.price_event(&tokens[0], 2.0);
     publisher.event(&fence).await;
-    recorder
-        .until_nonce(&fence.nonce().to_string())
-        .await
-        .unwrap();
+    recorder.until_nonce(fence.nonce().as_ref()).await.unwrap();
     let settled = recorder.events.len();
 
     let describe = spoil(&gateway_node, &network);

@@ -1,7 +1,8 @@
 //! A NATS node partitioned from its cluster: of three JetStream nodes
 //! holding the last-prices stream (three replicas), node 2 loses its
-//! routes to the other two (iptables in its network namespace drop the
-//! traffic; everyone else, its gateway included, still reaches it).
+//! routes to the other two (iptables in its network namespace reset and
+//! drop the traffic, [`Partition`]; everyone else, its gateway included,
+//! still reaches it).
 //!
 //! - The gateway on the majority (node 0) keeps delivering every price,
 //!   published on node 1, once each.
@@ -19,9 +20,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use odin_harness::host::Partition;
-use odin_harness::server::{TestServer, test_config};
+use odin_harness::server::{Endpoint, ServerProcess};
 use odin_harness::wait::{LIMIT, eventually};
-use odin_server::last_prices::LastPricesConfig;
 
 use super::hosts::{
     assert_ends_on_latest, container_cluster, hosts_or_skip, price_round, wait_health,
@@ -35,17 +35,22 @@ const TOKENS: usize = 6;
 /// interest crosses the routes asynchronously.
 const ROUND: Duration = Duration::from_millis(200);
 
-/// A gateway with the three-replica store on `url`, pinging every 300 ms.
-async fn gateway(url: &str) -> TestServer {
-    TestServer::start_with(odin_server::ServerConfig {
-        last_prices: Some(LastPricesConfig {
-            replicas: 3,
-            load_timeout: Duration::from_secs(30),
-            ..LastPricesConfig::new("ODIN_LAST_PRICES")
-        }),
-        nats_ping_interval: Duration::from_millis(300),
-        ..test_config(url)
-    })
+/// A gateway process with the three-replica store on `url`, pinging every
+/// 300 ms. A process of its own: the test's runtime only runs its clients.
+async fn gateway(url: &str) -> ServerProcess {
+    ServerProcess::start(
+        url,
+        &[
+            "--last-prices-stream",
+            "ODIN_LAST_PRICES",
+            "--last-prices-replicas",
+            "3",
+            "--last-prices-timeout",
+            "30s",
+            "--nats-ping-interval",
+            "300ms",
+        ],
+    )
     .await
     .expect("a gateway starts")
 }
@@ -55,7 +60,7 @@ async fn a_partitioned_node_leaves_the_majority_whole_and_its_gateway_honest() {
     if !hosts_or_skip("partition") {
         return;
     }
-    let mut cluster = container_cluster(3, true).await;
+    let cluster = container_cluster(3, true).await;
     let network = cluster.network().expect("a container cluster");
     let ids: Vec<String> = cluster
         .nodes()
@@ -138,13 +143,13 @@ async fn a_partitioned_node_leaves_the_majority_whole_and_its_gateway_honest() {
 }
 
 /// `/health`'s status code now.
-async fn health_status(server: &TestServer) -> u16 {
+async fn health_status(server: &Endpoint) -> u16 {
     server.get("/health").await.unwrap().status
 }
 
 /// A reference client of `server` on every token's channel, subscribed.
-async fn client_of(name: &str, server: &TestServer, tokens: &[String]) -> Watched {
-    let endpoint = server.endpoint().clone();
+async fn client_of(name: &str, server: &Endpoint, tokens: &[String]) -> Watched {
+    let endpoint = server.clone();
     let mut client = Watched::spawn(
         name,
         client_config(&endpoint, &token_channels(tokens)),
