@@ -32,8 +32,9 @@ pub(crate) fn hosts_or_skip(test: &str) -> bool {
     };
     if binary_wanted {
         odin_harness::report_skip(&format!(
-            "{test}: needs hosts (NATS nodes as containers), and {}={choice:?} runs NATS as processes",
-            select::BACKEND_ENV
+            "{test}: needs hosts (NATS nodes as containers), and {}={} runs NATS as processes",
+            select::BACKEND_ENV,
+            format!("{choice:?}").to_lowercase()
         ));
         return false;
     }
