@@ -4,6 +4,7 @@
 pub mod bins;
 pub mod child;
 pub mod client;
+pub mod host;
 pub mod http;
 pub mod nats;
 pub mod process;

@@ -34,6 +34,12 @@ pub struct ServerConfig {
     /// first (the second copy is a duplicate by nonce), so a gateway whose
     /// NATS node is lost misses nothing while it reconnects.
     pub nats_second_url: Option<String>,
+    /// How often each NATS client pings its server when it hears nothing:
+    /// a connection whose server stops answering (a cut network, not a
+    /// closed socket) is given up after three unanswered pings, and only
+    /// then does `/health` say `degraded`. The same period paces the
+    /// last-prices store's reachability check.
+    pub nats_ping_interval: Duration,
     /// Subject layout under the configured prefix.
     pub subjects: Subjects,
     /// How tokens are checked.
@@ -96,6 +102,7 @@ impl Default for ServerConfig {
             http_addr: ([0, 0, 0, 0], 3001).into(),
             nats_url: "nats://127.0.0.1:4222".into(),
             nats_second_url: None,
+            nats_ping_interval: Duration::from_secs(5),
             subjects: Subjects::default(),
             auth: AuthConfig::development(),
             max_connections: 50_000,
@@ -228,6 +235,12 @@ pub struct ServerArgs {
     /// counts as a dropped duplicate).
     #[arg(long, env = "ODIN_NATS_SECOND_URL")]
     pub nats_second_url: Option<String>,
+    /// How often each NATS connection is pinged when quiet (e.g. `5s`): a
+    /// NATS server that stops answering (a network cut) is noticed after
+    /// three pings, and `/health` then says `degraded`. Also paces the
+    /// last-prices store's reachability check.
+    #[arg(long, env = "ODIN_NATS_PING_INTERVAL", default_value = "5s", value_parser = positive_duration)]
+    pub nats_ping_interval: Duration,
     /// JWT settings.
     #[command(flatten)]
     pub jwt: JwtArgs,
@@ -416,6 +429,7 @@ impl ServerArgs {
             http_addr: self.http_addr,
             nats_url: self.nats_url,
             nats_second_url: self.nats_second_url.filter(|u| !u.trim().is_empty()),
+            nats_ping_interval: self.nats_ping_interval,
             subjects,
             auth: self.jwt.auth_config()?,
             max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
@@ -473,6 +487,22 @@ mod tests {
         let cli = Cli::try_parse_from(["odin-server", "--dev"]).unwrap();
         assert!(cli.server.jwt.uses_dev_secret());
         assert!(cli.server.into_config().is_ok());
+    }
+
+    #[test]
+    fn the_nats_ping_interval_defaults_to_5s_and_must_be_positive() {
+        let config = |extra: &[&str]| {
+            let mut args = vec!["odin-server", "--dev"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args).map(|cli| cli.server.into_config().unwrap())
+        };
+        assert_eq!(
+            config(&[]).unwrap().nats_ping_interval,
+            Duration::from_secs(5)
+        );
+        let quick = config(&["--nats-ping-interval", "300ms"]).unwrap();
+        assert_eq!(quick.nats_ping_interval, Duration::from_millis(300));
+        assert!(config(&["--nats-ping-interval", "0s"]).is_err());
     }
 
     #[test]

@@ -56,12 +56,17 @@ async fn security_headers(mut response: Response) -> Response {
 /// `200` while the server can serve; `503` while NATS is unreachable (clients
 /// stay connected, but no live events flow). With a second NATS connection,
 /// events flow while either is up; both are then named (`natsFirst`,
-/// `natsSecond`).
+/// `natsSecond`). With a last-prices store, `503` also while the store does
+/// not answer (`lastPrices`: the gateway's NATS node is likely cut off from
+/// its cluster, and prices published elsewhere do not reach it;
+/// [`crate::last_prices::StoreHealth`]).
 async fn health(State(shared): State<Arc<Shared>>) -> Response {
     let connected = shared.nats_connected();
+    let store = shared.store.as_ref().map(|s| s.is_reachable());
+    let serving = connected && store != Some(false);
     let word = |up: bool| if up { "connected" } else { "disconnected" };
     let mut body = json!({
-        "status": if connected { "ok" } else { "degraded" },
+        "status": if serving { "ok" } else { "degraded" },
         "nats": word(connected),
         "serverId": shared.server_id,
         "connections": shared.metrics.connections.get(),
@@ -71,8 +76,16 @@ async fn health(State(shared): State<Arc<Shared>>) -> Response {
         body["natsFirst"] = word(first).into();
         body["natsSecond"] = word(second).into();
     }
+    if let Some(reachable) = store {
+        body["lastPrices"] = if reachable {
+            "reachable"
+        } else {
+            "unreachable"
+        }
+        .into();
+    }
     let body = Json(body);
-    let status = if connected {
+    let status = if serving {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

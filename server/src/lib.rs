@@ -50,7 +50,6 @@ use anyhow::Context;
 use odin_protocol::DedupWindow;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::ServerConfig;
@@ -60,7 +59,7 @@ pub use listener::WS_PATH;
 pub use router::TokenLimits;
 
 use crate::ingest::{Ingest, IngestThread};
-use crate::last_prices::CatchUp;
+use crate::last_prices::{CatchUp, StoreHealth};
 use crate::metrics::Metrics;
 use crate::nats::NatsClients;
 use crate::router::Router;
@@ -115,6 +114,7 @@ impl Server {
             config.nats_url.clone(),
             "--nats-url",
             server_id.clone(),
+            config.nats_ping_interval,
             Some(connected),
         );
         let first = ingest_thread.run_on(first).await??;
@@ -137,7 +137,13 @@ impl Server {
         let (second, second_subscription) = match config.nats_second_url.clone() {
             Some(url) => {
                 let name = format!("{server_id} (second)");
-                let second = nats::connect(url, "--nats-second-url", name, None);
+                let second = nats::connect(
+                    url,
+                    "--nats-second-url",
+                    name,
+                    config.nats_ping_interval,
+                    None,
+                );
                 let second = ingest_thread.run_on(second).await??;
                 let subscription = nats::subscribe(&second, subjects)
                     .await
@@ -163,13 +169,17 @@ impl Server {
             router: router.clone(),
             metrics: metrics.clone(),
         });
+        let store = config
+            .last_prices
+            .as_ref()
+            .map(|_| StoreHealth::new(loaded));
         let shared = Arc::new(Shared::new(
             config,
             server_id,
             metrics,
             router,
             NatsClients { first, second },
-            CancellationToken::new(),
+            store,
             descriptors,
         ));
         Ok(Server {
@@ -219,8 +229,20 @@ impl Server {
         ingest_thread.ingest(ingest);
         let catch_up = catch_up.map(|catch_up| {
             let shutdown = shared.shutdown.clone();
-            tokio::spawn(catch_up.after_reconnects(connections, loaded, shutdown))
+            let recoveries = match &shared.store {
+                Some(store) => store.recoveries(),
+                None => watch::Sender::new(0).subscribe(),
+            };
+            tokio::spawn(catch_up.after_reconnects(connections, recoveries, loaded, shutdown))
         });
+        if let (Some(store), Some(config)) = (&shared.store, &shared.config.last_prices) {
+            tokio::spawn(store.clone().watch(
+                shared.nats.clone(),
+                config.stream.clone(),
+                shared.config.nats_ping_interval,
+                shared.shutdown.clone(),
+            ));
+        }
         let accept = tokio::spawn(listener::accept_loop(ws, shared.clone(), tracker.clone()));
         let http_shutdown = shared.shutdown.clone();
         let http_shared = shared.clone();

@@ -1,5 +1,6 @@
 //! The gateway's NATS clients and their subscriptions: the URLs tried in the
-//! order given, quick reconnects, a count of connections made that the
+//! order given, quick reconnects, pings often enough that a silent server
+//! (a cut network) is given up within seconds, a count of connections made that the
 //! last-prices catch-up ([`crate::last_prices::CatchUp`]) waits on, and the
 //! one live subscription of each client, to every Odin subject.
 
@@ -17,7 +18,7 @@ pub(crate) struct NatsClients {
 }
 
 /// Connects to the comma-separated `url` list (given as `flag`, for the
-/// error) as `odin-server <name>`,
+/// error) as `odin-server <name>`, pinging every `ping_interval` when quiet,
 /// retrying until NATS is there. Every connection made, the first and each
 /// reconnect, adds one to `connections` when given.
 ///
@@ -26,6 +27,7 @@ pub(crate) async fn connect(
     url: String,
     flag: &'static str,
     name: String,
+    ping_interval: Duration,
     connections: Option<watch::Sender<u64>>,
 ) -> anyhow::Result<async_nats::Client> {
     let addrs: Vec<async_nats::ServerAddr> = url
@@ -40,6 +42,10 @@ pub(crate) async fn connect(
         // The URLs in the order given: the first reachable one is used, the
         // next on failure (a fleet spreads its gateways over a cluster so).
         .retain_servers_order()
+        // Any message from the server resets the clock; three pings
+        // unanswered and the client reconnects (async-nats's rule), which
+        // is what turns `/health` to `degraded` on a cut network.
+        .ping_interval(ping_interval)
         .max_reconnects(None)
         // Local brokers come back fast; don't let the default back-off
         // (up to 4 s) delay live events after a NATS restart.

@@ -14,6 +14,7 @@ use crate::auth::Authenticator;
 use crate::config::ServerConfig;
 use crate::descriptors::DescriptorPlan;
 use crate::fairness::AddressFairness;
+use crate::last_prices::StoreHealth;
 use crate::metrics::Metrics;
 use crate::nats::NatsClients;
 use crate::outbox::Frame;
@@ -30,6 +31,8 @@ pub(crate) struct Shared {
     /// The second NATS connection (`--nats-second-url`), if any: events
     /// still flow while either connection is up.
     pub(crate) nats_second: Option<async_nats::Client>,
+    /// Whether the last-prices store answers, when there is one.
+    pub(crate) store: Option<Arc<StoreHealth>>,
     /// Cancelled when the server starts shutting down.
     pub(crate) shutdown: CancellationToken,
     /// How the open-file limit is shared out between the listeners.
@@ -57,7 +60,7 @@ impl Shared {
         metrics: Arc<Metrics>,
         router: Arc<Router>,
         nats: NatsClients,
-        shutdown: CancellationToken,
+        store: Option<Arc<StoreHealth>>,
         descriptors: DescriptorPlan,
     ) -> Self {
         Self {
@@ -69,7 +72,8 @@ impl Shared {
             server_id,
             nats: nats.first,
             nats_second: nats.second,
-            shutdown,
+            store,
+            shutdown: CancellationToken::new(),
             descriptors,
             nonces: NonceSource::random(),
             next_conn: AtomicU64::new(1),

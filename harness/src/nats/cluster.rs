@@ -33,6 +33,10 @@ pub struct NatsCluster {
     /// Invariant: every node runs on the same backend, a binary node with a
     /// cluster spec.
     nodes: Vec<NatsServer>,
+    /// The cluster's name; on the container backend also the prefix of its
+    /// network's and its nodes' names.
+    name: String,
+    backend: Backend,
     ready_timeout: Duration,
 }
 
@@ -58,6 +62,8 @@ impl NatsCluster {
         crate::test_log::nats(backend, n);
         let cluster = NatsCluster {
             nodes,
+            name,
+            backend,
             ready_timeout: opts.ready_timeout.unwrap_or(DEFAULT_READY_TIMEOUT),
         };
         cluster.wait_for_routes(cluster.ready_timeout).await?;
@@ -71,8 +77,8 @@ impl NatsCluster {
         opts: &NatsOptions,
         name: &str,
     ) -> anyhow::Result<Vec<NatsServer>> {
-        let network = format!("{name}-net");
-        let names: Vec<String> = (0..n).map(|i| format!("{name}-n{i}")).collect();
+        let network = network_of(name);
+        let names: Vec<String> = (0..n).map(|i| node_name(name, i)).collect();
         let mut nodes = Vec::with_capacity(n);
         for (i, node) in names.iter().enumerate() {
             let peers: Vec<String> = names.iter().filter(|&p| p != node).cloned().collect();
@@ -146,6 +152,19 @@ impl NatsCluster {
         &mut self.nodes[i]
     }
 
+    /// The private Docker network the nodes share, on the container
+    /// backend (`None` on the binary backend): where a gateway container
+    /// joins them, and what a host fault cuts ([`crate::host`]).
+    pub fn network(&self) -> Option<String> {
+        (self.backend == Backend::Container).then(|| network_of(&self.name))
+    }
+
+    /// Node `i`'s host name on [`NatsCluster::network`] (container backend),
+    /// e.g. for a gateway container's `--nats-url nats://<host>:4222`.
+    pub fn node_host(&self, i: usize) -> Option<String> {
+        (self.backend == Backend::Container).then(|| node_name(&self.name, i))
+    }
+
     /// All nodes, read-only.
     pub fn nodes(&self) -> &[NatsServer] {
         &self.nodes
@@ -201,6 +220,16 @@ impl NatsCluster {
             sleep(ROUTES_POLL).await;
         }
     }
+}
+
+/// The network of the container cluster `name`.
+fn network_of(name: &str) -> String {
+    format!("{name}-net")
+}
+
+/// Node `i`'s container name (and host name, and NATS server name).
+fn node_name(name: &str, i: usize) -> String {
+    format!("{name}-n{i}")
 }
 
 /// `n` distinct loopback ports that were free a moment ago (bound, read

@@ -151,6 +151,11 @@ impl ContainerServer {
         self.running
     }
 
+    /// The container's id, for host faults run on it ([`crate::host`]).
+    pub(crate) fn id(&self) -> &str {
+        self.container.id()
+    }
+
     /// Stops the container at once (`docker stop -t 0`: a kill, like the
     /// binary backend), keeping it and its port mapping for `restart`.
     pub(crate) async fn stop(&mut self) -> anyhow::Result<()> {

@@ -165,6 +165,16 @@ impl NatsServer {
         }
     }
 
+    /// The container's id on the container backend (to cut it off a
+    /// network, partition it or slow its link: [`crate::host`]); `None` on
+    /// the binary backend, which has no host of its own.
+    pub fn container_id(&self) -> Option<&str> {
+        match &self.inner {
+            Inner::Binary(_) => None,
+            Inner::Container(c) => Some(c.id()),
+        }
+    }
+
     fn host(&self) -> &str {
         match &self.inner {
             Inner::Binary(_) => binary::HOST,

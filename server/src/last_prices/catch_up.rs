@@ -50,10 +50,14 @@ impl CatchUp {
     /// `connections`, and once at once when the load at start did not
     /// finish (`loaded` false), applying each that is newer than the
     /// gateway's ([`Router::restore`]); ends at `shutdown`. Reconnects that
-    /// come while it reads are served by one more read.
+    /// come while it reads are served by one more read. So is each recovery
+    /// of the store counted by `recoveries` (the gateway's NATS node was
+    /// cut off from its cluster: [`super::StoreHealth`]), read from the
+    /// stream's leader, since the node's own replica may still be behind.
     pub(crate) async fn after_reconnects(
         self,
         mut connections: watch::Receiver<u64>,
+        mut recoveries: watch::Receiver<u64>,
         loaded: bool,
         shutdown: CancellationToken,
     ) {
@@ -66,9 +70,20 @@ impl CatchUp {
             if !loaded {
                 self.once(&mut direct).await;
             }
-            while connections.changed().await.is_ok() {
-                connections.borrow_and_update();
-                self.once(&mut direct).await;
+            loop {
+                tokio::select! {
+                    changed = connections.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        connections.borrow_and_update();
+                        self.once(&mut direct).await;
+                    }
+                    Ok(()) = recoveries.changed() => {
+                        recoveries.borrow_and_update();
+                        self.once(&mut false).await;
+                    }
+                }
             }
         };
         tokio::select! {

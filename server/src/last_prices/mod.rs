@@ -19,6 +19,8 @@
 //!   (`Reading`).
 //! - `stored`: what a read found (`StoredPrices`), each stored message
 //!   judged like a live event ([`crate::event::judge`]).
+//! - `health`: whether the store answers now, for `/health`
+//!   ([`StoreHealth`]).
 //! - `retry`: the one retry loop of every request to JetStream
 //!   (`retry_until`).
 //!
@@ -27,6 +29,7 @@
 
 mod catch_up;
 mod config;
+mod health;
 mod load;
 mod retry;
 mod stored;
@@ -34,5 +37,6 @@ mod stream;
 
 pub(crate) use catch_up::CatchUp;
 pub use config::LastPricesConfig;
+pub(crate) use health::StoreHealth;
 pub(crate) use load::Load;
 pub use stream::{DUPLICATE_WINDOW, differences, ensure_stream, stream_config};

@@ -11,7 +11,11 @@
 //! published, and the server's own `/stats`.
 
 mod duplicates;
+mod gateway_cut;
+mod hosts;
 mod last_prices;
+mod netem;
+mod partition;
 mod reconnect_storm;
 mod scale_out;
 mod second_connection;

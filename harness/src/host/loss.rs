@@ -1,0 +1,98 @@
+//! Packet loss without netem: `iptables`' `statistic` match drops a share
+//! of the packets in and out of a container's interface on a network, at
+//! random, inside its network namespace. For kernels built without
+//! `sch_netem` (some VM kernels), where [`super::Netem`] cannot run; it
+//! adds no delay.
+
+use super::docker::{in_netns, interface_on};
+
+/// The comment that marks this harness's loss rules.
+const MARK: &str = "odin-harness-loss";
+
+/// Random loss on one interface of a container, both ways; removed on drop.
+#[derive(Debug)]
+pub struct PacketLoss {
+    container: String,
+    interface: String,
+    probability: String,
+}
+
+impl PacketLoss {
+    /// Drops `percent` % of the packets `container` sends and receives on
+    /// `network`, each direction on its own.
+    pub fn apply(container: &str, network: &str, percent: f64) -> anyhow::Result<PacketLoss> {
+        let loss = PacketLoss {
+            container: container.to_owned(),
+            interface: interface_on(container, network)?,
+            probability: format!("{:.4}", percent / 100.0),
+        };
+        for rule in loss.rules() {
+            let mut args = vec!["-I"];
+            args.extend(rule.iter().map(String::as_str));
+            in_netns(container, "iptables", &args)?;
+        }
+        Ok(loss)
+    }
+
+    /// The two rules, without their `-I`/`-D`.
+    fn rules(&self) -> [Vec<String>; 2] {
+        let rule = |chain: &str, way: &str| -> Vec<String> {
+            [
+                chain,
+                "-w",
+                way,
+                &self.interface,
+                "-m",
+                "statistic",
+                "--mode",
+                "random",
+                "--probability",
+                &self.probability,
+                "-m",
+                "comment",
+                "--comment",
+                MARK,
+                "-j",
+                "DROP",
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect()
+        };
+        [rule("INPUT", "-i"), rule("OUTPUT", "-o")]
+    }
+
+    /// `iptables -L -v` of the rules: how many packets were dropped.
+    pub fn stats(&self) -> anyhow::Result<String> {
+        Ok(self.rule_lines()?.join("; "))
+    }
+
+    /// Packets dropped so far, both ways.
+    pub fn dropped(&self) -> anyhow::Result<u64> {
+        Ok(self
+            .rule_lines()?
+            .iter()
+            .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+            .sum())
+    }
+
+    fn rule_lines(&self) -> anyhow::Result<Vec<String>> {
+        let out = in_netns(&self.container, "iptables", &["-w", "-L", "-v", "-n", "-x"])?;
+        Ok(out
+            .lines()
+            .filter(|l| l.contains(MARK))
+            .map(str::to_owned)
+            .collect())
+    }
+}
+
+impl Drop for PacketLoss {
+    fn drop(&mut self) {
+        for rule in self.rules() {
+            let mut args = vec!["-D"];
+            args.extend(rule.iter().map(String::as_str));
+            // Best effort: the container may be gone already.
+            let _ = in_netns(&self.container, "iptables", &args);
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! A container partitioned from some of its peers: `iptables` rules inside
+//! its network namespace stop every packet to and from their addresses,
+//! while everyone else, the Docker host's clients included, still reaches
+//! it. What a NATS node cut off from the rest of its cluster is.
+//!
+//! TCP between them is answered with a reset, the rest dropped: the
+//! connections across the partition break at once, as they do when a
+//! partition outlasts their keep-alives. Dropped quietly instead, a
+//! partition of a few seconds is no partition to TCP: it retransmits
+//! what was held up once the partition heals, and nothing is lost.
+
+use super::docker::{in_netns, ip_on};
+
+/// The comment that marks this harness's rules, so that only they are
+/// removed.
+const MARK: &str = "odin-harness-partition";
+
+/// `container` partitioned from `peers`; healed on drop.
+#[derive(Debug)]
+pub struct Partition {
+    container: String,
+    /// The peers' addresses, each with the rules added for it.
+    peers: Vec<String>,
+    /// Invariant: true until the rules are removed.
+    active: bool,
+}
+
+impl Partition {
+    /// Drops all traffic between `container` and each of `peers` (container
+    /// names or ids) on `network`.
+    pub fn isolate(container: &str, peers: &[&str], network: &str) -> anyhow::Result<Partition> {
+        let mut partition = Partition {
+            container: container.to_owned(),
+            peers: Vec::new(),
+            active: true,
+        };
+        for peer in peers {
+            let ip = ip_on(peer, network)?;
+            for rule in rules(&ip) {
+                let mut args = vec!["-A"];
+                args.extend(rule.iter().copied());
+                in_netns(container, "iptables", &args)?;
+            }
+            // Kept from the first rule on, so a failure half-way still
+            // removes what was added.
+            partition.peers.push(ip);
+        }
+        Ok(partition)
+    }
+
+    /// Removes the rules: the peers hear the container again.
+    pub fn heal(mut self) -> anyhow::Result<()> {
+        self.remove()
+    }
+
+    fn remove(&mut self) -> anyhow::Result<()> {
+        self.active = false;
+        let mut first_error = None;
+        for ip in &self.peers {
+            for rule in rules(ip) {
+                let mut args = vec!["-D"];
+                args.extend(rule.iter().copied());
+                if let Err(e) = in_netns(&self.container, "iptables", &args) {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// The two rules (without their `-I`/`-D`) that cut `ip` off.
+fn rules(ip: &str) -> [[&str; 10]; 2] {
+    [
+        [
+            "INPUT",
+            "-w",
+            "-s",
+            ip,
+            "-m",
+            "comment",
+            "--comment",
+            MARK,
+            "-j",
+            "DROP",
+        ],
+        [
+            "OUTPUT",
+            "-w",
+            "-d",
+            ip,
+            "-m",
+            "comment",
+            "--comment",
+            MARK,
+            "-j",
+            "DROP",
+        ],
+    ]
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        if self.active {
+            // Best effort: the container may be gone already.
+            let _ = self.remove();
+        }
+    }
+}
