@@ -37,7 +37,8 @@ bins=target/gate
 # The candidate first: this checkout's release build (what `make
 # build-release` and the load targets make, so CI builds nothing twice),
 # copied before the baseline's build takes target/release over.
-${CARGO:-cargo} build --release --workspace --bins || exit 3
+# shellcheck disable=SC2086 # RELEASE_BUILD is cargo's arguments
+${CARGO:-cargo} ${RELEASE_BUILD:-build --release --workspace --bins --exclude odin-harness} || exit 3
 mkdir -p "$bins/candidate"
 for bin in odin-server odin-publisher odin-load; do
   cp -f "target/release/$bin" "$bins/candidate/$bin" || exit 3
