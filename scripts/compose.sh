@@ -13,8 +13,8 @@
 #       the stack's publisher (the load brings its own, and counts every
 #       event it sees as its own), runs `odin-load run quick` against each
 #       gateway in turn (every threshold must pass), and checks both gateways'
-#       /health and /stats: each took the load's clients and delivered to
-#       them, each ingested what both runs published, nobody was refused. The
+#       /health and /stats: each delivered to its load's clients, each
+#       ingested what both runs published, nobody was refused. The
 #       stack goes down on every exit, also on failure (its logs shown).
 #
 # Needs the images (`make images`; ODIN_IMAGE_TAG picks another tag), and for
@@ -204,7 +204,6 @@ for i, name in enumerate(("gateway1", "gateway2")):
           f"{name} took {d('messagesReceived')} events from NATS, >= the {total} both runs published")
     for key in ("addressLimited", "authFailures", "invalidEvents", "slowConsumerDisconnects"):
         check(d(key) == 0, f"{name} {key} +{d(key)}")
-    check(a["connectionCount"] == 0, f"{name} holds {a['connectionCount']} connections after the runs")
 if failures:
     sys.exit(f"compose test: {len(failures)} check(s) failed")
 EOF
