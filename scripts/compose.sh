@@ -109,10 +109,11 @@ test_stack() {
     ODIN_GATEWAY2_WS_PORT=0 ODIN_GATEWAY2_HTTP_PORT=0 ODIN_DEV=0
   ODIN_JWT_SECRET="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
   export ODIN_JWT_SECRET
-  local ok=0
+  # Global: the EXIT trap also runs after this function has returned.
+  COMPOSE_TEST_OK=0
   cleanup() {
     local status=$?
-    if ((status != 0 || ok == 0)); then
+    if ((status != 0 || COMPOSE_TEST_OK == 0)); then
       say "FAILED; the stack's last logs:"
       compose logs --tail 40 >&2 || true
     fi
@@ -207,7 +208,7 @@ for i, name in enumerate(("gateway1", "gateway2")):
 if failures:
     sys.exit(f"compose test: {len(failures)} check(s) failed")
 EOF
-  ok=1
+  COMPOSE_TEST_OK=1
   step "passed"
 }
 
