@@ -32,7 +32,7 @@ endif
 .PHONY: help setup setup-browser build build-release test test-binary lint lint-source fmt server publisher auth-token \
         nats-up nats-down demo load-quick load-medium load-stress load-progressive \
         load-burst load-ceiling bench-fanout load-fleet load-failover load-failover-lossless load-scale load-soak fleet \
-        bench-publisher bench-instructions bench-instructions-update gate gate-selftest conformance fuzz images clean
+        bench-publisher bench-instructions bench-instructions-update gate gate-selftest conformance fuzz images compose-up compose-down compose-test clean
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sort | \
@@ -154,14 +154,23 @@ gate: setup ## Release gate: the work tree against BASELINE=<ref> (default: merg
 gate-selftest: setup ## The release gate's selftest: each seeded regression (loadtests/regressions/) caught, the unchanged code passed SELFTEST_CLEAN_RUNS=10 times
 	scripts/gate-selftest.sh
 
-images: build-release ## Build the Docker images locally, nothing pulled (odin-nats, odin-server, odin-publisher :local; cached)
+images: build-release ## Build the Docker images locally, nothing pulled (odin-nats, odin-nats-node, odin-server, odin-publisher :local; cached)
 	@scripts/build-images.sh
 
-nats-up: ## Start only NATS (JetStream, monitoring on :8222) with docker compose
-	docker compose up -d nats
+compose-up: images ## The compose stack: 3 NATS nodes with JetStream, 2 gateways (:8080/:3001, :8081/:3002), the publisher; waits until all are healthy
+	@scripts/compose.sh up
 
-nats-down: ## Stop what docker compose started
-	docker compose down
+compose-down: ## Stop the compose stack and remove its containers, network and NATS volumes
+	@scripts/compose.sh down
+
+compose-test: setup-browser images ## A compose stack of its own: the browser test and odin-load quick against it, both gateways' /health and /stats checked, then removed
+	ODIN_BIN_DIR=$(RELEASE_BINS) scripts/compose.sh test
+
+nats-up: images ## Start only the compose stack's 3-node NATS cluster (JetStream; nats://localhost:4222, monitoring on :8222)
+	@scripts/compose.sh up nats1 nats2 nats3
+
+nats-down: ## Stop what compose started
+	@scripts/compose.sh down
 
 clean: ## Remove build output and load-run reports
 	$(CARGO) clean

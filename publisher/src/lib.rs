@@ -24,6 +24,7 @@
 
 pub mod config;
 pub mod error;
+pub mod health;
 pub mod market;
 pub mod outgoing;
 pub mod pipeline;

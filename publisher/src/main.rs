@@ -1,6 +1,9 @@
 //! `odin-publisher`: parses the settings, sets up logging and signals, runs
 //! the library's [`odin_publisher::run`], and prints the totals.
 //!
+//! `odin-publisher health` is the container health check instead
+//! ([`odin_publisher::health`]): 0 once an event is on NATS, 1 otherwise.
+//!
 //! Exit codes: 0 after a clean stop (duration reached, recording played,
 //! SIGINT/SIGTERM); 2 for a setting that cannot be parsed; 1 for any other
 //! failure (bad value, unknown file, NATS unreachable), always with one line
@@ -13,6 +16,7 @@ use anyhow::Context;
 use clap::Parser;
 use odin_publisher::PublisherConfig;
 use odin_publisher::config::LogFormat;
+use odin_publisher::health::HealthArgs;
 use tokio::signal::unix::{SignalKind, signal};
 
 /// mimalloc: the publisher allocates a few small buffers per message, and at
@@ -22,6 +26,11 @@ use tokio::signal::unix::{SignalKind, signal};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // A word, not a subcommand of the settings: the publisher's flags stay
+    // exactly the run's flags (the harness and the load tool pass them).
+    if std::env::args_os().nth(1).is_some_and(|a| a == "health") {
+        return health(HealthArgs::parse_from(std::env::args_os().skip(1)));
+    }
     let config = match PublisherConfig::try_parse() {
         Ok(config) => config,
         Err(e) => {
@@ -53,6 +62,24 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn health(args: HealthArgs) -> ExitCode {
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .and_then(|runtime| runtime.block_on(odin_publisher::health::first_event(&args)));
+    match result {
+        Ok(subject) => {
+            println!("odin-publisher health: an event on {subject}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("odin-publisher health: {e:#}");
             ExitCode::FAILURE
         }
     }

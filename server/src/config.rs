@@ -153,6 +153,23 @@ pub struct Cli {
 pub enum Command {
     /// Print a signed JWT for development and tests.
     Token(TokenArgs),
+    /// Exit 0 when the server's `/health` (or `--url`) answers 200, else
+    /// non-zero with one line saying why: the health check of a container
+    /// whose image has no curl.
+    Health(HealthArgs),
+}
+
+/// Flags of `odin-server health`.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// What to ask (`http://host:port/path`); default: this server's own
+    /// `/health` at `--http-addr` (`ODIN_HTTP_ADDR`), on loopback when that
+    /// is 0.0.0.0.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// How long the whole check may take (e.g. `3s`).
+    #[arg(long, default_value = "3s", value_parser = positive_duration)]
+    pub timeout: Duration,
 }
 
 /// JWT settings shared by the server and the `token` utility.

@@ -20,6 +20,7 @@
 pub mod auth;
 pub mod config;
 pub mod event;
+pub mod health_check;
 pub mod ingest;
 pub mod last_prices;
 pub mod metrics;

@@ -4,21 +4,36 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use odin_server::Server;
 use odin_server::auth::mint_token;
 use odin_server::config::{Cli, Command, LogFormat};
+use odin_server::{Server, health_check};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Token(args)) = cli.command {
-        return match args.jwt.auth_config() {
-            Ok(auth) => {
-                println!("{}", mint_token(&auth, &args.sub, args.ttl));
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail(e),
-        };
+    match cli.command {
+        Some(Command::Token(args)) => {
+            return match args.jwt.auth_config() {
+                Ok(auth) => {
+                    println!("{}", mint_token(&auth, &args.sub, args.ttl));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            };
+        }
+        Some(Command::Health(args)) => {
+            let url = args
+                .url
+                .unwrap_or_else(|| health_check::default_url(cli.server.http_addr));
+            return match health_check::check(&url, args.timeout) {
+                Ok(status) => {
+                    println!("odin-server health: {url}: {status}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(format!("health: {e}")),
+            };
+        }
+        None => {}
     }
     init_logging(cli.server.log_format);
     let dev_secret = cli.server.jwt.uses_dev_secret();

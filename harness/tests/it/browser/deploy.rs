@@ -1,9 +1,10 @@
-//! `docker-compose.yml`, `Dockerfile` and `.dockerignore` cannot be run on
-//! machines without a Docker engine, so they are checked here for what would
-//! break them: the YAML parses; the services, ports and images fit together;
+//! `docker-compose.yml` checked without a Docker engine, for what would
+//! break it (`make compose-test` runs it for real): the YAML parses; the
+//! services, images, ports, routes, volumes and health checks fit together;
 //! every `ODIN_*` variable is one the binary reads, with a value its own
-//! flag parser accepts; the Dockerfile's stages, `COPY` sources and binaries
-//! exist; and the ignore file keeps the sources in the build context.
+//! flag parser accepts, and the gateways' settings are the ones the stack
+//! needs (the last-prices stream on all three nodes, no per-address budget
+//! behind Docker's port proxy).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -102,8 +103,63 @@ fn as_flags(command: &clap::Command, env: &BTreeMap<String, Option<String>>) -> 
     flags
 }
 
+/// `${VAR:-default}` parts of a port mapping read as their defaults.
+fn port_mapping(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let end = rest[i..].find('}').expect("a closed ${") + i;
+        out.push_str(&default_of(&rest[i..=end]));
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The host ports a service publishes, by container port.
+fn published(service: &Value) -> BTreeMap<String, String> {
+    strings(service.get("ports"))
+        .iter()
+        .map(|p| {
+            let mapping = port_mapping(p);
+            let parts: Vec<&str> = mapping.split(':').collect();
+            let [bind, host, container] = parts[..] else {
+                panic!("{p}: not bind:host:container")
+            };
+            assert_eq!(bind, "127.0.0.1", "{p}: published on loopback by default");
+            (container.to_owned(), host.to_owned())
+        })
+        .collect()
+}
+
+/// The services a service waits for, each to be healthy.
+fn waits_for(service: &Value) -> Vec<String> {
+    let deps = service["depends_on"].as_mapping().expect("depends_on");
+    deps.iter()
+        .map(|(k, v)| {
+            assert_eq!(
+                v["condition"].as_str(),
+                Some("service_healthy"),
+                "waits for {k:?} to be healthy"
+            );
+            k.as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+/// The health check's command, which must be a binary in the image
+/// (FROM scratch: no shell).
+fn health_check(service: &Value) -> Vec<String> {
+    let test = strings(service["healthcheck"].get("test"));
+    assert_eq!(test.first().map(String::as_str), Some("CMD"), "{test:?}");
+    test[1..].to_vec()
+}
+
+const NODES: [&str; 3] = ["nats1", "nats2", "nats3"];
+
 #[test]
-fn compose_file_wires_nats_server_and_publisher() {
+fn compose_file_runs_a_nats_cluster_two_gateways_and_the_publisher() {
     let compose = compose();
     let names: Vec<&str> = compose["services"]
         .as_mapping()
@@ -111,68 +167,128 @@ fn compose_file_wires_nats_server_and_publisher() {
         .keys()
         .map(|k| k.as_str().unwrap())
         .collect();
-    assert_eq!(names, ["nats", "server", "publisher"]);
-
-    // NATS: JetStream on, monitoring port published.
-    let nats = service(&compose, "nats");
-    assert!(nats["image"].as_str().unwrap().starts_with("nats:"));
-    let command = strings(nats.get("command"));
-    assert!(
-        command.iter().any(|a| a == "-js" || a == "--jetstream"),
-        "{command:?}"
+    assert_eq!(
+        names,
+        [
+            "nats1",
+            "nats2",
+            "nats3",
+            "gateway1",
+            "gateway2",
+            "publisher"
+        ]
     );
-    let monitor = command
-        .iter()
-        .position(|a| a == "-m" || a == "--http_port")
-        .map(|i| command[i + 1].clone())
-        .expect("a monitoring port");
-    let ports = strings(nats.get("ports"));
-    assert!(ports.contains(&"4222:4222".to_owned()), "{ports:?}");
-    assert!(ports.contains(&format!("{monitor}:{monitor}")), "{ports:?}");
-
-    for (name, target) in [("server", "server"), ("publisher", "publisher")] {
-        let s = service(&compose, name);
-        assert_eq!(s["build"]["context"].as_str(), Some("."), "{name}");
-        assert_eq!(s["build"]["target"].as_str(), Some(target), "{name}");
-        // Environment only: a command line would bypass it.
-        assert!(s.get("command").is_none(), "{name} sets flags");
+    for name in &names {
+        let image = service(&compose, name)["image"].as_str().unwrap();
         assert!(
-            s["depends_on"].get("nats").is_some(),
-            "{name} must wait for nats"
+            image.ends_with(":${ODIN_IMAGE_TAG:-local}"),
+            "{name}: {image} is one of make images' (no registry)"
         );
-        let env = environment(s);
+        assert!(
+            service(&compose, name).get("build").is_none(),
+            "{name} builds nothing"
+        );
+    }
+
+    // NATS: a cluster routed by service name, JetStream in its own volume,
+    // monitoring on, healthy when its /healthz says so.
+    let volumes = compose["volumes"].as_mapping().expect("volumes");
+    for node in NODES {
+        let s = service(&compose, node);
+        assert!(s["image"].as_str().unwrap().starts_with("odin-nats-node:"));
+        let command = strings(s.get("command"));
+        let arg = |flag: &str| {
+            command
+                .iter()
+                .position(|a| a == flag)
+                .map(|i| command[i + 1].clone())
+                .unwrap_or_else(|| panic!("{node}: no {flag} in {command:?}"))
+        };
+        assert!(command.iter().any(|a| a == "-js"), "{node}: JetStream");
+        assert_eq!(arg("--name"), node);
+        assert_eq!(arg("--cluster_name"), "odin");
+        assert_eq!(arg("--cluster"), "nats://0.0.0.0:6222");
+        let others: Vec<String> = NODES
+            .iter()
+            .filter(|n| **n != node)
+            .map(|n| format!("nats://{n}:6222"))
+            .collect();
+        assert_eq!(arg("--routes"), others.join(","), "{node}");
+        assert_eq!(arg("-m"), "8222");
+        let store = arg("-sd");
+        let volume = format!("{node}-data");
+        assert_eq!(strings(s.get("volumes")), [format!("{volume}:{store}")]);
+        assert!(volumes.contains_key(volume.as_str()), "{volume} declared");
         assert_eq!(
-            env.get("ODIN_NATS_URL").cloned().flatten().as_deref(),
-            Some("nats://nats:4222"),
-            "{name} reaches NATS by its service name"
+            health_check(s),
+            [
+                "/odin-server",
+                "health",
+                "--url",
+                "http://127.0.0.1:8222/healthz"
+            ]
         );
     }
+    let nats1 = published(service(&compose, "nats1"));
+    assert_eq!(nats1.get("4222").map(String::as_str), Some("4222"));
+    assert_eq!(nats1.get("8222").map(String::as_str), Some("8222"));
+    let all_nodes = "nats://nats1:4222,nats://nats2:4222,nats://nats3:4222";
 
-    // The server: its listen addresses are the published ports, and its own
-    // parser accepts every value.
-    let server = service(&compose, "server");
-    let env = environment(server);
-    let ports = strings(server.get("ports"));
-    for var in ["ODIN_WS_ADDR", "ODIN_HTTP_ADDR"] {
-        let addr: std::net::SocketAddr = env[var].as_deref().unwrap().parse().unwrap();
-        assert!(
-            addr.ip().is_unspecified(),
-            "{var} must listen on 0.0.0.0 in a container"
+    // The gateways: each setting parsed by the server's own command line,
+    // and the settings the stack needs.
+    let mut host_ports = Vec::new();
+    for gateway in ["gateway1", "gateway2"] {
+        let s = service(&compose, gateway);
+        assert!(s["image"].as_str().unwrap().starts_with("odin-server:"));
+        assert!(s.get("command").is_none(), "{gateway} sets flags");
+        assert_eq!(waits_for(s), NODES);
+        assert_eq!(health_check(s), ["/odin-server", "health"]);
+        let env = environment(s);
+        let flags = as_flags(&odin_server::config::Cli::command(), &env);
+        let cli = odin_server::config::Cli::try_parse_from(&flags)
+            .unwrap_or_else(|e| panic!("odin-server refuses {flags:?}: {e}"));
+        let config = cli
+            .server
+            .into_config()
+            .unwrap_or_else(|e| panic!("odin-server refuses {flags:?}: {e}"));
+        assert_eq!(
+            config.nats_url, all_nodes,
+            "{gateway} reaches every node by name"
         );
-        let mapping = format!("{0}:{0}", addr.port());
-        assert!(
-            ports.contains(&mapping),
-            "{var}: {mapping} not in {ports:?}"
+        let stream = config.last_prices.expect("the last-prices stream is on");
+        assert_eq!(
+            stream.replicas, 3,
+            "{gateway}: the stream on all three nodes"
         );
+        let limits = config.address_limits;
+        assert!(
+            limits.max_connections.is_none()
+                && limits.connect_rate.is_none()
+                && limits.auth_failures.is_none(),
+            "{gateway}: per-address budgets off behind Docker's port proxy: {limits:?}"
+        );
+        let ports = published(s);
+        for (var, addr) in [
+            ("ODIN_WS_ADDR", config.ws_addr),
+            ("ODIN_HTTP_ADDR", config.http_addr),
+        ] {
+            assert!(
+                addr.ip().is_unspecified(),
+                "{gateway} {var}: 0.0.0.0 in a container"
+            );
+            let host = ports
+                .get(&addr.port().to_string())
+                .unwrap_or_else(|| panic!("{gateway} publishes {var}'s port"));
+            host_ports.push(host.clone());
+        }
     }
-    let flags = as_flags(&odin_server::config::Cli::command(), &env);
-    let cli = odin_server::config::Cli::try_parse_from(&flags)
-        .unwrap_or_else(|e| panic!("odin-server refuses {flags:?}: {e}"));
-    cli.server
-        .into_config()
-        .unwrap_or_else(|e| panic!("odin-server refuses {flags:?}: {e}"));
+    assert_eq!(host_ports, ["8080", "3001", "8081", "3002"]);
 
+    // The publisher: after the gateways (their stream holds its first
+    // price), healthy while its events are on NATS.
     let publisher = service(&compose, "publisher");
+    assert_eq!(waits_for(publisher), ["gateway1", "gateway2"]);
+    assert_eq!(health_check(publisher)[..2], ["/odin-publisher", "health"]);
     let env = environment(publisher);
     let flags = as_flags(&odin_publisher::PublisherConfig::command(), &env);
     let config = odin_publisher::PublisherConfig::try_parse_from(&flags)
@@ -180,155 +296,9 @@ fn compose_file_wires_nats_server_and_publisher() {
     config
         .validate()
         .unwrap_or_else(|e| panic!("odin-publisher refuses {flags:?}: {e}"));
-}
-
-/// The Dockerfile as instructions: continuation lines joined, comments gone.
-fn instructions(text: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut current = String::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with('#') || (line.is_empty() && current.is_empty()) {
-            continue;
-        }
-        match line.strip_suffix('\\') {
-            Some(part) => current.push_str(part),
-            None => {
-                current.push_str(line);
-                let joined = std::mem::take(&mut current);
-                if let Some((op, rest)) = joined.trim().split_once(char::is_whitespace) {
-                    out.push((op.to_ascii_uppercase(), rest.trim().to_owned()));
-                }
-            }
-        }
-    }
-    out
-}
-
-#[test]
-fn dockerfile_stages_sources_and_binaries_exist() {
-    let text = read("Dockerfile");
-    let repo = repo();
-    let mut stages: Vec<String> = Vec::new();
-    let mut exposed: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut copied: Vec<String> = Vec::new();
-    for (op, args) in instructions(&text) {
-        match op.as_str() {
-            "FROM" => {
-                let words: Vec<&str> = args.split_whitespace().collect();
-                let base = words[0];
-                assert!(
-                    base.contains(':') || stages.iter().any(|s| s == base),
-                    "FROM {base}: neither a pinned image nor an earlier stage"
-                );
-                let name = match words.as_slice() {
-                    [_, as_, name] if as_.eq_ignore_ascii_case("as") => name.to_string(),
-                    _ => panic!("every stage is named: FROM {args}"),
-                };
-                stages.push(name);
-            }
-            "COPY" => {
-                let words: Vec<&str> = args.split_whitespace().collect();
-                let (from, paths): (Vec<&str>, Vec<&str>) =
-                    words.iter().partition(|w| w.starts_with("--"));
-                let (dest, sources) = paths.split_last().expect("COPY has a destination");
-                match from.iter().find_map(|f| f.strip_prefix("--from=")) {
-                    Some(stage) => {
-                        assert!(
-                            stages.iter().any(|s| s == stage),
-                            "COPY --from={stage}: no such earlier stage"
-                        );
-                        copied.push(dest.to_string());
-                    }
-                    None => {
-                        for src in sources {
-                            assert!(repo.join(src).exists(), "COPY {src}: not in the repository");
-                        }
-                    }
-                }
-            }
-            "EXPOSE" => {
-                let stage = stages.last().expect("EXPOSE inside a stage").clone();
-                exposed
-                    .entry(stage)
-                    .or_default()
-                    .extend(args.split_whitespace().map(str::to_owned));
-            }
-            "ENTRYPOINT" => {
-                let argv: Vec<String> =
-                    serde_json::from_str(&args).expect("ENTRYPOINT in exec form");
-                assert!(
-                    copied.contains(&argv[0]),
-                    "ENTRYPOINT {} was not copied in",
-                    argv[0]
-                );
-            }
-            "RUN" if args.contains("cargo build") => {
-                for bin in ["odin-server", "odin-publisher"] {
-                    assert!(
-                        args.contains(&format!("--bin {bin}")),
-                        "the build makes {bin}"
-                    );
-                }
-            }
-            _ => {}
-        }
-    }
-    // The targets compose builds are stages; the server exposes its ports.
-    for target in ["server", "publisher"] {
-        assert!(
-            stages.iter().any(|s| s == target),
-            "no stage {target}: {stages:?}"
-        );
-    }
-    assert_eq!(
-        exposed.get("server").map(Vec::as_slice),
-        Some(&["8080".to_owned(), "3001".to_owned()][..])
-    );
-    // The binaries the build names exist in the workspace.
-    for (dir, bin) in [("server", "odin-server"), ("publisher", "odin-publisher")] {
-        assert!(repo.join(dir).join("src/main.rs").is_file());
-        assert!(read(&format!("{dir}/Cargo.toml")).contains(&format!("name = \"{bin}\"")));
-    }
-}
-
-#[test]
-fn dockerignore_keeps_the_sources_in_the_build_context() {
-    let text = read(".dockerignore");
-    let patterns: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect();
-    assert!(
-        patterns.contains(&"target/") || patterns.contains(&"target"),
-        "target/ must be ignored"
-    );
-    let needed = [
-        "Cargo.toml",
-        "Cargo.lock",
-        "client",
-        "protocol",
-        "server",
-        "publisher",
-        "harness",
-        "loadtests",
-    ];
-    for pattern in &patterns {
-        let bare = pattern.trim_end_matches('/');
-        assert!(
-            !matches!(bare, "*" | "**" | "."),
-            "{pattern} ignores everything"
-        );
-        assert!(
-            !needed.contains(&bare),
-            "{pattern} drops a part of the build"
-        );
-    }
-    for part in needed {
-        assert!(
-            repo().join(part).exists(),
-            "{part} is missing from the workspace"
-        );
-    }
+    assert_eq!(config.nats_url, "nats://nats3:4222");
+    odin_publisher::health::HealthArgs::try_parse_from(
+        std::iter::once("health").chain(health_check(publisher)[2..].iter().map(String::as_str)),
+    )
+    .expect("the publisher's health flags parse");
 }

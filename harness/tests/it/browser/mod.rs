@@ -1,12 +1,14 @@
-//! The client page (`client/`) in a real headless Chromium, its JavaScript
-//! modules' unit tests, and a syntax check of the Docker files that run the
-//! whole system.
+//! The client page (`client/`) in a real headless Chromium (against a
+//! server the test starts, and, asked for, against a running gateway such as
+//! the compose stack's), its JavaScript modules' unit tests, and a check of
+//! the compose file that runs the whole system.
 //!
 //! Where Chromium, chromedriver or Node is missing, a test prints
 //! `SKIPPED: browser test: <reason>` and returns.
 
 mod chrome;
 mod deploy;
+mod external;
 mod feed;
 mod modules;
 mod page;

@@ -22,11 +22,11 @@ use super::chrome::{Browser, ConsoleEntry, Tools};
 use super::feed::Feed;
 
 /// A published price must be on screen within this (the bar).
-const PRICE_ON_SCREEN: Duration = Duration::from_secs(1);
+pub(super) const PRICE_ON_SCREEN: Duration = Duration::from_secs(1);
 /// Longest reconnect: the back-off cap (30 s) plus a connect.
 const RECONNECT: Duration = Duration::from_secs(35);
 
-const WATCHED: [&str; 3] = ["BTC", "ETH", "SOL"];
+pub(super) const WATCHED: [&str; 3] = ["BTC", "ETH", "SOL"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_page_survives_a_server_restart() {
@@ -280,7 +280,7 @@ async fn page_opened_as_a_file() {
 
 /// `<scheme>` `http`: the page served by the server; `file`: `client/` on
 /// disk. Either way the WebSocket URL and a token come in the query string.
-fn page_url(endpoint: &Endpoint, scheme: &str) -> String {
+pub(super) fn page_url(endpoint: &Endpoint, scheme: &str) -> String {
     let query: String = form_urlencoded::Serializer::new(String::new())
         .append_pair("ws", &endpoint.ws_url())
         .append_pair("token", &endpoint.token("browser-test"))
@@ -300,12 +300,16 @@ fn client_dir() -> PathBuf {
 }
 
 /// Waits until the server is subscribed on NATS, and NATS knows it.
-async fn wait_nats(endpoint: &Endpoint, feed: &Feed) -> anyhow::Result<()> {
+pub(super) async fn wait_nats(endpoint: &Endpoint, feed: &Feed) -> anyhow::Result<()> {
     endpoint.wait_for_stats(LIMIT, |s| s.nats_connected).await?;
     feed.flush().await
 }
 
-async fn wait_state(browser: &Browser, state: &str, limit: Duration) -> anyhow::Result<()> {
+pub(super) async fn wait_state(
+    browser: &Browser,
+    state: &str,
+    limit: Duration,
+) -> anyhow::Result<()> {
     let script = format!("return document.getElementById('conn').dataset.state === '{state}'");
     browser
         .wait_for(&format!("state {state}"), limit, &script)
@@ -314,7 +318,7 @@ async fn wait_state(browser: &Browser, state: &str, limit: Duration) -> anyhow::
 }
 
 /// Publishes a price and returns how long it took to appear in its row.
-async fn publish_and_see_price(
+pub(super) async fn publish_and_see_price(
     browser: &Browser,
     feed: &Feed,
     token: &str,
@@ -448,7 +452,7 @@ fn is_refused_websocket(entry: &ConsoleEntry, ws_addr: &str) -> bool {
         && entry.message.contains("failed")
 }
 
-fn severe(entries: &[ConsoleEntry]) -> Vec<ConsoleEntry> {
+pub(super) fn severe(entries: &[ConsoleEntry]) -> Vec<ConsoleEntry> {
     entries
         .iter()
         .filter(|e| e.level == "SEVERE")
@@ -456,7 +460,7 @@ fn severe(entries: &[ConsoleEntry]) -> Vec<ConsoleEntry> {
         .collect()
 }
 
-fn lines(entries: &[ConsoleEntry]) -> String {
+pub(super) fn lines(entries: &[ConsoleEntry]) -> String {
     entries
         .iter()
         .map(|e| format!("  {e}"))
@@ -465,7 +469,7 @@ fn lines(entries: &[ConsoleEntry]) -> String {
 }
 
 /// `target/test-output/browser/<name>`, next to the test binary's target.
-fn save(png: &[u8], name: &str) -> anyhow::Result<PathBuf> {
+pub(super) fn save(png: &[u8], name: &str) -> anyhow::Result<PathBuf> {
     let dir = output_dir()?;
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join(name);

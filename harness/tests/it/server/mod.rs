@@ -4,6 +4,7 @@
 mod auth;
 mod bad_input;
 mod delivery;
+mod health_command;
 mod lifecycle;
 mod liveness;
 pub(crate) mod support;
