@@ -21,9 +21,11 @@ LOAD := ODIN_BIN_DIR=$(RELEASE_BINS) $(RELEASE_BINS)/odin-load run
 # build the tests run anyway (CI's way: one compile of the dependencies
 # instead of a `cargo check` of them and a build). Dependencies are built as
 # without it; the workspace's crates get their own artifacts.
+# Only the debug build's commands get it (not the release build a target
+# may depend on, whose crates would be compiled again).
 ifeq ($(CLIPPY),1)
-export RUSTC_WORKSPACE_WRAPPER := $(shell rustup which clippy-driver 2>/dev/null || command -v clippy-driver)
-export CLIPPY_ARGS := -D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
+CLIPPY_DRIVER := $(shell rustup which clippy-driver 2>/dev/null || command -v clippy-driver)
+CLIPPY_ENV := RUSTC_WORKSPACE_WRAPPER=$(CLIPPY_DRIVER) CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
 BUILD_TARGETS := --all-targets
 else
 BUILD_TARGETS := --bins
@@ -45,8 +47,8 @@ setup-browser: ## Install headless Chromium and ChromeDriver for the browser tes
 	@scripts/ensure-chromium.sh
 
 build: ## Build every crate and binary (debug; CLIPPY=1: every target, through Clippy with warnings as errors)
-	@if [ "$(CLIPPY)" = 1 ] && [ -z "$$RUSTC_WORKSPACE_WRAPPER" ]; then echo "CLIPPY=1: clippy-driver not found (rustup component add clippy)"; exit 1; fi
-	$(CARGO) build --workspace $(BUILD_TARGETS)
+	@if [ "$(CLIPPY)" = 1 ] && [ -z "$(CLIPPY_DRIVER)" ]; then echo "CLIPPY=1: clippy-driver not found (rustup component add clippy)"; exit 1; fi
+	$(CLIPPY_ENV) $(CARGO) build --workspace $(BUILD_TARGETS)
 
 # What load runs, the images and the gate use: every binary but the harness's
 # odin-demo (`make demo` runs the debug build), whose link-time optimisation
@@ -58,13 +60,13 @@ build-release: ## Build the binaries optimised (what load runs use)
 
 test: setup setup-browser build ## Run every test against real NATS (in containers where Docker answers), sockets and processes, then the conformance suite
 	@rm -f $(TEST_LOG)
-	@status=0; ODIN_TEST_LOG=$(abspath $(TEST_LOG)) ODIN_BIN_DIR=$(DEBUG_BINS) $(CARGO) test --workspace || status=$$?; \
+	@status=0; $(CLIPPY_ENV) ODIN_TEST_LOG=$(abspath $(TEST_LOG)) ODIN_BIN_DIR=$(DEBUG_BINS) $(CARGO) test --workspace || status=$$?; \
 	  python3 scripts/test-summary.py $(TEST_LOG); exit $$status
 	ODIN_SERVER_BIN=$(DEBUG_BINS)/odin-server conformance/run.sh
 
 test-binary: setup build ## The NATS and fault tests again on the nats-server binary instead of containers (what a machine without Docker runs)
 	@rm -f $(TEST_LOG)
-	@status=0; ODIN_NATS_BACKEND=binary ODIN_TEST_LOG=$(abspath $(TEST_LOG)) ODIN_BIN_DIR=$(DEBUG_BINS) \
+	@status=0; $(CLIPPY_ENV) ODIN_NATS_BACKEND=binary ODIN_TEST_LOG=$(abspath $(TEST_LOG)) ODIN_BIN_DIR=$(DEBUG_BINS) \
 	  $(CARGO) test --workspace --test it -- nats:: faults:: || status=$$?; \
 	  python3 scripts/test-summary.py $(TEST_LOG); exit $$status
 
@@ -164,7 +166,7 @@ compose-down: ## Stop the compose stack and remove its containers, network and N
 	@scripts/compose.sh down
 
 compose-test: setup-browser images ## A compose stack of its own: the browser test and odin-load quick against it, both gateways' /health and /stats checked, then removed
-	ODIN_BIN_DIR=$(RELEASE_BINS) scripts/compose.sh test
+	$(CLIPPY_ENV) ODIN_BIN_DIR=$(RELEASE_BINS) scripts/compose.sh test
 
 nats-up: images ## Start only the compose stack's 3-node NATS cluster (JetStream; nats://localhost:4222, monitoring on :8222)
 	@scripts/compose.sh up nats1 nats2 nats3

@@ -98,12 +98,12 @@ else
   say "flock not found: not guarding against a concurrent build-bins.sh"
 fi
 
-build_cmd=(cargo build --release --target-dir "$target_dir")
+# The whole workspace's features (as `make build-release` resolves them),
+# only these binaries built: the dependencies then are the ones the release
+# build compiled, not a set of their own with fewer features.
+build_cmd=(cargo build --release --target-dir "$target_dir" --workspace --exclude odin-harness)
 for bin in "${BINS[@]}"; do
-  case "$bin" in
-    odin-load) build_cmd+=(-p odin-loadtests --bin odin-load) ;;
-    *) build_cmd+=(-p "$bin" --bin "$bin") ;;
-  esac
+  build_cmd+=(--bin "$bin")
 done
 
 started=$(date +%s)

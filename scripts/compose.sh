@@ -152,8 +152,14 @@ test_stack() {
     n=$((n + 1))
     read -r ws http <<<"$target"
     step "odin-load run quick against gateway$n"
+    # quick's every rule, but p99 under 50 ms instead of 10: here every
+    # frame crosses Docker's port proxy and a NATS route on a shared
+    # machine (p99 10-30 ms seen on two busy cores, p50 about 3 ms). The
+    # latency gate is load-quick's and the release gate's; this run checks
+    # that the deployed stack delivers everything, once, in order.
     ODIN_BIN_DIR="$bins" "$bins/odin-load" run quick --no-progress --out "$out/gateway$n" \
-      --url "ws://$ws/ws" --http-addr "$http" --nats-url "$nats" --jwt-secret "$ODIN_JWT_SECRET"
+      --url "ws://$ws/ws" --http-addr "$http" --nats-url "$nats" --jwt-secret "$ODIN_JWT_SECRET" \
+      --threshold 'latency-p99<50ms'
   done
 
   step "/health and /stats of both gateways"

@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 use crate::options::RemoteWorkers;
 use crate::scenario::{Scenario, ScenarioFile};
 use crate::stack::{ServerKind, Target};
+use crate::thresholds::Rule;
 
 /// The flags that change a scenario of the file for this run.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -69,7 +70,9 @@ pub struct Overrides {
     /// Override, for a stepped run: its rates (e.g. `100,200,400`).
     #[arg(long, value_delimiter = ',')]
     pub rates: Option<Vec<f64>>,
-    /// Add a threshold rule (e.g. `latency-p99<5ms`); repeatable.
+    /// Add a threshold rule (e.g. `latency-p99<5ms`); repeatable. A rule on
+    /// a metric the scenario already limits replaces the scenario's rules on
+    /// that metric (`--threshold latency-p99<50ms` loosens quick's 10 ms).
     #[arg(long = "threshold")]
     pub thresholds: Vec<String>,
     /// Add a Goose threshold rule (e.g. `p95<100ms for WS connect`); repeatable.
@@ -106,12 +109,30 @@ impl Overrides {
         }
         s.nats_second_connection |= self.nats_second_connection;
         s.stop_nats_leader |= self.stop_nats_leader;
-        s.thresholds.extend(self.thresholds.iter().cloned());
+        s.thresholds = with_overrides(&s.thresholds, &self.thresholds)?;
         s.goose_thresholds
             .extend(self.goose_thresholds.iter().cloned());
         s.validate()?;
         Ok(s)
     }
+}
+
+/// The scenario's threshold rules with the flags' rules: a flag's rule
+/// replaces the scenario's rules on the same metric, or adds to them.
+fn with_overrides(scenario: &[String], flags: &[String]) -> anyhow::Result<Vec<String>> {
+    let metric = |text: &String| Rule::parse(text).map(|rule| rule.metric);
+    let replaced = flags
+        .iter()
+        .map(metric)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut rules = Vec::with_capacity(scenario.len() + flags.len());
+    for rule in scenario {
+        if !replaced.contains(&metric(rule)?) {
+            rules.push(rule.clone());
+        }
+    }
+    rules.extend(flags.iter().cloned());
+    Ok(rules)
 }
 
 /// The scenarios one `run` goes through, in order.
@@ -358,6 +379,8 @@ mod tests {
             "2s",
             "--threshold",
             "duplicates<=0",
+            "--threshold",
+            "rss-growth<1MiB",
             "--goose-threshold",
             "error-rate<=1%",
         ]);
@@ -380,10 +403,37 @@ mod tests {
                 Duration::from_secs(2)
             )
         );
+        // duplicates<=0 replaces quick's own rule on duplicates; the
+        // rss-growth rule is new.
         assert_eq!(s.thresholds.len(), quick.thresholds.len() + 1);
-        assert_eq!(s.thresholds.last().unwrap(), "duplicates<=0");
+        assert_eq!(
+            s.thresholds[s.thresholds.len() - 2..],
+            ["duplicates<=0", "rss-growth<1MiB"]
+        );
+        assert_eq!(
+            s.thresholds
+                .iter()
+                .filter(|t| t.starts_with("duplicates"))
+                .count(),
+            1
+        );
         assert_eq!(s.goose_thresholds.last().unwrap(), "error-rate<=1%");
         assert_eq!(s.name, "quick");
+    }
+
+    #[test]
+    fn a_threshold_on_a_metric_the_scenario_limits_replaces_its_rule() {
+        let file = file();
+        let f = flags(&["--threshold", "latency-p99<50ms"]);
+        let s = &Series::plan(&file, "quick", &f.overrides)
+            .unwrap()
+            .scenarios[0];
+        let latency: Vec<_> = s
+            .thresholds
+            .iter()
+            .filter(|t| t.starts_with("latency-p99"))
+            .collect();
+        assert_eq!(latency, ["latency-p99<50ms"]);
     }
 
     #[test]
