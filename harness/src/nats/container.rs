@@ -14,6 +14,7 @@
 //! and take `nats-server` flags as its arguments, as the official images do.
 
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -60,6 +61,24 @@ pub(crate) struct ContainerServer {
     ready_timeout: Duration,
 }
 
+/// How many times a container is started with fresh host ports when a port
+/// was taken between our pick and Docker's bind.
+const PORT_ATTEMPTS: u32 = 5;
+
+/// Docker's words when a host port it was to publish is taken.
+const PORT_TAKEN: &str = "address already in use";
+
+/// A name for a server outside a cluster, unique on this machine while this
+/// process lives (a failed start is removed by it).
+fn unique_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "odin-nats-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 impl ContainerServer {
     /// Starts the image (which must be on the machine), alone or at `place`
     /// in a cluster, and waits until NATS greets.
@@ -75,8 +94,6 @@ impl ContainerServer {
         ensure_image_present(&image)?;
         let (name, tag) = split_image(&image);
         let ready_timeout = opts.ready_timeout.unwrap_or(CONTAINER_READY_TIMEOUT);
-        let port = free_port()?;
-        let monitor_port = free_port()?;
         let mut args: Vec<String> = vec!["-m".into(), MONITOR_PORT.to_string()];
         if opts.jetstream {
             // The store stays in the container's own /tmp: it survives a
@@ -102,23 +119,40 @@ impl ContainerServer {
         }
         args.extend(opts.extra_args.iter().cloned());
 
-        let mut request = GenericImage::new(name, tag)
-            .with_exposed_port(CLIENT_PORT.tcp())
-            .with_exposed_port(MONITOR_PORT.tcp())
-            .with_wait_for(WaitFor::message_on_stderr("Server is ready"))
-            .with_mapped_port(port, CLIENT_PORT.tcp())
-            .with_mapped_port(monitor_port, MONITOR_PORT.tcp())
-            .with_cmd(args)
-            .with_startup_timeout(ready_timeout);
-        if let Some(place) = place {
-            request = request
-                .with_network(place.network)
-                .with_container_name(place.name);
-        }
-        let container = request
-            .start()
-            .await
-            .with_context(|| format!("cannot start a NATS container from {image}"))?;
+        // Host ports of our choosing, so that a stopped and started node
+        // keeps its URL. Another process may take a port between our pick
+        // and Docker's bind: then pick again.
+        let container_name = place.map_or_else(unique_name, |place| place.name.to_owned());
+        let mut attempt = 1;
+        let (container, port, monitor_port) = loop {
+            let port = free_port()?;
+            let monitor_port = free_port()?;
+            let mut request = GenericImage::new(name, tag)
+                .with_exposed_port(CLIENT_PORT.tcp())
+                .with_exposed_port(MONITOR_PORT.tcp())
+                .with_wait_for(WaitFor::message_on_stderr("Server is ready"))
+                .with_mapped_port(port, CLIENT_PORT.tcp())
+                .with_mapped_port(monitor_port, MONITOR_PORT.tcp())
+                .with_cmd(args.clone())
+                .with_startup_timeout(ready_timeout);
+            if let Some(place) = place {
+                request = request.with_network(place.network);
+            }
+            match request.with_container_name(&container_name).start().await {
+                Ok(container) => break (container, port, monitor_port),
+                Err(e) if attempt < PORT_ATTEMPTS && e.to_string().contains(PORT_TAKEN) => {
+                    // Created but not started: it goes, and its name is free again.
+                    let _ = Command::new("docker")
+                        .args(["rm", "--force", &container_name])
+                        .output();
+                    attempt += 1;
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("cannot start a NATS container from {image}")));
+                }
+            }
+        };
         let host = match container.get_host().await?.to_string().as_str() {
             "localhost" => "127.0.0.1".to_owned(),
             other => other.to_owned(),
