@@ -353,6 +353,20 @@ mod tests {
             .collect()
     }
 
+    /// Returns once the server has handled everything `client` sent before:
+    /// NATS handles one connection's commands in order, and a message to
+    /// itself comes back only after them (async-nats's `flush` only empties
+    /// the socket's buffer).
+    async fn round_trip(client: &Client) {
+        let subject = client.new_inbox();
+        let mut echo = client.subscribe(subject.clone()).await.unwrap();
+        client.publish(subject, "".into()).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), echo.next())
+            .await
+            .expect("a message to itself comes back")
+            .expect("the subscription is open");
+    }
+
     #[tokio::test]
     async fn workers_take_the_shares_in_turn_and_a_short_run_names_how_many_came() {
         let nats = NatsServer::start_with(NatsOptions {
@@ -393,6 +407,11 @@ mod tests {
             .await
             .unwrap();
         let mut inbox = links[0].inbox().await.unwrap();
+        // Nothing here orders the subscriptions before the other side's
+        // first message (in a run, each side's own next message does):
+        // wait until the server has them.
+        round_trip(&coordinator).await;
+        round_trip(&links[0].client).await;
         remote_a
             .send(&ToWorker::Publish { started_ms: 5.0 })
             .await
