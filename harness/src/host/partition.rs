@@ -71,11 +71,11 @@ impl Partition {
 
 /// The two rules (without their `-I`/`-D`) that cut `ip` off.
 fn rules(ip: &str) -> [[&str; 10]; 2] {
-    [
+    let rule = |chain, way| {
         [
-            "INPUT",
+            chain,
             "-w",
-            "-s",
+            way,
             ip,
             "-m",
             "comment",
@@ -83,20 +83,9 @@ fn rules(ip: &str) -> [[&str; 10]; 2] {
             MARK,
             "-j",
             "DROP",
-        ],
-        [
-            "OUTPUT",
-            "-w",
-            "-d",
-            ip,
-            "-m",
-            "comment",
-            "--comment",
-            MARK,
-            "-j",
-            "DROP",
-        ],
-    ]
+        ]
+    };
+    [rule("INPUT", "-s"), rule("OUTPUT", "-d")]
 }
 
 impl Drop for Partition {
