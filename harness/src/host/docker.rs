@@ -25,6 +25,15 @@ pub(crate) fn in_netns(container: &str, program: &str, args: &[&str]) -> anyhow:
     .with_context(|| format!("{program} {} in {container}'s network", args.join(" ")))
 }
 
+/// Runs `iptables <action> <rule>` inside `container`'s network namespace:
+/// `action` is `-I`, `-A` or `-D`, the one word a rule is added or removed by.
+pub(crate) fn iptables(container: &str, action: &str, rule: &[&str]) -> anyhow::Result<String> {
+    let mut args = Vec::with_capacity(rule.len() + 1);
+    args.push(action);
+    args.extend_from_slice(rule);
+    in_netns(container, "iptables", &args)
+}
+
 /// Why host faults cannot run here (`Err`), or `Ok` when they can: Docker
 /// answers and `nsenter`, `tc` and `iptables` are on the host.
 pub fn docker_reachable_for_hosts() -> Result<(), String> {

@@ -4,7 +4,7 @@
 //! `sch_netem` (some VM kernels), where [`super::Netem`] cannot run; it
 //! adds no delay.
 
-use super::docker::{in_netns, interface_on};
+use super::docker::{in_netns, interface_on, iptables};
 
 /// The comment that marks this harness's loss rules.
 const MARK: &str = "odin-harness-loss";
@@ -27,27 +27,25 @@ impl PacketLoss {
             probability: format!("{:.4}", percent / 100.0),
         };
         for rule in loss.rules() {
-            let mut args = vec!["-I"];
-            args.extend(rule.iter().map(String::as_str));
-            in_netns(container, "iptables", &args)?;
+            iptables(container, "-I", &rule)?;
         }
         Ok(loss)
     }
 
     /// The two rules, without their `-I`/`-D`.
-    fn rules(&self) -> [Vec<String>; 2] {
-        let rule = |chain: &str, way: &str| -> Vec<String> {
+    fn rules(&self) -> [[&str; 16]; 2] {
+        let rule = |chain, way| {
             [
                 chain,
                 "-w",
                 way,
-                &self.interface,
+                self.interface.as_str(),
                 "-m",
                 "statistic",
                 "--mode",
                 "random",
                 "--probability",
-                &self.probability,
+                self.probability.as_str(),
                 "-m",
                 "comment",
                 "--comment",
@@ -55,9 +53,6 @@ impl PacketLoss {
                 "-j",
                 "DROP",
             ]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect()
         };
         [rule("INPUT", "-i"), rule("OUTPUT", "-o")]
     }
@@ -89,10 +84,8 @@ impl PacketLoss {
 impl Drop for PacketLoss {
     fn drop(&mut self) {
         for rule in self.rules() {
-            let mut args = vec!["-D"];
-            args.extend(rule.iter().map(String::as_str));
             // Best effort: the container may be gone already.
-            let _ = in_netns(&self.container, "iptables", &args);
+            let _ = iptables(&self.container, "-D", &rule);
         }
     }
 }

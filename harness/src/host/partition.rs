@@ -9,7 +9,7 @@
 //! partition of a few seconds is no partition to TCP: it retransmits
 //! what was held up once the partition heals, and nothing is lost.
 
-use super::docker::{in_netns, ip_on};
+use super::docker::{ip_on, iptables};
 
 /// The comment that marks this harness's rules, so that only they are
 /// removed.
@@ -37,9 +37,7 @@ impl Partition {
         for peer in peers {
             let ip = ip_on(peer, network)?;
             for rule in rules(&ip) {
-                let mut args = vec!["-A"];
-                args.extend(rule.iter().copied());
-                in_netns(container, "iptables", &args)?;
+                iptables(container, "-A", &rule)?;
             }
             // Kept from the first rule on, so a failure half-way still
             // removes what was added.
@@ -58,9 +56,7 @@ impl Partition {
         let mut first_error = None;
         for ip in &self.peers {
             for rule in rules(ip) {
-                let mut args = vec!["-D"];
-                args.extend(rule.iter().copied());
-                if let Err(e) = in_netns(&self.container, "iptables", &args) {
+                if let Err(e) = iptables(&self.container, "-D", &rule) {
                     first_error.get_or_insert(e);
                 }
             }
