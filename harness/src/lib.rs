@@ -4,6 +4,7 @@
 pub mod bins;
 pub mod child;
 pub mod client;
+mod docker_cli;
 pub mod host;
 pub mod http;
 pub mod nats;

@@ -1,17 +1,13 @@
-//! The Docker host's tools, run as commands: the `docker` CLI (the harness
-//! reaches Docker's API through `testcontainers` only for what it offers:
-//! starting and removing containers), and a command inside a container's
-//! network namespace.
+//! The Docker host's tools, run as commands: the `docker` CLI
+//! ([`crate::docker_cli`]), and a command inside a container's network
+//! namespace.
 
 use std::process::Command;
 
 use anyhow::{Context, bail};
 
-/// Runs `docker <args>` and returns its trimmed stdout; an error quotes
-/// its stderr.
-pub(crate) fn docker(args: &[&str]) -> anyhow::Result<String> {
-    run(Command::new("docker").args(args)).with_context(|| format!("docker {}", args.join(" ")))
-}
+pub(crate) use crate::docker_cli::docker;
+use crate::docker_cli::run;
 
 /// Runs `program <args>` inside `container`'s network namespace
 /// (`nsenter -t <pid> -n`), with the host's own executable: the images
@@ -81,16 +77,4 @@ pub(crate) fn interface_on(container: &str, network: &str) -> anyhow::Result<Str
         .and_then(|line| line.split_whitespace().nth(1))
         .map(|name| name.split('@').next().unwrap_or(name).to_owned())
         .with_context(|| format!("no interface of {container} holds {ip}:\n{addrs}"))
-}
-
-fn run(command: &mut Command) -> anyhow::Result<String> {
-    let output = command.output().context("cannot run the command")?;
-    if !output.status.success() {
-        bail!(
-            "failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }

@@ -24,6 +24,7 @@ use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
 use super::options::NatsOptions;
 use super::probe;
+use crate::docker_cli::docker;
 
 /// The image used when neither the options nor `ODIN_NATS_IMAGE` name one:
 /// built by `make images`, `FROM scratch` with `nats-server` as entrypoint.
@@ -142,9 +143,7 @@ impl ContainerServer {
                 Ok(container) => break (container, port, monitor_port),
                 Err(e) if attempt < PORT_ATTEMPTS && e.to_string().contains(PORT_TAKEN) => {
                     // Created but not started: it goes, and its name is free again.
-                    let _ = Command::new("docker")
-                        .args(["rm", "--force", &container_name])
-                        .output();
+                    let _ = docker(&["rm", "--force", &container_name]);
                     attempt += 1;
                 }
                 Err(e) => {
@@ -216,17 +215,7 @@ impl ContainerServer {
 
     /// Runs `docker <verb> <id>` (`pause`, `unpause`).
     pub(crate) fn docker_cli(&self, verb: &str) -> anyhow::Result<()> {
-        let output = Command::new("docker")
-            .args([verb, self.container.id()])
-            .output()
-            .context("cannot run the docker CLI")?;
-        if !output.status.success() {
-            bail!(
-                "docker {verb} failed: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
-        Ok(())
+        docker(&[verb, self.container.id()]).map(drop)
     }
 
     async fn wait_ready(&self) -> anyhow::Result<()> {
@@ -251,11 +240,7 @@ fn ensure_image_present(image: &str) -> anyhow::Result<()> {
             *built = true;
         }
     }
-    let output = Command::new("docker")
-        .args(["image", "inspect", "--format", "{{.Id}}", image])
-        .output()
-        .context("cannot run the docker CLI")?;
-    if !output.status.success() {
+    if docker(&["image", "inspect", "--format", "{{.Id}}", image]).is_err() {
         bail!("the NATS image {image} ({IMAGE_ENV}) is not on this machine, and nothing is pulled");
     }
     Ok(())
