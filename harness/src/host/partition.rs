@@ -65,23 +65,31 @@ impl Partition {
     }
 }
 
-/// The two rules (without their `-I`/`-D`) that cut `ip` off.
-fn rules(ip: &str) -> [[&str; 10]; 2] {
-    let rule = |chain, way| {
-        [
-            chain,
-            "-w",
-            way,
-            ip,
-            "-m",
-            "comment",
-            "--comment",
-            MARK,
-            "-j",
-            "DROP",
-        ]
+/// The rules (without their `-A`/`-D`) that cut `ip` off, in order: TCP
+/// from it is answered with a reset and TCP to it is reset locally
+/// (`REJECT --reject-with tcp-reset`), the resets themselves let out, and
+/// everything else dropped.
+fn rules(ip: &str) -> Vec<Vec<&str>> {
+    let tag = ["-m", "comment", "--comment", MARK];
+    let rule = |head: &[&'static str], way: &'static str, tail: &[&'static str]| {
+        let mut rule = head.to_vec();
+        rule.extend(["-w", way, ip]);
+        rule.extend(tag);
+        rule.extend(tail);
+        rule
     };
-    [rule("INPUT", "-s"), rule("OUTPUT", "-d")]
+    let reset = ["-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"];
+    vec![
+        rule(&["INPUT"], "-s", &reset),
+        rule(&["INPUT"], "-s", &["-j", "DROP"]),
+        rule(
+            &["OUTPUT"],
+            "-d",
+            &["-p", "tcp", "--tcp-flags", "RST", "RST", "-j", "ACCEPT"],
+        ),
+        rule(&["OUTPUT"], "-d", &reset),
+        rule(&["OUTPUT"], "-d", &["-j", "DROP"]),
+    ]
 }
 
 impl Drop for Partition {
