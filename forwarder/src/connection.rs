@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use odin_protocol::message::ConnectionEstablished;
-use odin_protocol::{PROTOCOL_VERSION, ServerMessage};
+use odin_protocol::{ProtocolVersion, ServerMessage};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
@@ -59,7 +59,8 @@ pub(crate) async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
         ServerMessage::ConnectionEstablished(ConnectionEstablished {
             client_id: format!("{}-{conn}", shared.server_id),
             server_id: shared.server_id.clone(),
-            protocol_version: PROTOCOL_VERSION,
+            // The bare forwarder speaks version 1 only: it never sends `reconnect`.
+            protocol_version: ProtocolVersion::V1.number(),
             heartbeat_interval_ms: shared.heartbeat.as_millis() as u64,
             timestamp,
             nonce,

@@ -48,6 +48,7 @@ impl Session {
                 ErrorCode::InvalidMessage,
                 format!("invalid message: {e}"),
                 None,
+                None,
             ),
         }
     }
@@ -56,6 +57,7 @@ impl Session {
         let mut acked = Vec::new();
         let mut newly = Vec::new();
         let mut refused = 0usize;
+        let mut first_refused = None;
         let mut invalid = Vec::new();
         for raw in dedup(&req.channels) {
             match Channel::parse(raw) {
@@ -65,20 +67,25 @@ impl Session {
                     newly.push(ch);
                     acked.push(raw.to_owned());
                 }
-                Ok(_) => refused += 1,
-                Err(e) => invalid.push(format!("invalid channel {raw:?}: {e}")),
+                Ok(_) => {
+                    refused += 1;
+                    first_refused.get_or_insert(raw);
+                }
+                Err(e) => invalid.push((raw, format!("invalid channel {raw:?}: {e}"))),
             }
         }
         let ack = self.ack(acked, &req.id, ServerMessage::Subscribed);
         self.shared.router.subscribe(&newly, &self.queue, ack);
-        for message in invalid {
-            self.error(ErrorCode::InvalidChannel, message, req.id.clone());
+        for (channel, message) in invalid {
+            let channel = Some(channel.to_owned());
+            self.error(ErrorCode::InvalidChannel, message, req.id.clone(), channel);
         }
         if refused > 0 {
             let max = self.shared.max_channels;
             let message =
                 format!("channel limit of {max} reached; {refused} channel(s) not subscribed");
-            self.error(ErrorCode::TooManyChannels, message, req.id);
+            let channel = first_refused.map(str::to_owned);
+            self.error(ErrorCode::TooManyChannels, message, req.id, channel);
         }
     }
 
@@ -94,14 +101,15 @@ impl Session {
                     }
                     acked.push(raw.to_owned());
                 }
-                Err(e) => invalid.push(format!("invalid channel {raw:?}: {e}")),
+                Err(e) => invalid.push((raw, format!("invalid channel {raw:?}: {e}"))),
             }
         }
         self.shared.router.unsubscribe(&removed, &self.queue);
         self.queue
             .push(self.ack(acked, &req.id, ServerMessage::Unsubscribed));
-        for message in invalid {
-            self.error(ErrorCode::InvalidChannel, message, req.id.clone());
+        for (channel, message) in invalid {
+            let channel = Some(channel.to_owned());
+            self.error(ErrorCode::InvalidChannel, message, req.id.clone(), channel);
         }
     }
 
@@ -121,12 +129,13 @@ impl Session {
         })
     }
 
-    fn error(&self, code: ErrorCode, message: String, id: Option<String>) {
+    fn error(&self, code: ErrorCode, message: String, id: Option<String>, channel: Option<String>) {
         let frame = self.shared.message(|timestamp, nonce| {
             ServerMessage::Error(ErrorMessage {
                 code,
                 message,
                 id,
+                channel,
                 timestamp,
                 nonce,
             })

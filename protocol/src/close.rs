@@ -53,6 +53,13 @@ pub const NO_PONG: CloseCode = CloseCode {
     code: 4002,
     reason: "no pong",
 };
+/// `4003`: the connection reached its lifetime (`--max-connection-lifetime`);
+/// the client reconnects (a version 2 client got a `reconnect` advisory
+/// first, saying after how long).
+pub const LIFETIME_REACHED: CloseCode = CloseCode {
+    code: 4003,
+    reason: "connection lifetime reached",
+};
 /// `4008`: the client could not keep up.
 pub const SLOW_CONSUMER: CloseCode = CloseCode {
     code: 4008,

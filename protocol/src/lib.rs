@@ -13,9 +13,11 @@ pub mod dedup;
 pub mod ids;
 pub mod message;
 mod ranges;
+pub mod reconnect;
 pub mod stats;
 pub mod subject;
 pub mod time;
+pub mod version;
 
 pub use backoff::Backoff;
 pub use channel::Channel;
@@ -23,9 +25,11 @@ pub use dedup::DedupWindow;
 pub use ids::{Nonce, TokenId};
 pub use message::{ClientMessage, Event, ServerMessage};
 pub use subject::{SubjectKind, Subjects};
+pub use version::ProtocolVersion;
 
-/// The protocol version announced in `connection_established`.
+/// The newest protocol version, as announced in `connection_established`
+/// to a client that asks for it (`?protocol=2`); see [`ProtocolVersion`].
 ///
 /// A change to the wire contract is a versioned change: bump this and the
 /// schema snapshot together.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;

@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{Nonce, TokenId};
+pub use crate::reconnect::{Reconnect, ReconnectReason};
 use crate::subject::Subjects;
 
 /// Where a price came from.
@@ -164,7 +165,8 @@ pub struct ConnectionEstablished {
     pub client_id: String,
     /// The server instance.
     pub server_id: String,
-    /// Always [`crate::PROTOCOL_VERSION`] for this crate.
+    /// The version this connection speaks: 1, or 2 when the client asked
+    /// for it with `?protocol=2` (see [`crate::ProtocolVersion`]).
     pub protocol_version: u32,
     /// How often the server sends `heartbeat` and a WebSocket ping.
     pub heartbeat_interval_ms: u64,
@@ -251,6 +253,12 @@ pub struct ErrorMessage {
     /// The request's `id`, echoed when it could be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// The channel an error is about, verbatim as the client sent it
+    /// (`invalid_channel`: the refused channel; `too_many_channels`: the
+    /// first channel the limit refused). Absent for other errors. Its size
+    /// is bounded by the client message limit it came in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
     /// Milliseconds since the Unix epoch.
     pub timestamp: f64,
     /// Unique per message.
@@ -283,6 +291,8 @@ pub enum ServerMessage {
     Pong(Pong),
     /// See [`ErrorMessage`].
     Error(ErrorMessage),
+    /// See [`Reconnect`] (version 2 only).
+    Reconnect(Reconnect),
 }
 
 impl ServerMessage {
@@ -304,6 +314,7 @@ impl ServerMessage {
             ServerMessage::Subscribed(m) | ServerMessage::Unsubscribed(m) => &m.nonce,
             ServerMessage::Pong(m) => &m.nonce,
             ServerMessage::Error(m) => &m.nonce,
+            ServerMessage::Reconnect(m) => &m.nonce,
         }
     }
 
@@ -320,6 +331,7 @@ impl ServerMessage {
             ServerMessage::Subscribed(m) | ServerMessage::Unsubscribed(m) => m.timestamp,
             ServerMessage::Pong(m) => m.timestamp,
             ServerMessage::Error(m) => m.timestamp,
+            ServerMessage::Reconnect(m) => m.timestamp,
         }
     }
 

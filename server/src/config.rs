@@ -13,6 +13,7 @@ pub use crate::event::EventLimits;
 use crate::fairness::{AddressLimitArgs, AddressLimits};
 use crate::http_guard::HttpLimits;
 use crate::last_prices::LastPricesConfig;
+use crate::lifecycle::{Lifecycle, LifecycleArgs};
 use crate::router::TokenLimits;
 
 /// Everything the server needs to run; [`Default`] gives the documented
@@ -92,6 +93,8 @@ pub struct ServerConfig {
     pub address_limits: AddressLimits,
     /// How many priced tokens, and bytes of their prices, the table holds.
     pub token_limits: TokenLimits,
+    /// Connection lifetime and the `reconnect` advisory's delay window.
+    pub lifecycle: Lifecycle,
 }
 
 impl Default for ServerConfig {
@@ -126,6 +129,7 @@ impl Default for ServerConfig {
             max_open_files: None,
             address_limits: AddressLimits::default(),
             token_limits: TokenLimits::default(),
+            lifecycle: Lifecycle::default(),
         }
     }
 }
@@ -368,6 +372,9 @@ pub struct ServerArgs {
     /// Bytes of held last prices at most, likewise.
     #[arg(long, env = "ODIN_MAX_PRICE_BYTES", default_value_t = 64 << 20, value_parser = clap::value_parser!(u64).range(1024..))]
     pub max_price_bytes: u64,
+    /// Connection lifetime and the `reconnect` advisory.
+    #[command(flatten)]
+    pub lifecycle: LifecycleArgs,
 }
 
 /// Flags of `odin-server token`.
@@ -482,6 +489,7 @@ impl ServerArgs {
                 max_price_bytes: usize::try_from(self.max_price_bytes).unwrap_or(usize::MAX),
             },
             last_prices,
+            lifecycle: self.lifecycle.lifecycle(),
         })
     }
 }

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use futures_util::StreamExt;
 use odin_protocol::close::{self, CloseCode};
 use odin_protocol::message::ConnectionEstablished;
-use odin_protocol::{PROTOCOL_VERSION, ServerMessage};
+use odin_protocol::{ProtocolVersion, ServerMessage};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
@@ -29,6 +29,8 @@ const CENTURY: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 
 
 /// What the handshake learned about the client.
 pub(crate) struct Admitted {
+    /// The protocol version the client asked for.
+    pub(crate) version: ProtocolVersion,
     /// The token's `sub`.
     pub(crate) subject: String,
     /// The token's expiry.
@@ -59,7 +61,7 @@ pub(crate) async fn serve(
         ServerMessage::ConnectionEstablished(ConnectionEstablished {
             client_id: client_id.clone(),
             server_id: shared.server_id.clone(),
-            protocol_version: PROTOCOL_VERSION,
+            protocol_version: admitted.version.number(),
             heartbeat_interval_ms: shared.config.heartbeat_interval.as_millis() as u64,
             timestamp,
             nonce,
@@ -81,6 +83,12 @@ pub(crate) async fn serve(
             // A century is "never" for a connection, and keeps the addition
             // in range whatever the token said.
             expires_at: Instant::now() + expires_in.min(CENTURY),
+            version: admitted.version,
+            lifetime_ends: shared
+                .config
+                .lifecycle
+                .draw_lifetime(&mut rand::rng())
+                .map(|lifetime| Instant::now() + lifetime.min(CENTURY)),
             reader_done: reader_done.clone(),
         };
         let writer_done = writer_done.clone();

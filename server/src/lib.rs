@@ -23,6 +23,7 @@ pub mod event;
 pub mod health_check;
 pub mod ingest;
 pub mod last_prices;
+pub mod lifecycle;
 pub mod metrics;
 pub mod outbox;
 pub mod router;
@@ -56,6 +57,7 @@ use tokio_util::task::TaskTracker;
 pub use config::ServerConfig;
 pub use fairness::AddressLimits;
 pub use http_guard::HttpLimits;
+pub use lifecycle::Lifecycle;
 pub use listener::WS_PATH;
 pub use router::TokenLimits;
 

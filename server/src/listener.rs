@@ -1,8 +1,9 @@
 //! Accepts TCP connections on the WebSocket address and runs each upgrade:
 //! the descriptor share and the source address's budgets at accept (`503`
-//! or `429`, see [`crate::fairness`]), then path check, failed-auth bar
-//! (`429`), connection limit (`503`), token check (`401` with the JSON body
-//! of `PROTOCOL.md` §2), then hands the socket to [`crate::connection`].
+//! or `429`, see [`crate::fairness`]), then path check, protocol version
+//! (`400`), failed-auth bar (`429`), connection limit (`503`), token check
+//! (`401` with the JSON body of `PROTOCOL.md` §2), then hands the socket to
+//! [`crate::connection`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +11,9 @@ use std::time::Duration;
 
 use http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, StatusCode};
+use odin_protocol::ProtocolVersion;
 use odin_protocol::message::AuthErrorBody;
+use odin_protocol::version::{QUERY_PARAMETER, UnsupportedVersion};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -219,6 +222,8 @@ async fn upgrade(
 /// Why an upgrade request was refused.
 enum Refusal {
     NotFound,
+    /// `?protocol=` names a version the server does not speak.
+    Version(UnsupportedVersion),
     Full,
     Auth(AuthError),
     /// The address spent its failed authentications; it may try again
@@ -232,6 +237,11 @@ impl Refusal {
             Refusal::NotFound => json_error(
                 StatusCode::NOT_FOUND,
                 r#"{"error":"not found: the WebSocket endpoint is /ws","code":"not_found"}"#.into(),
+            ),
+            Refusal::Version(e) => json_error(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"error": e.to_string(), "code": "protocol_unsupported"})
+                    .to_string(),
             ),
             Refusal::Full => json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -280,6 +290,7 @@ fn admit(
     if req.uri().path() != WS_PATH {
         return Err(Refusal::NotFound);
     }
+    let version = requested_version(req.uri().query()).map_err(Refusal::Version)?;
     if let Some(wait) = shared.fairness.auth_barred(peer.ip()) {
         return Err(Refusal::AuthBarred(wait));
     }
@@ -293,11 +304,22 @@ fn admit(
         .and_then(|t| shared.authenticator.verify(&t))
         .map_err(Refusal::Auth)?;
     Ok(Admitted {
+        version,
         expires_at: claims.expires_at,
         subject: claims.sub,
         slot,
         address,
     })
+}
+
+/// The version the upgrade's first `?protocol=` parameter asks for.
+fn requested_version(query: Option<&str>) -> Result<ProtocolVersion, UnsupportedVersion> {
+    let asked = query.and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == QUERY_PARAMETER)
+            .map(|(_, v)| v)
+    });
+    ProtocolVersion::from_param(asked.as_deref())
 }
 
 fn json_error(status: StatusCode, body: String) -> ErrorResponse {

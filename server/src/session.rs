@@ -109,7 +109,8 @@ impl Session {
     /// Sends an error that counts as a strike; the tenth strike within the
     /// window also closes the connection with `1008`, after the error.
     fn reject(&mut self, code: ErrorCode, message: String, id: Option<String>) {
-        self.outbox.push(self.shared.error_frame(code, message, id));
+        self.outbox
+            .push(self.shared.error_frame(code, message, id, None));
         let now = Instant::now();
         while self
             .strikes
@@ -134,6 +135,8 @@ impl Session {
         let mut acked = Vec::new();
         let mut newly = Vec::new();
         let mut refused_for_limit = 0usize;
+        // The first channel the limit refused, for the error's `channel`.
+        let mut first_refused = None;
         for (raw, ch) in valid {
             if self.channels.contains(&ch) {
                 acked.push(raw.to_owned());
@@ -143,6 +146,7 @@ impl Session {
                 acked.push(raw.to_owned());
             } else {
                 refused_for_limit += 1;
+                first_refused.get_or_insert(raw);
             }
         }
         let ack = self.ack(acked, &req.id, ServerMessage::Subscribed);
@@ -154,9 +158,12 @@ impl Session {
             let message = format!(
                 "channel limit of {max} reached; {refused_for_limit} channel(s) not subscribed"
             );
-            let frame = self
-                .shared
-                .error_frame(ErrorCode::TooManyChannels, message, req.id);
+            let frame = self.shared.error_frame(
+                ErrorCode::TooManyChannels,
+                message,
+                req.id,
+                first_refused.map(str::to_owned),
+            );
             self.outbox.push(frame);
         }
     }
@@ -194,12 +201,15 @@ impl Session {
         })
     }
 
-    /// One `invalid_channel` error per refused channel.
-    fn send_channel_errors(&self, errors: Vec<String>, id: &Option<String>) {
-        for message in errors {
-            let frame = self
-                .shared
-                .error_frame(ErrorCode::InvalidChannel, message, id.clone());
+    /// One `invalid_channel` error per refused channel, naming it.
+    fn send_channel_errors(&self, errors: Vec<(&str, String)>, id: &Option<String>) {
+        for (channel, message) in errors {
+            let frame = self.shared.error_frame(
+                ErrorCode::InvalidChannel,
+                message,
+                id.clone(),
+                Some(channel.to_owned()),
+            );
             self.outbox.push(frame);
         }
     }
@@ -212,8 +222,10 @@ impl Session {
 }
 
 /// The distinct channels of a request, parsed: the valid ones with their
-/// text, and an error message naming each invalid one.
-fn parse_channels(channels: &[String]) -> (Vec<(&str, Channel)>, Vec<String>) {
+/// text, and each invalid one with an error message naming it.
+type Parsed<'a> = (Vec<(&'a str, Channel)>, Vec<(&'a str, String)>);
+
+fn parse_channels(channels: &[String]) -> Parsed<'_> {
     let mut seen = HashSet::new();
     let mut valid = Vec::new();
     let mut errors = Vec::new();
@@ -223,7 +235,7 @@ fn parse_channels(channels: &[String]) -> (Vec<(&str, Channel)>, Vec<String>) {
         }
         match Channel::parse(raw) {
             Ok(ch) => valid.push((raw.as_str(), ch)),
-            Err(e) => errors.push(format!("invalid channel {raw:?}: {e}")),
+            Err(e) => errors.push((raw.as_str(), format!("invalid channel {raw:?}: {e}"))),
         }
     }
     (valid, errors)

@@ -107,18 +107,20 @@ impl Shared {
         Frame::plain(build(now_millis(), self.nonce()).to_json())
     }
 
-    /// An `error` frame.
+    /// An `error` frame; `channel` names the channel it is about, verbatim.
     pub(crate) fn error_frame(
         &self,
         code: ErrorCode,
         message: String,
         id: Option<String>,
+        channel: Option<String>,
     ) -> Frame {
         self.frame(|timestamp, nonce| {
             ServerMessage::Error(ErrorMessage {
                 code,
                 message,
                 id,
+                channel,
                 timestamp,
                 nonce,
             })

@@ -1,8 +1,10 @@
 //! A connection's single writer task: it owns the write half of the
 //! socket, drains the outbox into it (everything queued goes out in one
 //! vectored write, straight from the shared payloads), answers pings, sends
-//! heartbeats and pings, enforces the token's expiry, the pong deadline and
-//! the write timeout, and performs the closing handshake.
+//! heartbeats and pings, enforces the token's expiry, the connection's
+//! lifetime, the pong deadline and the write timeout, and performs the
+//! closing handshake (after a version 2 client's `reconnect` advisory when
+//! the server closes it by shutdown or lifetime).
 
 use std::collections::VecDeque;
 use std::io;
@@ -11,9 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use odin_protocol::ServerMessage;
 use odin_protocol::close::{self, CloseCode};
-use odin_protocol::message::Heartbeat;
+use odin_protocol::message::{Heartbeat, ReconnectReason};
+use odin_protocol::time::now_millis;
+use odin_protocol::{ProtocolVersion, ServerMessage};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior, timeout, timeout_at};
@@ -61,6 +64,10 @@ pub(crate) struct WriterContext {
     pub(crate) liveness: Arc<Liveness>,
     /// When the client's token expires.
     pub(crate) expires_at: Instant,
+    /// The protocol version the connection speaks.
+    pub(crate) version: ProtocolVersion,
+    /// When the connection's lifetime ends, if it has one.
+    pub(crate) lifetime_ends: Option<Instant>,
     /// Cancelled by the reader when the peer is gone.
     pub(crate) reader_done: CancellationToken,
 }
@@ -75,6 +82,9 @@ enum Stop {
         /// A frame a stopped write left half-sent: its rest goes out before
         /// the close frame, which must start on a frame boundary.
         unfinished: Option<Unfinished>,
+        /// The `reconnect` advisory (JSON) that goes out just before the
+        /// close frame: a version 2 client closed by shutdown or lifetime.
+        advisory: Option<String>,
     },
     /// The peer is gone or the socket failed: nothing more to send.
     Gone,
@@ -86,6 +96,30 @@ impl Stop {
             code,
             reply: false,
             unfinished: None,
+            advisory: None,
+        }
+    }
+
+    /// The server ends the connection for `reason`: a version 2 client
+    /// gets the `reconnect` advisory with its own delay first (queued
+    /// frames are dropped, as for every close the server starts).
+    fn leave(ctx: &WriterContext, reason: ReconnectReason) -> Self {
+        let code = match reason {
+            ReconnectReason::Shutdown => close::GOING_AWAY,
+            ReconnectReason::Lifetime => close::LIFETIME_REACHED,
+        };
+        let advisory = ctx.shared.config.lifecycle.advisory(
+            ctx.version,
+            reason,
+            &mut rand::rng(),
+            now_millis(),
+            ctx.shared.nonce(),
+        );
+        Stop::Close {
+            code,
+            reply: false,
+            unfinished: None,
+            advisory: advisory.map(|m| m.to_json()),
         }
     }
 }
@@ -115,6 +149,7 @@ pub(crate) async fn run(io: OwnedWriteHalf, ctx: WriterContext) {
         code,
         reply,
         unfinished,
+        advisory,
     } = stop
     {
         if code == close::SLOW_CONSUMER {
@@ -122,10 +157,13 @@ pub(crate) async fn run(io: OwnedWriteHalf, ctx: WriterContext) {
         }
         let deadline = Instant::now() + CLOSE_GRACE;
         let payload = wire::close_payload(code.code, code.reason);
-        // The rest of a half-sent frame, if any, then the close frame.
+        // The rest of a half-sent frame, if any, the advisory, if any, then
+        // the close frame.
         let rest = unfinished.as_ref().map(|u| (u.opcode, &u.payload[..]));
+        let advice = advisory.as_ref().map(|a| (wire::OP_TEXT, a.as_bytes()));
         let frames = || {
             rest.into_iter()
+                .chain(advice)
                 .chain(std::iter::once((wire::OP_CLOSE, payload.as_slice())))
         };
         let mut progress = Progress {
@@ -136,9 +174,11 @@ pub(crate) async fn run(io: OwnedWriteHalf, ctx: WriterContext) {
         // Send our close, then (unless it answers the peer's) wait for the
         // peer's (or the reader's end); give up on both at the deadline and let
         // the socket drop.
-        if let Ok(Ok(())) = timeout_at(deadline, send_close).await
-            && !reply
-        {
+        let sent = matches!(timeout_at(deadline, send_close).await, Ok(Ok(())));
+        if sent && advisory.is_some() {
+            ctx.shared.metrics.messages_delivered.inc();
+        }
+        if sent && !reply {
             let peer_closed = async {
                 tokio::select! {
                     _ = ctx.liveness.peer_closed.notified() => {}
@@ -156,6 +196,9 @@ async fn write_loop(io: &OwnedWriteHalf, ctx: &WriterContext) -> Stop {
     let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let expiry = tokio::time::sleep_until(ctx.expires_at);
+    // Without a lifetime its arm is switched off; the sleep is a stand-in.
+    let has_lifetime = ctx.lifetime_ends.is_some();
+    let lifetime = tokio::time::sleep_until(ctx.lifetime_ends.unwrap_or(ctx.expires_at));
     // Made once and polled by reference: a fresh `cancelled()` per wake-up
     // would register with the token again each time. Every poll of a
     // cancellation future still locks its token's node, so the writer waits
@@ -165,7 +208,7 @@ async fn write_loop(io: &OwnedWriteHalf, ctx: &WriterContext) -> Stop {
     let shutdown_token = shared.shutdown.child_token();
     let shutdown = shutdown_token.cancelled();
     let aborted = ctx.outbox.aborted();
-    tokio::pin!(expiry, reader_done, shutdown, aborted);
+    tokio::pin!(expiry, lifetime, reader_done, shutdown, aborted);
     let mut batch: VecDeque<Frame> = VecDeque::new();
     let mut rounds: u32 = 0;
     loop {
@@ -182,16 +225,18 @@ async fn write_loop(io: &OwnedWriteHalf, ctx: &WriterContext) -> Stop {
                 biased;
                 _ = ctx.outbox.ready() => Woke::Outbox,
                 _ = &mut reader_done => Woke::Stop(Stop::Gone),
-                _ = &mut shutdown => Woke::Stop(Stop::close(close::GOING_AWAY)),
+                _ = &mut shutdown => Woke::Stop(Stop::leave(ctx, ReconnectReason::Shutdown)),
                 _ = &mut expiry => Woke::Stop(Stop::close(close::TOKEN_EXPIRED)),
+                _ = &mut lifetime, if has_lifetime => Woke::Stop(Stop::leave(ctx, ReconnectReason::Lifetime)),
                 _ = heartbeat.tick() => Woke::Heartbeat,
             }
         } else {
             tokio::select! {
                 biased;
                 _ = &mut reader_done => Woke::Stop(Stop::Gone),
-                _ = &mut shutdown => Woke::Stop(Stop::close(close::GOING_AWAY)),
+                _ = &mut shutdown => Woke::Stop(Stop::leave(ctx, ReconnectReason::Shutdown)),
                 _ = &mut expiry => Woke::Stop(Stop::close(close::TOKEN_EXPIRED)),
+                _ = &mut lifetime, if has_lifetime => Woke::Stop(Stop::leave(ctx, ReconnectReason::Lifetime)),
                 _ = heartbeat.tick() => Woke::Heartbeat,
                 _ = ctx.outbox.ready() => Woke::Outbox,
             }
@@ -247,6 +292,7 @@ async fn write_loop(io: &OwnedWriteHalf, ctx: &WriterContext) -> Stop {
                     code: request.map_or(close::SLOW_CONSUMER, |r| r.code),
                     reply: request.is_some_and(|r| r.reply),
                     unfinished,
+                    advisory: None,
                 };
             }
         };
@@ -259,6 +305,7 @@ async fn write_loop(io: &OwnedWriteHalf, ctx: &WriterContext) -> Stop {
                     code: close::SLOW_CONSUMER,
                     reply: false,
                     unfinished: unfinished(&progress),
+                    advisory: None,
                 };
             }
             Err(WriteFailure::Socket) => return Stop::Gone,
@@ -269,6 +316,7 @@ async fn write_loop(io: &OwnedWriteHalf, ctx: &WriterContext) -> Stop {
                 code: request.code,
                 reply: request.reply,
                 unfinished: None,
+                advisory: None,
             };
         }
     }

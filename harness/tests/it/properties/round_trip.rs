@@ -12,7 +12,8 @@ use std::fmt::Debug;
 use odin_protocol::message::{
     AuthErrorBody, AuthErrorCode, BatchEntry, BatchSource, BatchUpdate, ChannelRequest,
     ChannelsAck, ConnectionEstablished, ErrorCode, ErrorMessage, Heartbeat, MarketStats,
-    PingRequest, Pong, PriceSource, PriceUpdate, Side, TradeExecuted, VolumeUpdate,
+    PingRequest, Pong, PriceSource, PriceUpdate, Reconnect, ReconnectReason, Side, TradeExecuted,
+    VolumeUpdate,
 };
 use odin_protocol::stats::StatsSnapshot;
 use odin_protocol::{ClientMessage, Event, ServerMessage, Subjects};
@@ -190,7 +191,9 @@ prop_compose! {
 }
 
 prop_compose! {
-    /// An `error`, of every code, with or without the echoed `id`.
+    /// An `error`, of every code, with or without the echoed `id` and the
+    /// `channel` (any text: a client's channel is echoed verbatim, so JSON
+    /// must escape whatever it holds).
     fn error_message()(
         code in prop_oneof![
             Just(ErrorCode::InvalidMessage),
@@ -200,10 +203,23 @@ prop_compose! {
         ],
         message in text(),
         id in option::of(text()),
+        channel in option::of(text()),
         timestamp in timestamp(),
         nonce in nonce(),
     ) -> ErrorMessage {
-        ErrorMessage { code, message, id, timestamp, nonce }
+        ErrorMessage { code, message, id, channel, timestamp, nonce }
+    }
+}
+
+prop_compose! {
+    /// A `reconnect` advisory (version 2), of either reason.
+    fn reconnect()(
+        reason in prop_oneof![Just(ReconnectReason::Shutdown), Just(ReconnectReason::Lifetime)],
+        delay_ms in any::<u64>(),
+        timestamp in timestamp(),
+        nonce in nonce(),
+    ) -> Reconnect {
+        Reconnect { reason, delay_ms, timestamp, nonce }
     }
 }
 
@@ -228,6 +244,7 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
         channels_ack().prop_map(ServerMessage::Unsubscribed),
         pong().prop_map(ServerMessage::Pong),
         error_message().prop_map(ServerMessage::Error),
+        reconnect().prop_map(ServerMessage::Reconnect),
     ]
 }
 
@@ -347,7 +364,7 @@ fn documented_server(m: &ServerMessage) -> Documented {
         M::Error(_) => (
             "error",
             &["code", "message"],
-            &["id"],
+            &["id", "channel"],
             &[(
                 "code",
                 &[
@@ -357,6 +374,12 @@ fn documented_server(m: &ServerMessage) -> Documented {
                     "rate_limited",
                 ],
             )],
+        ),
+        M::Reconnect(_) => (
+            "reconnect",
+            &["reason", "delayMs"],
+            &[],
+            &[("reason", &["shutdown", "lifetime"])],
         ),
     };
     Documented {

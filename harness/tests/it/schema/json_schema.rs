@@ -1,8 +1,9 @@
 //! A JSON Schema of the whole protocol, generated from odin-protocol's Rust
 //! types with schemars: kept as an insta snapshot (so a wire change shows in
-//! review) and as the committed file `protocol/schema/odin-protocol-v1.json`
+//! review) and as the committed file `protocol/schema/odin-protocol-v2.json`
 //! (so other languages' clients can validate against it), which must be
-//! exactly what the types generate.
+//! exactly what the types generate. `odin-protocol-v1.json` stays as version
+//! 1 was published.
 
 use odin_protocol::message::AuthErrorBody;
 use odin_protocol::stats::StatsSnapshot;
@@ -17,12 +18,12 @@ use super::sorted;
 #[derive(JsonSchema)]
 #[schemars(
     untagged,
-    title = "Odin wire protocol, version 1",
-    description = "Every JSON document of Odin's wire contract (PROTOCOL.md, protocolVersion 1): a frame the server sends, a frame a client sends, an event published to NATS, the body of a refused WebSocket upgrade, and the body of GET /stats. Generated from the odin-protocol crate; do not edit by hand."
+    title = "Odin wire protocol, version 2",
+    description = "Every JSON document of Odin's wire contract (PROTOCOL.md, protocolVersion 2; version 1 is the same without the reconnect message): a frame the server sends, a frame a client sends, an event published to NATS, the body of a refused WebSocket upgrade, and the body of GET /stats. Generated from the odin-protocol crate; do not edit by hand."
 )]
 // Only its schema is used; it is never built.
 #[allow(dead_code)]
-enum OdinProtocolV1 {
+enum OdinProtocolV2 {
     /// A text frame from the server to a client (PROTOCOL.md §3).
     ServerMessage(ServerMessage),
     /// A text frame from a client to the server (PROTOCOL.md §3).
@@ -39,7 +40,7 @@ enum OdinProtocolV1 {
 /// The committed schema file.
 const SCHEMA_FILE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../protocol/schema/odin-protocol-v1.json"
+    "/../protocol/schema/odin-protocol-v2.json"
 );
 
 /// Set to `1` to (re)write [`SCHEMA_FILE`] from the types instead of failing
@@ -49,7 +50,7 @@ const UPDATE_ENV: &str = "ODIN_UPDATE_SCHEMA";
 
 /// The protocol's schema, keys sorted.
 fn protocol_schema() -> Value {
-    sorted(serde_json::to_value(schemars::schema_for!(OdinProtocolV1)).unwrap())
+    sorted(serde_json::to_value(schemars::schema_for!(OdinProtocolV2)).unwrap())
 }
 
 fn update_asked() -> bool {
@@ -59,15 +60,15 @@ fn update_asked() -> bool {
 
 #[test]
 fn the_protocol_schema_has_its_snapshot() {
-    insta::assert_json_snapshot!("odin_protocol_v1", protocol_schema());
+    insta::assert_json_snapshot!("odin_protocol_v2", protocol_schema());
 }
 
 #[test]
 fn the_committed_schema_file_is_what_the_types_generate() {
     assert_eq!(
-        PROTOCOL_VERSION, 1,
+        PROTOCOL_VERSION, 2,
         "the protocol version changed: add protocol/schema/odin-protocol-v{PROTOCOL_VERSION}.json \
-         (and this test's OdinProtocolV{PROTOCOL_VERSION}) rather than rewriting version 1"
+         (and this test's OdinProtocolV{PROTOCOL_VERSION}) rather than rewriting version 2"
     );
     let generated = serde_json::to_string_pretty(&protocol_schema()).unwrap() + "\n";
     let committed = std::fs::read_to_string(SCHEMA_FILE).unwrap_or_default();

@@ -12,7 +12,8 @@ use std::collections::BTreeSet;
 use odin_protocol::message::{
     AuthErrorBody, AuthErrorCode, BatchEntry, BatchSource, BatchUpdate, ChannelRequest,
     ChannelsAck, ConnectionEstablished, ErrorCode, ErrorMessage, Heartbeat, MarketStats,
-    PingRequest, Pong, PriceSource, PriceUpdate, Side, TradeExecuted, VolumeUpdate,
+    PingRequest, Pong, PriceSource, PriceUpdate, Reconnect, ReconnectReason, Side, TradeExecuted,
+    VolumeUpdate,
 };
 use odin_protocol::{ClientMessage, Nonce, PROTOCOL_VERSION, ServerMessage, TokenId};
 use serde::Serialize;
@@ -174,6 +175,7 @@ fn server_messages() -> Vec<(&'static str, ServerMessage)> {
                 code: ErrorCode::InvalidChannel,
                 message: "invalid channel \"token.a.b\"".into(),
                 id: Some("req-4".into()),
+                channel: Some("token.a.b".into()),
                 timestamp: TIMESTAMP,
                 nonce: nonce(15),
             }),
@@ -184,8 +186,18 @@ fn server_messages() -> Vec<(&'static str, ServerMessage)> {
                 code: ErrorCode::InvalidMessage,
                 message: "not JSON".into(),
                 id: None,
+                channel: None,
                 timestamp: TIMESTAMP,
                 nonce: nonce(16),
+            }),
+        ),
+        (
+            "reconnect",
+            M::Reconnect(Reconnect {
+                reason: ReconnectReason::Shutdown,
+                delay_ms: 2_750,
+                timestamp: TIMESTAMP,
+                nonce: nonce(17),
             }),
         ),
     ]

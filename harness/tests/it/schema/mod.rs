@@ -1,6 +1,6 @@
 //! The wire contract as reviewed data: the JSON of one fixed instance of
 //! every message type, a JSON Schema of the whole protocol generated from
-//! the Rust types (also committed as `protocol/schema/odin-protocol-v1.json`)
+//! the Rust types (also committed as `protocol/schema/odin-protocol-v2.json`)
 //! and the shape of a real server's `/stats`, all as insta snapshots, so
 //! that any change to what goes on the wire shows in review.
 //!

@@ -1,6 +1,7 @@
 //! The server against its contract (`PROTOCOL.md` §2–§7), from outside: real
 //! NATS, real sockets, and the real binary where a process matters.
 
+mod advisory;
 mod auth;
 mod bad_input;
 mod delivery;
@@ -8,3 +9,4 @@ mod health_command;
 mod lifecycle;
 mod liveness;
 pub(crate) mod support;
+mod versions;

@@ -123,6 +123,41 @@ impl Ws {
         ws
     }
 
+    /// Connects asking for protocol `version` (`?protocol=<n>`) with a
+    /// fresh token and reads `connection_established`.
+    pub(crate) async fn connect_version(endpoint: &Endpoint, version: u32) -> Ws {
+        let auth = RawAuth::query(endpoint.token("tester"));
+        let url = format!("{}?protocol={version}", endpoint.ws_url());
+        let inner = RawClient::connect(&url, &auth)
+            .await
+            .expect("upgrade accepted in time");
+        let mut ws = Ws {
+            inner,
+            hello: Value::Null,
+        };
+        ws.hello = ws.next_json().await;
+        assert_eq!(ws.hello["type"], "connection_established", "{}", ws.hello);
+        ws
+    }
+
+    /// Reads until the server closes: the text frames before the close (a
+    /// heartbeat aside) and the close code.
+    pub(crate) async fn texts_until_close(&mut self) -> (Vec<Value>, Option<u16>) {
+        let mut texts = Vec::new();
+        loop {
+            match self.try_next_text(LIMIT).await {
+                Ok(Some(t)) => {
+                    let v: Value = serde_json::from_str(&t).expect("server sends JSON");
+                    if v["type"] != "heartbeat" {
+                        texts.push(v);
+                    }
+                }
+                Ok(None) => panic!("connection not closed within {LIMIT:?}"),
+                Err(code) => return (texts, code),
+            }
+        }
+    }
+
     /// Connects to `url` with extra headers and expects a refusal: its
     /// status and JSON body (fails the test if the upgrade is accepted).
     pub(crate) async fn refused(url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
