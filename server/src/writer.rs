@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 
+use crate::expiry::DeadlineWatch;
 use crate::outbox::{Frame, Outbox};
 use crate::shared::Shared;
 use crate::wire::{self, Progress};
@@ -59,8 +60,8 @@ pub(crate) struct WriterContext {
     pub(crate) shared: Arc<Shared>,
     pub(crate) outbox: Arc<Outbox>,
     pub(crate) liveness: Arc<Liveness>,
-    /// When the client's token expires.
-    pub(crate) expires_at: Instant,
+    /// When the client's token expires; a `refresh` moves it.
+    pub(crate) expires_at: DeadlineWatch,
     /// Cancelled by the reader when the peer is gone.
     pub(crate) reader_done: CancellationToken,
 }
@@ -96,6 +97,8 @@ enum Woke {
     Outbox,
     /// A heartbeat (and ping) is due.
     Heartbeat,
+    /// The deadline passed, or a `refresh` moved it: look again.
+    Deadline,
     /// The connection ends.
     Stop(Stop),
 }
@@ -155,7 +158,8 @@ async fn write_loop(io: &OwnedWriteHalf, ctx: &WriterContext) -> Stop {
     let period = shared.config.heartbeat_interval;
     let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let expiry = tokio::time::sleep_until(ctx.expires_at);
+    let mut deadline = ctx.expires_at.clone();
+    let expiry = tokio::time::sleep_until(*deadline.borrow_and_update());
     // Made once and polled by reference: a fresh `cancelled()` per wake-up
     // would register with the token again each time. Every poll of a
     // cancellation future still locks its token's node, so the writer waits
@@ -183,22 +187,35 @@ async fn write_loop(io: &OwnedWriteHalf, ctx: &WriterContext) -> Stop {
                 _ = ctx.outbox.ready() => Woke::Outbox,
                 _ = &mut reader_done => Woke::Stop(Stop::Gone),
                 _ = &mut shutdown => Woke::Stop(Stop::close(close::GOING_AWAY)),
-                _ = &mut expiry => Woke::Stop(Stop::close(close::TOKEN_EXPIRED)),
+                _ = &mut expiry => Woke::Deadline,
                 _ = heartbeat.tick() => Woke::Heartbeat,
+                Ok(()) = deadline.changed() => Woke::Deadline,
             }
         } else {
             tokio::select! {
                 biased;
                 _ = &mut reader_done => Woke::Stop(Stop::Gone),
                 _ = &mut shutdown => Woke::Stop(Stop::close(close::GOING_AWAY)),
-                _ = &mut expiry => Woke::Stop(Stop::close(close::TOKEN_EXPIRED)),
+                _ = &mut expiry => Woke::Deadline,
                 _ = heartbeat.tick() => Woke::Heartbeat,
+                Ok(()) = deadline.changed() => Woke::Deadline,
                 _ = ctx.outbox.ready() => Woke::Outbox,
             }
         };
         let ping = match woke {
             Woke::Stop(stop) => return stop,
             Woke::Outbox => false,
+            // The timer re-reads the deadline rather than trusting the value
+            // it was set to: a refresh moments before the old expiry has
+            // moved it even if its change is not yet seen.
+            Woke::Deadline => {
+                let at = *deadline.borrow_and_update();
+                if at <= Instant::now() {
+                    return Stop::close(close::TOKEN_EXPIRED);
+                }
+                expiry.as_mut().reset(at);
+                continue;
+            }
             Woke::Heartbeat => {
                 if ctx.liveness.awaiting_pong.swap(true, Ordering::AcqRel) {
                     return Stop::close(close::NO_PONG);

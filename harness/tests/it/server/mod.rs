@@ -7,4 +7,5 @@ mod delivery;
 mod health_command;
 mod lifecycle;
 mod liveness;
+mod refresh;
 pub(crate) mod support;
