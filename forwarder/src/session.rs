@@ -44,6 +44,12 @@ impl Session {
                 });
                 self.queue.push(pong);
             }
+            // The bare forwarder checks no token, so it has none to refresh.
+            Ok(ClientMessage::Refresh(req)) => self.error(
+                ErrorCode::InvalidMessage,
+                "refresh: this forwarder checks no tokens".into(),
+                req.id,
+            ),
             Err(e) => self.error(
                 ErrorCode::InvalidMessage,
                 format!("invalid message: {e}"),

@@ -3,6 +3,9 @@
 //! Server-to-client messages and NATS events share one set of structs: an
 //! event published to NATS is byte-for-byte what a client receives, so
 //! [`Event`] is the subset of [`ServerMessage`] that travels over NATS.
+//!
+//! Over 600 lines: it is §3's tables as types, every message of both
+//! directions side by side, so the whole wire vocabulary reads in one place.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -216,6 +219,22 @@ pub struct Pong {
     pub nonce: Nonce,
 }
 
+/// `refreshed`: the answer to a valid `refresh` (version 2); the
+/// connection now ends at `exp` instead of the old token's expiry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Refreshed {
+    /// The new token's `exp`, whole seconds since the Unix epoch.
+    pub exp: u64,
+    /// The request's `id`, echoed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: f64,
+    /// Unique per message.
+    pub nonce: Nonce,
+}
+
 /// Machine-readable code of an `error` message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -228,6 +247,11 @@ pub enum ErrorCode {
     TooManyChannels,
     /// The client sent more messages than the rate limit allows.
     RateLimited,
+    /// A `refresh` token that is malformed, badly signed, of the wrong
+    /// algorithm or key, or for another `sub` (version 2).
+    AuthInvalid,
+    /// A `refresh` token whose `exp` has passed (version 2).
+    AuthExpired,
 }
 
 impl ErrorCode {
@@ -238,6 +262,8 @@ impl ErrorCode {
             ErrorCode::InvalidChannel => "invalid_channel",
             ErrorCode::TooManyChannels => "too_many_channels",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::AuthInvalid => "auth_invalid",
+            ErrorCode::AuthExpired => "auth_expired",
         }
     }
 }
@@ -289,6 +315,8 @@ pub enum ServerMessage {
     Unsubscribed(ChannelsAck),
     /// Answer to `ping`.
     Pong(Pong),
+    /// Answer to a valid `refresh`.
+    Refreshed(Refreshed),
     /// See [`ErrorMessage`].
     Error(ErrorMessage),
     /// See [`Reconnect`] (version 2 only).
@@ -313,6 +341,7 @@ impl ServerMessage {
             ServerMessage::Heartbeat(m) => &m.nonce,
             ServerMessage::Subscribed(m) | ServerMessage::Unsubscribed(m) => &m.nonce,
             ServerMessage::Pong(m) => &m.nonce,
+            ServerMessage::Refreshed(m) => &m.nonce,
             ServerMessage::Error(m) => &m.nonce,
             ServerMessage::Reconnect(m) => &m.nonce,
         }
@@ -330,6 +359,7 @@ impl ServerMessage {
             ServerMessage::Heartbeat(m) => m.timestamp,
             ServerMessage::Subscribed(m) | ServerMessage::Unsubscribed(m) => m.timestamp,
             ServerMessage::Pong(m) => m.timestamp,
+            ServerMessage::Refreshed(m) => m.timestamp,
             ServerMessage::Error(m) => m.timestamp,
             ServerMessage::Reconnect(m) => m.timestamp,
         }
@@ -460,6 +490,27 @@ pub struct PingRequest {
     pub id: Option<String>,
 }
 
+/// `refresh`: a fresh token for the open connection (version 2), so a
+/// short-lived token need not end it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RefreshRequest {
+    /// The new JWT; checked like the one given at connect, same `sub`.
+    pub token: String,
+    /// Echoed in the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// The token is a credential: it is never printed.
+impl std::fmt::Debug for RefreshRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshRequest")
+            .field("token", &"<redacted>")
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
 /// Every message a client sends to the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -470,6 +521,8 @@ pub enum ClientMessage {
     Unsubscribe(ChannelRequest),
     /// Ask for a `pong`.
     Ping(PingRequest),
+    /// Move the connection's expiry with a fresh token.
+    Refresh(RefreshRequest),
 }
 
 impl ClientMessage {
@@ -490,6 +543,7 @@ impl ClientMessage {
         match self {
             ClientMessage::Subscribe(r) | ClientMessage::Unsubscribe(r) => r.id.as_deref(),
             ClientMessage::Ping(r) => r.id.as_deref(),
+            ClientMessage::Refresh(r) => r.id.as_deref(),
         }
     }
 
@@ -565,6 +619,10 @@ mod tests {
             assert!(ClientMessage::parse(bad).is_err(), "{bad}");
         }
         assert!(ClientMessage::parse(r#" {"type":"ping"}"#).is_ok());
+        let refresh = ClientMessage::parse(r#"{"type":"refresh","token":"a.b.c","id":"r"}"#);
+        assert_eq!(refresh.unwrap().id(), Some("r"));
+        assert!(ClientMessage::parse(r#"{"type":"refresh"}"#).is_err());
+        assert!(ClientMessage::parse(r#"{"type":"refresh","token":5}"#).is_err());
     }
 
     #[test]

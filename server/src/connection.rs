@@ -16,16 +16,14 @@ use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 
+use crate::expiry::{CENTURY, Deadline};
 use crate::fairness::CountedConnection;
 use crate::outbox::{CloseRequest, Outbox};
-use crate::session::Session;
+use crate::session::{Session, Subject};
 use crate::shared::{AdmissionGuard, Shared};
 use crate::socket::ClientSocket;
 use crate::wire;
 use crate::writer::{self, Liveness, WriterContext};
-
-/// The longest a connection's deadline can be from now.
-const CENTURY: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);
 
 /// What the handshake learned about the client.
 pub(crate) struct Admitted {
@@ -71,18 +69,13 @@ pub(crate) async fn serve(
     let liveness = Arc::new(Liveness::default());
     let reader_done = CancellationToken::new();
     let writer_done = CancellationToken::new();
-    let expires_in = admitted
-        .expires_at
-        .duration_since(SystemTime::now())
-        .unwrap_or_default();
+    let (deadline, deadline_watch) = Deadline::new(admitted.expires_at);
     let writer = tokio::spawn({
         let ctx = WriterContext {
             shared: shared.clone(),
             outbox: outbox.clone(),
             liveness: liveness.clone(),
-            // A century is "never" for a connection, and keeps the addition
-            // in range whatever the token said.
-            expires_at: Instant::now() + expires_in.min(CENTURY),
+            expires_at: deadline_watch,
             version: admitted.version,
             lifetime_ends: shared
                 .config
@@ -98,7 +91,15 @@ pub(crate) async fn serve(
         }
     });
 
-    let mut session = Session::new(conn, outbox.clone(), shared.clone());
+    let mut session = Session::new(
+        conn,
+        outbox.clone(),
+        shared.clone(),
+        Subject {
+            sub: admitted.subject.clone(),
+            deadline,
+        },
+    );
     let close = |code: CloseCode| {
         outbox.close(CloseRequest {
             code,

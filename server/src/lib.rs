@@ -33,6 +33,7 @@ pub mod wire;
 mod client_page;
 mod connection;
 pub mod descriptors;
+mod expiry;
 pub mod fairness;
 mod http;
 mod http_guard;

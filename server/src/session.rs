@@ -1,4 +1,5 @@
-//! What a client's messages mean: subscribe, unsubscribe and ping, with the
+//! What a client's messages mean: subscribe, unsubscribe, ping and refresh
+//! (a fresh token moves the connection's expiry, version 2), with the
 //! bad-input rules of `PROTOCOL.md` §5 (invalid messages, invalid channels,
 //! the channel limit, the rate limit, and the close after ten strikes).
 //!
@@ -8,13 +9,17 @@
 use std::collections::{HashSet, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use odin_protocol::close::POLICY_VIOLATION;
-use odin_protocol::message::{ChannelRequest, ChannelsAck, ErrorCode, Pong};
+use odin_protocol::message::{
+    ChannelRequest, ChannelsAck, ErrorCode, Pong, RefreshRequest, Refreshed,
+};
 use odin_protocol::{Channel, ClientMessage, ServerMessage};
 
+use crate::auth::AuthError;
+use crate::expiry::Deadline;
 use crate::outbox::{CloseRequest, Outbox};
 use crate::router::ConnId;
 use crate::shared::Shared;
@@ -25,9 +30,19 @@ pub(crate) const MAX_STRIKES: usize = 10;
 /// The window strikes are counted in.
 pub(crate) const STRIKE_WINDOW: Duration = Duration::from_secs(60);
 
+/// Who the connection's token named, and when the connection ends: a
+/// `refresh` must name the same `sub`, and moves the end.
+pub(crate) struct Subject {
+    /// The `sub` of the token given at connect.
+    pub(crate) sub: String,
+    /// The connection's expiry, shared with the writer.
+    pub(crate) deadline: Deadline,
+}
+
 /// One connection's subscriptions and abuse counters.
 pub(crate) struct Session {
     conn: ConnId,
+    subject: Subject,
     outbox: Arc<Outbox>,
     shared: Arc<Shared>,
     /// Invariant: at most `config.max_channels` entries; mirrors the router.
@@ -38,12 +53,18 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(conn: ConnId, outbox: Arc<Outbox>, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(
+        conn: ConnId,
+        outbox: Arc<Outbox>,
+        shared: Arc<Shared>,
+        subject: Subject,
+    ) -> Self {
         let per_second =
             NonZeroU32::new(shared.config.rate_limit_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(shared.config.rate_limit_burst).unwrap_or(NonZeroU32::MIN);
         Self {
             conn,
+            subject,
             outbox,
             limiter: RateLimiter::direct_with_clock(
                 Quota::per_second(per_second).allow_burst(burst),
@@ -79,6 +100,7 @@ impl Session {
                 });
                 self.outbox.push(frame);
             }
+            Ok(ClientMessage::Refresh(req)) => self.refresh(req),
             Err(e) => {
                 let id = request_id(text);
                 self.reject(
@@ -127,6 +149,50 @@ impl Session {
                 reply: false,
             });
         }
+    }
+
+    /// Checks a fresh token like the one given at connect; a valid one for
+    /// the same `sub` moves the connection's expiry to its `exp`. A refused
+    /// one is a strike and changes nothing: the old expiry still holds.
+    fn refresh(&mut self, req: RefreshRequest) {
+        let verified = match self.shared.authenticator.verify(&req.token) {
+            Ok(v) if v.sub == self.subject.sub => v,
+            Ok(_) => {
+                self.refuse_refresh(
+                    AuthError::Invalid("the token is for another sub".into()),
+                    req.id,
+                );
+                return;
+            }
+            Err(e) => {
+                self.refuse_refresh(e, req.id);
+                return;
+            }
+        };
+        self.subject.deadline.move_to(verified.expires_at);
+        let exp = verified
+            .expires_at
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let frame = self.shared.frame(|timestamp, nonce| {
+            ServerMessage::Refreshed(Refreshed {
+                exp,
+                id: req.id,
+                timestamp,
+                nonce,
+            })
+        });
+        self.outbox.push(frame);
+    }
+
+    fn refuse_refresh(&mut self, error: AuthError, id: Option<String>) {
+        self.shared.metrics.auth_failures.inc();
+        let code = match error {
+            AuthError::Expired => ErrorCode::AuthExpired,
+            AuthError::Missing | AuthError::Invalid(_) => ErrorCode::AuthInvalid,
+        };
+        self.reject(code, format!("refresh refused: {error}"), id);
     }
 
     fn subscribe(&mut self, req: ChannelRequest) {

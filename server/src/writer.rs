@@ -22,6 +22,7 @@ use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 
+use crate::expiry::DeadlineWatch;
 use crate::outbox::{Frame, Outbox};
 use crate::shared::Shared;
 use crate::wire::{self, Progress};
@@ -62,8 +63,8 @@ pub(crate) struct WriterContext {
     pub(crate) shared: Arc<Shared>,
     pub(crate) outbox: Arc<Outbox>,
     pub(crate) liveness: Arc<Liveness>,
-    /// When the client's token expires.
-    pub(crate) expires_at: Instant,
+    /// When the client's token expires; a `refresh` moves it.
+    pub(crate) expires_at: DeadlineWatch,
     /// The protocol version the connection speaks.
     pub(crate) version: ProtocolVersion,
     /// When the connection's lifetime ends, if it has one.
@@ -130,6 +131,8 @@ enum Woke {
     Outbox,
     /// A heartbeat (and ping) is due.
     Heartbeat,
+    /// The deadline passed, or a `refresh` moved it: look again.
+    Deadline,
     /// The connection ends.
     Stop(Stop),
 }
@@ -195,10 +198,11 @@ async fn write_loop(io: &OwnedWriteHalf, ctx: &WriterContext) -> Stop {
     let period = shared.config.heartbeat_interval;
     let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let expiry = tokio::time::sleep_until(ctx.expires_at);
+    let mut deadline = ctx.expires_at.clone();
+    let expiry = tokio::time::sleep_until(*deadline.borrow_and_update());
     // Without a lifetime its arm is switched off; the sleep is a stand-in.
     let has_lifetime = ctx.lifetime_ends.is_some();
-    let lifetime = tokio::time::sleep_until(ctx.lifetime_ends.unwrap_or(ctx.expires_at));
+    let lifetime = tokio::time::sleep_until(ctx.lifetime_ends.unwrap_or_else(Instant::now));
     // Made once and polled by reference: a fresh `cancelled()` per wake-up
     // would register with the token again each time. Every poll of a
     // cancellation future still locks its token's node, so the writer waits
@@ -226,24 +230,37 @@ async fn write_loop(io: &OwnedWriteHalf, ctx: &WriterContext) -> Stop {
                 _ = ctx.outbox.ready() => Woke::Outbox,
                 _ = &mut reader_done => Woke::Stop(Stop::Gone),
                 _ = &mut shutdown => Woke::Stop(Stop::leave(ctx, ReconnectReason::Shutdown)),
-                _ = &mut expiry => Woke::Stop(Stop::close(close::TOKEN_EXPIRED)),
+                _ = &mut expiry => Woke::Deadline,
                 _ = &mut lifetime, if has_lifetime => Woke::Stop(Stop::leave(ctx, ReconnectReason::Lifetime)),
                 _ = heartbeat.tick() => Woke::Heartbeat,
+                Ok(()) = deadline.changed() => Woke::Deadline,
             }
         } else {
             tokio::select! {
                 biased;
                 _ = &mut reader_done => Woke::Stop(Stop::Gone),
                 _ = &mut shutdown => Woke::Stop(Stop::leave(ctx, ReconnectReason::Shutdown)),
-                _ = &mut expiry => Woke::Stop(Stop::close(close::TOKEN_EXPIRED)),
+                _ = &mut expiry => Woke::Deadline,
                 _ = &mut lifetime, if has_lifetime => Woke::Stop(Stop::leave(ctx, ReconnectReason::Lifetime)),
                 _ = heartbeat.tick() => Woke::Heartbeat,
+                Ok(()) = deadline.changed() => Woke::Deadline,
                 _ = ctx.outbox.ready() => Woke::Outbox,
             }
         };
         let ping = match woke {
             Woke::Stop(stop) => return stop,
             Woke::Outbox => false,
+            // The timer re-reads the deadline rather than trusting the value
+            // it was set to: a refresh moments before the old expiry has
+            // moved it even if its change is not yet seen.
+            Woke::Deadline => {
+                let at = *deadline.borrow_and_update();
+                if at <= Instant::now() {
+                    return Stop::close(close::TOKEN_EXPIRED);
+                }
+                expiry.as_mut().reset(at);
+                continue;
+            }
             Woke::Heartbeat => {
                 if ctx.liveness.awaiting_pong.swap(true, Ordering::AcqRel) {
                     return Stop::close(close::NO_PONG);

@@ -12,7 +12,8 @@ use std::fmt::Debug;
 use odin_protocol::message::{
     AuthErrorBody, AuthErrorCode, BatchEntry, BatchSource, BatchUpdate, ChannelRequest,
     ChannelsAck, ConnectionEstablished, ErrorCode, ErrorMessage, Heartbeat, MarketStats,
-    PingRequest, Pong, PriceSource, PriceUpdate, Reconnect, ReconnectReason, Side, TradeExecuted,
+    PingRequest, Pong, PriceSource, PriceUpdate, Reconnect, ReconnectReason, RefreshRequest,
+    Refreshed, Side, TradeExecuted,
     VolumeUpdate,
 };
 use odin_protocol::stats::StatsSnapshot;
@@ -200,6 +201,8 @@ prop_compose! {
             Just(ErrorCode::InvalidChannel),
             Just(ErrorCode::TooManyChannels),
             Just(ErrorCode::RateLimited),
+            Just(ErrorCode::AuthInvalid),
+            Just(ErrorCode::AuthExpired),
         ],
         message in text(),
         id in option::of(text()),
@@ -223,6 +226,18 @@ prop_compose! {
     }
 }
 
+prop_compose! {
+    /// A `refreshed`, with or without the echoed `id`.
+    fn refreshed()(
+        exp in 0u64..=253_402_300_799,
+        id in option::of(text()),
+        timestamp in timestamp(),
+        nonce in nonce(),
+    ) -> Refreshed {
+        Refreshed { exp, id, timestamp, nonce }
+    }
+}
+
 /// Every event that travels over NATS.
 fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
@@ -243,6 +258,7 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
         channels_ack().prop_map(ServerMessage::Subscribed),
         channels_ack().prop_map(ServerMessage::Unsubscribed),
         pong().prop_map(ServerMessage::Pong),
+        refreshed().prop_map(ServerMessage::Refreshed),
         error_message().prop_map(ServerMessage::Error),
         reconnect().prop_map(ServerMessage::Reconnect),
     ]
@@ -257,6 +273,8 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
         request().prop_map(ClientMessage::Subscribe),
         request().prop_map(ClientMessage::Unsubscribe),
         option::of(text()).prop_map(|id| ClientMessage::Ping(PingRequest { id })),
+        (text(), option::of(text()))
+            .prop_map(|(token, id)| ClientMessage::Refresh(RefreshRequest { token, id })),
     ]
 }
 
@@ -361,6 +379,7 @@ fn documented_server(m: &ServerMessage) -> Documented {
         M::Subscribed(_) => ("subscribed", &["channels"], &["id"], &[]),
         M::Unsubscribed(_) => ("unsubscribed", &["channels"], &["id"], &[]),
         M::Pong(_) => ("pong", &[], &["id"], &[]),
+        M::Refreshed(_) => ("refreshed", &["exp"], &["id"], &[]),
         M::Error(_) => (
             "error",
             &["code", "message"],
@@ -372,6 +391,8 @@ fn documented_server(m: &ServerMessage) -> Documented {
                     "invalid_channel",
                     "too_many_channels",
                     "rate_limited",
+                    "auth_invalid",
+                    "auth_expired",
                 ],
             )],
         ),
@@ -396,6 +417,7 @@ fn documented_client(m: &ClientMessage) -> Documented {
         ClientMessage::Subscribe(_) => ("subscribe", &["channels"]),
         ClientMessage::Unsubscribe(_) => ("unsubscribe", &["channels"]),
         ClientMessage::Ping(_) => ("ping", &[]),
+        ClientMessage::Refresh(_) => ("refresh", &["token"]),
     };
     Documented {
         type_name: Some(type_name),

@@ -12,7 +12,8 @@ use std::collections::BTreeSet;
 use odin_protocol::message::{
     AuthErrorBody, AuthErrorCode, BatchEntry, BatchSource, BatchUpdate, ChannelRequest,
     ChannelsAck, ConnectionEstablished, ErrorCode, ErrorMessage, Heartbeat, MarketStats,
-    PingRequest, Pong, PriceSource, PriceUpdate, Reconnect, ReconnectReason, Side, TradeExecuted,
+    PingRequest, Pong, PriceSource, PriceUpdate, Reconnect, ReconnectReason, RefreshRequest,
+    Refreshed, Side, TradeExecuted,
     VolumeUpdate,
 };
 use odin_protocol::{ClientMessage, Nonce, PROTOCOL_VERSION, ServerMessage, TokenId};
@@ -170,6 +171,34 @@ fn server_messages() -> Vec<(&'static str, ServerMessage)> {
             }),
         ),
         (
+            "refreshed",
+            M::Refreshed(Refreshed {
+                exp: 1_764_291_600,
+                id: Some("req-5".into()),
+                timestamp: TIMESTAMP,
+                nonce: nonce(17),
+            }),
+        ),
+        (
+            "refreshed_minimal",
+            M::Refreshed(Refreshed {
+                exp: 1_764_291_600,
+                id: None,
+                timestamp: TIMESTAMP,
+                nonce: nonce(18),
+            }),
+        ),
+        (
+            "error_auth",
+            M::Error(ErrorMessage {
+                code: ErrorCode::AuthExpired,
+                message: "token expired".into(),
+                id: Some("req-5".into()),
+                timestamp: TIMESTAMP,
+                nonce: nonce(19),
+            }),
+        ),
+        (
             "error",
             M::Error(ErrorMessage {
                 code: ErrorCode::InvalidChannel,
@@ -235,6 +264,20 @@ fn client_messages() -> Vec<(&'static str, ClientMessage)> {
         (
             "ping_minimal",
             ClientMessage::Ping(PingRequest { id: None }),
+        ),
+        (
+            "refresh",
+            ClientMessage::Refresh(RefreshRequest {
+                token: "eyJhbGciOiJIUzI1NiJ9.e30.sig".into(),
+                id: Some("req-5".into()),
+            }),
+        ),
+        (
+            "refresh_minimal",
+            ClientMessage::Refresh(RefreshRequest {
+                token: "eyJhbGciOiJIUzI1NiJ9.e30.sig".into(),
+                id: None,
+            }),
         ),
     ]
 }

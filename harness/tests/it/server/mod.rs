@@ -8,5 +8,6 @@ mod delivery;
 mod health_command;
 mod lifecycle;
 mod liveness;
+mod refresh;
 pub(crate) mod support;
 mod versions;
