@@ -3,6 +3,7 @@
 //! win).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -14,6 +15,7 @@ use crate::fairness::{AddressLimitArgs, AddressLimits};
 use crate::http_guard::HttpLimits;
 use crate::last_prices::LastPricesConfig;
 use crate::router::TokenLimits;
+use crate::tls::TlsFiles;
 
 /// Everything the server needs to run; [`Default`] gives the documented
 /// defaults with a development secret, for tests.
@@ -92,6 +94,8 @@ pub struct ServerConfig {
     pub address_limits: AddressLimits,
     /// How many priced tokens, and bytes of their prices, the table holds.
     pub token_limits: TokenLimits,
+    /// Serve TLS (`wss://`, `https://`) from these files; `None`: plain.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for ServerConfig {
@@ -126,6 +130,7 @@ impl Default for ServerConfig {
             max_open_files: None,
             address_limits: AddressLimits::default(),
             token_limits: TokenLimits::default(),
+            tls: None,
         }
     }
 }
@@ -368,6 +373,14 @@ pub struct ServerArgs {
     /// Bytes of held last prices at most, likewise.
     #[arg(long, env = "ODIN_MAX_PRICE_BYTES", default_value_t = 64 << 20, value_parser = clap::value_parser!(u64).range(1024..))]
     pub max_price_bytes: u64,
+    /// Serve TLS on both ports (`wss://`, `https://`) with this certificate
+    /// chain (PEM, leaf first). Read again on SIGHUP and when the file
+    /// changes; new connections get the new one.
+    #[arg(long, env = "ODIN_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM), with `--tls-cert`.
+    #[arg(long, env = "ODIN_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Flags of `odin-server token`.
@@ -482,6 +495,10 @@ impl ServerArgs {
                 max_price_bytes: usize::try_from(self.max_price_bytes).unwrap_or(usize::MAX),
             },
             last_prices,
+            tls: match (self.tls_cert, self.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+                _ => None,
+            },
         })
     }
 }

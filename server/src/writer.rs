@@ -14,14 +14,16 @@ use bytes::Bytes;
 use odin_protocol::ServerMessage;
 use odin_protocol::close::{self, CloseCode};
 use odin_protocol::message::Heartbeat;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 use crate::outbox::{Frame, Outbox};
 use crate::shared::Shared;
+use crate::stream::WriteHalf;
 use crate::wire::{self, Progress};
+
+mod tls;
 
 /// One round of the write loop in this many looks at shutdown, the reader's
 /// end, the token's expiry and the heartbeat before the outbox: under a
@@ -109,8 +111,8 @@ struct Unfinished {
 }
 
 /// Runs until the connection ends.
-pub(crate) async fn run(io: OwnedWriteHalf, ctx: WriterContext) {
-    let stop = write_loop(&io, &ctx).await;
+pub(crate) async fn run(mut io: WriteHalf, ctx: WriterContext) {
+    let stop = write_loop(&mut io, &ctx).await;
     if let Stop::Close {
         code,
         reply,
@@ -132,7 +134,7 @@ pub(crate) async fn run(io: OwnedWriteHalf, ctx: WriterContext) {
             frames: 0,
             offset: unfinished.as_ref().map_or(0, |u| u.offset),
         };
-        let send_close = write_all(&io, frames, &mut progress, CLOSE_GRACE);
+        let send_close = write_all(&mut io, frames, &mut progress, CLOSE_GRACE);
         // Send our close, then (unless it answers the peer's) wait for the
         // peer's (or the reader's end); give up on both at the deadline and let
         // the socket drop.
@@ -150,7 +152,7 @@ pub(crate) async fn run(io: OwnedWriteHalf, ctx: WriterContext) {
     }
 }
 
-async fn write_loop(io: &OwnedWriteHalf, ctx: &WriterContext) -> Stop {
+async fn write_loop(io: &mut WriteHalf, ctx: &WriterContext) -> Stop {
     let shared = &ctx.shared;
     let period = shared.config.heartbeat_interval;
     let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
@@ -236,7 +238,7 @@ async fn write_loop(io: &OwnedWriteHalf, ctx: &WriterContext) -> Stop {
             biased;
             // Most writes complete at once; the abort is looked at only
             // while one waits.
-            written = write_all(io, frames, &mut progress, shared.config.write_timeout) => written,
+            written = write_all(&mut *io, frames, &mut progress, shared.config.write_timeout) => written,
             // An overflow while a write is stuck on a full socket: stop now,
             // not at the write timeout (the close below may then find the
             // socket still full and drop it after the grace, as §8 allows).
@@ -286,7 +288,7 @@ enum WriteFailure {
 /// write must make progress within `limit`. `progress` tells how far it got
 /// if it fails or is dropped.
 async fn write_all<'a, F, I>(
-    io: &OwnedWriteHalf,
+    io: &mut WriteHalf,
     frames: F,
     progress: &mut Progress,
     limit: Duration,
@@ -295,6 +297,17 @@ where
     F: Fn() -> I,
     I: Iterator<Item = (u8, &'a [u8])>,
 {
+    let io = match io {
+        WriteHalf::Plain(io) => io,
+        WriteHalf::Tls(io) => {
+            return tls::write_all(io, frames, progress, limit)
+                .await
+                .map_err(|e| match e.kind() {
+                    io::ErrorKind::TimedOut => WriteFailure::TimedOut,
+                    _ => WriteFailure::Socket,
+                });
+        }
+    };
     loop {
         match wire::try_write(io, frames(), progress) {
             Ok(0) => return Ok(()),
