@@ -6,8 +6,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::tls::ClientTls;
 
 /// A response: status code, headers (lower-cased names) and body.
 #[derive(Debug, Clone)]
@@ -44,10 +46,42 @@ pub async fn get_with(
     path: &str,
     headers: &[(&str, &str)],
 ) -> anyhow::Result<HttpResponse> {
+    get_over(addr, path, headers, None).await
+}
+
+/// `GET path` on `addr`, over TLS trusting `tls` when given (`https://`).
+pub async fn get_over(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    tls: Option<&ClientTls>,
+) -> anyhow::Result<HttpResponse> {
     tokio::time::timeout(Duration::from_secs(10), async {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("cannot connect to {addr}"))?;
+        match tls {
+            None => {
+                let stream = TcpStream::connect(addr)
+                    .await
+                    .with_context(|| format!("cannot connect to {addr}"))?;
+                exchange(stream, addr, path, headers).await
+            }
+            Some(tls) => {
+                let stream = crate::tls::connect(tls, addr, "localhost").await?;
+                exchange(stream, addr, path, headers).await
+            }
+        }
+    })
+    .await
+    .with_context(|| format!("GET {path} on {addr} timed out"))?
+}
+
+/// Sends the request on `stream` and reads the answer to its end.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<HttpResponse> {
+    {
         let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
         for (name, value) in headers {
             request.push_str(&format!("{name}: {value}\r\n"));
@@ -55,11 +89,15 @@ pub async fn get_with(
         request.push_str("\r\n");
         stream.write_all(request.as_bytes()).await?;
         let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await?;
+        // A TLS server may close without close_notify after `Connection:
+        // close`: what arrived is the answer.
+        match stream.read_to_end(&mut raw).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+            Err(e) => return Err(e.into()),
+        }
         parse(&raw)
-    })
-    .await
-    .with_context(|| format!("GET {path} on {addr} timed out"))?
+    }
 }
 
 /// `GET path` on `addr`.

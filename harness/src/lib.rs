@@ -12,6 +12,7 @@ pub mod process;
 pub mod publisher;
 pub mod server;
 pub mod test_log;
+pub mod tls;
 pub mod wait;
 
 /// Reports a test that cannot run here, with its reason: on the process's

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::child::{ChildProcess, Output};
 use crate::http::{self, HttpResponse};
+use crate::tls::ClientTls;
 
 /// How long a starting `odin-server` may take to say it listens (it loads
 /// the last prices first, when configured to).
@@ -47,12 +48,22 @@ pub struct Endpoint {
     pub http_addr: SocketAddr,
     /// How its tokens are signed.
     pub auth: AuthConfig,
+    /// Set when the server speaks TLS: what its clients trust.
+    pub tls: Option<ClientTls>,
 }
 
 impl Endpoint {
-    /// `ws://<addr>/ws`.
+    /// `ws://<addr>/ws`, or `wss://localhost:<port>/ws` with TLS (the test
+    /// certificates name `localhost`).
     pub fn ws_url(&self) -> String {
-        format!("ws://{}{}", self.ws_addr, odin_server::WS_PATH)
+        match self.tls {
+            None => format!("ws://{}{}", self.ws_addr, odin_server::WS_PATH),
+            Some(_) => format!(
+                "wss://localhost:{}{}",
+                self.ws_addr.port(),
+                odin_server::WS_PATH
+            ),
+        }
     }
 
     /// `ws://<addr>/ws?token=<a fresh token for sub>`.
@@ -67,7 +78,7 @@ impl Endpoint {
 
     /// `GET path` on the HTTP address.
     pub async fn get(&self, path: &str) -> anyhow::Result<HttpResponse> {
-        http::get(self.http_addr, path).await
+        http::get_over(self.http_addr, path, &[], self.tls.as_ref()).await
     }
 
     /// The parsed `/stats`.
@@ -111,12 +122,21 @@ impl TestServer {
 
     /// Starts a server with `config` (bind to port 0 for free ports).
     pub async fn start_with(config: ServerConfig) -> anyhow::Result<Self> {
+        Self::start_trusting(config, None).await
+    }
+
+    /// Starts a server with `config` whose TLS certificate `tls` trusts.
+    pub async fn start_trusting(
+        config: ServerConfig,
+        tls: Option<ClientTls>,
+    ) -> anyhow::Result<Self> {
         let auth = config.auth.clone();
         let server = Server::bind(config).await?;
         let endpoint = Endpoint {
             ws_addr: server.ws_addr(),
             http_addr: server.http_addr(),
             auth,
+            tls,
         };
         let server_id = server.server_id().to_owned();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -248,6 +268,7 @@ impl ServerProcess {
                 ws_addr,
                 http_addr,
                 auth: AuthConfig::with_secret(TEST_SECRET),
+                tls: None,
             },
             child,
             args,
@@ -258,6 +279,12 @@ impl ServerProcess {
     /// Where it listens and how to sign its tokens.
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// Trusts `tls` for this server's certificate (started with
+    /// `--tls-cert`/`--tls-key`): its URLs become `wss://` and `https://`.
+    pub fn trust(&mut self, tls: ClientTls) {
+        self.endpoint.tls = Some(tls);
     }
 
     /// Its process id.
@@ -333,8 +360,11 @@ fn listening_addrs(line: &str) -> Option<(SocketAddr, SocketAddr)> {
     let ws = fields.get("ws")?.as_str()?;
     let http = fields.get("http")?.as_str()?;
     let ws = ws
-        .strip_prefix("ws://")?
+        .strip_prefix("ws://")
+        .or_else(|| ws.strip_prefix("wss://"))?
         .strip_suffix(odin_server::WS_PATH)?;
-    let http = http.strip_prefix("http://")?;
+    let http = http
+        .strip_prefix("http://")
+        .or_else(|| http.strip_prefix("https://"))?;
     Some((ws.parse().ok()?, http.parse().ok()?))
 }

@@ -153,6 +153,9 @@ impl Combine for StatsSnapshot {
             tokens_held,
             tokens_evicted,
             tokens_refused,
+            tls_reloads,
+            tls_reload_failures,
+            tls_handshake_failures,
             average_latency,
             peak_latency,
             nats_connected,
@@ -176,6 +179,9 @@ impl Combine for StatsSnapshot {
         self.tokens_held += tokens_held;
         self.tokens_evicted += tokens_evicted;
         self.tokens_refused += tokens_refused;
+        self.tls_reloads += tls_reloads;
+        self.tls_reload_failures += tls_reload_failures;
+        self.tls_handshake_failures += tls_handshake_failures;
         worst(&mut self.peak_latency, *peak_latency);
         self.nats_connected &= nats_connected;
     }
@@ -246,6 +252,9 @@ mod tests {
             tokens_held: 7,
             tokens_evicted: evicted,
             tokens_refused: 0,
+            tls_reloads: 0,
+            tls_reload_failures: 0,
+            tls_handshake_failures: 0,
             average_latency: latency,
             peak_latency: latency * 2.0,
             nats_connected: connected,

@@ -44,6 +44,17 @@ pub struct StatsSnapshot {
     /// held token had subscribers).
     #[serde(default)]
     pub tokens_refused: u64,
+    /// Certificates loaded again on SIGHUP or a change of their files
+    /// (TLS only).
+    #[serde(default)]
+    pub tls_reloads: u64,
+    /// Reloads refused (unreadable files, bad PEM, a key not the
+    /// certificate's); the previous certificate stayed (TLS only).
+    #[serde(default)]
+    pub tls_reload_failures: u64,
+    /// TLS handshakes on the WebSocket port that failed (TLS only).
+    #[serde(default)]
+    pub tls_handshake_failures: u64,
     /// Mean milliseconds from an event's `timestamp` to its ingest; `0` before
     /// any event.
     pub average_latency: f64,

@@ -3,6 +3,7 @@
 //! win).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -15,6 +16,7 @@ use crate::http_guard::HttpLimits;
 use crate::last_prices::LastPricesConfig;
 use crate::lifecycle::{Lifecycle, LifecycleArgs};
 use crate::router::TokenLimits;
+use crate::tls::TlsFiles;
 
 /// Everything the server needs to run; [`Default`] gives the documented
 /// defaults with a development secret, for tests.
@@ -95,6 +97,8 @@ pub struct ServerConfig {
     pub token_limits: TokenLimits,
     /// Connection lifetime and the `reconnect` advisory's delay window.
     pub lifecycle: Lifecycle,
+    /// Serve TLS (`wss://`, `https://`) from these files; `None`: plain.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for ServerConfig {
@@ -130,6 +134,7 @@ impl Default for ServerConfig {
             address_limits: AddressLimits::default(),
             token_limits: TokenLimits::default(),
             lifecycle: Lifecycle::default(),
+            tls: None,
         }
     }
 }
@@ -375,6 +380,14 @@ pub struct ServerArgs {
     /// Connection lifetime and the `reconnect` advisory.
     #[command(flatten)]
     pub lifecycle: LifecycleArgs,
+    /// Serve TLS on both ports (`wss://`, `https://`) with this certificate
+    /// chain (PEM, leaf first). Read again on SIGHUP and when the file
+    /// changes; new connections get the new one.
+    #[arg(long, env = "ODIN_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM), with `--tls-cert`.
+    #[arg(long, env = "ODIN_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Flags of `odin-server token`.
@@ -490,6 +503,10 @@ impl ServerArgs {
             },
             last_prices,
             lifecycle: self.lifecycle.lifecycle(),
+            tls: match (self.tls_cert, self.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+                _ => None,
+            },
         })
     }
 }

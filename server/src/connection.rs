@@ -9,7 +9,6 @@ use futures_util::StreamExt;
 use odin_protocol::close::{self, CloseCode};
 use odin_protocol::message::ConnectionEstablished;
 use odin_protocol::{ProtocolVersion, ServerMessage};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
@@ -22,6 +21,7 @@ use crate::outbox::{CloseRequest, Outbox};
 use crate::session::{Session, Subject};
 use crate::shared::{AdmissionGuard, Shared};
 use crate::socket::ClientSocket;
+use crate::stream::WriteHalf;
 use crate::wire;
 use crate::writer::{self, Liveness, WriterContext};
 
@@ -42,7 +42,7 @@ pub(crate) struct Admitted {
 /// Serves one upgraded connection until it closes.
 pub(crate) async fn serve(
     mut stream: WebSocketStream<ClientSocket>,
-    socket_writer: OwnedWriteHalf,
+    socket_writer: WriteHalf,
     admitted: Admitted,
     shared: Arc<Shared>,
 ) {

@@ -8,7 +8,9 @@
 //! hyper sees it. [`GuardedIo`] fails the socket (hyper then drops it) when
 //! the client has sent nothing for the idle timeout, whether mid-request or
 //! between keep-alive requests, or when the connection is older than its
-//! lifetime, which also ends a slow drip of bytes.
+//! lifetime, which also ends a slow drip of bytes. With TLS, [`HttpIo`]
+//! runs the handshake over the guarded socket, so the deadlines bound it
+//! too.
 
 use std::future::Future;
 use std::io;
@@ -24,6 +26,8 @@ use tokio::time::{Instant, Sleep};
 
 use crate::fairness::{ConnectionCounts, CountedConnection, Source};
 use crate::metrics::Metrics;
+use crate::tls::lazy::LazyTls;
+use tokio_rustls::TlsAcceptor;
 
 /// The HTTP listener's budgets (`--http-*` flags).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,24 +65,32 @@ pub(crate) struct GuardedListener {
     limits: HttpLimits,
     open: ConnectionCounts,
     metrics: Arc<Metrics>,
+    /// Set when the port speaks TLS.
+    tls: Option<TlsAcceptor>,
 }
 
 impl GuardedListener {
-    pub(crate) fn new(listener: TcpListener, limits: HttpLimits, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(
+        listener: TcpListener,
+        limits: HttpLimits,
+        metrics: Arc<Metrics>,
+        tls: Option<TlsAcceptor>,
+    ) -> Self {
         Self {
             listener,
             limits,
             open: ConnectionCounts::default(),
             metrics,
+            tls,
         }
     }
 }
 
 impl axum::serve::Listener for GuardedListener {
-    type Io = GuardedIo;
+    type Io = HttpIo;
     type Addr = SocketAddr;
 
-    async fn accept(&mut self) -> (GuardedIo, SocketAddr) {
+    async fn accept(&mut self) -> (HttpIo, SocketAddr) {
         loop {
             let (stream, peer) = match self.listener.accept().await {
                 Ok(accepted) => accepted,
@@ -96,7 +108,19 @@ impl axum::serve::Listener for GuardedListener {
                 self.limits.max_per_address,
             );
             match slot {
-                Some(slot) => return (GuardedIo::new(stream, slot, &self.limits), peer),
+                Some(slot) => {
+                    let io = GuardedIo::new(stream, slot, &self.limits);
+                    let io = match &self.tls {
+                        None => HttpIo::Plain(io),
+                        Some(tls) => HttpIo::Tls(LazyTls::new(tls, io)),
+                    };
+                    return (io, peer);
+                }
+                None if self.tls.is_some() => {
+                    // A plain answer means nothing to a TLS client; no
+                    // handshake is spent on a connection over the cap.
+                    self.metrics.http_refused.inc();
+                }
                 None => {
                     self.metrics.http_refused.inc();
                     // Best effort and never waiting: the socket is new, so
@@ -112,6 +136,58 @@ impl axum::serve::Listener for GuardedListener {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+}
+
+/// An accepted HTTP connection: the guarded socket, or TLS over it.
+pub(crate) enum HttpIo {
+    /// Plain HTTP.
+    Plain(GuardedIo),
+    /// HTTPS; the handshake runs on first use.
+    Tls(LazyTls<GuardedIo>),
+}
+
+/// Forwards each `AsyncRead`/`AsyncWrite` call to the variant's own.
+macro_rules! forward {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self.get_mut() {
+            HttpIo::Plain($s) => {
+                let $s = Pin::new($s);
+                $call
+            }
+            HttpIo::Tls($s) => {
+                let $s = Pin::new($s);
+                $call
+            }
+        }
+    };
+}
+
+impl AsyncRead for HttpIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        forward!(self, s => s.poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for HttpIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        forward!(self, s => s.poll_write(cx, buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        forward!(self, s => s.poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        forward!(self, s => s.poll_shutdown(cx))
     }
 }
 

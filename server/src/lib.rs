@@ -42,6 +42,8 @@ mod nats;
 mod session;
 mod shared;
 mod socket;
+mod stream;
+pub mod tls;
 mod writer;
 
 use std::future::Future;
@@ -68,6 +70,7 @@ use crate::metrics::Metrics;
 use crate::nats::NatsClients;
 use crate::router::Router;
 use crate::shared::Shared;
+use crate::tls::Tls;
 
 /// A server whose sockets are bound, whose NATS clients are started and
 /// whose router holds the stored last prices; call [`Server::run`] to serve.
@@ -102,6 +105,12 @@ impl Server {
         let http = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("cannot listen on --http-addr {}", config.http_addr))?;
+        let tls = match config.tls.clone() {
+            Some(files) => Some(Arc::new(
+                Tls::load(files).context("cannot serve TLS (--tls-cert, --tls-key)")?,
+            )),
+            None => None,
+        };
         let server_id = config
             .server_id
             .clone()
@@ -185,6 +194,7 @@ impl Server {
             NatsClients { first, second },
             store,
             descriptors,
+            tls,
         ));
         Ok(Server {
             shared,
@@ -250,8 +260,19 @@ impl Server {
         let accept = tokio::spawn(listener::accept_loop(ws, shared.clone(), tracker.clone()));
         let http_shutdown = shared.shutdown.clone();
         let http_shared = shared.clone();
-        let http =
-            http_guard::GuardedListener::new(http, shared.descriptors.http, shared.metrics.clone());
+        if let Some(tls) = &shared.tls {
+            tokio::spawn(tls::reload::watch(
+                tls.clone(),
+                shared.metrics.clone(),
+                shared.shutdown.clone(),
+            ));
+        }
+        let http = http_guard::GuardedListener::new(
+            http,
+            shared.descriptors.http,
+            shared.metrics.clone(),
+            shared.tls.as_ref().map(|tls| tls.acceptor().clone()),
+        );
         let http_task = tokio::spawn(async move {
             axum::serve(http, http::routes(http_shared))
                 .with_graceful_shutdown(http_shutdown.cancelled_owned())

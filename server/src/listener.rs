@@ -4,6 +4,10 @@
 //! (`400`), failed-auth bar (`429`), connection limit (`503`), token check
 //! (`401` with the JSON body of `PROTOCOL.md` §2), then hands the socket to
 //! [`crate::connection`].
+//! With TLS the handshake comes first, inside the same deadline and under
+//! the same budget of upgrades under way: a client that never finishes it
+//! holds one slot for the handshake timeout, like one that never sends its
+//! request.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +18,6 @@ use http::{HeaderValue, StatusCode};
 use odin_protocol::ProtocolVersion;
 use odin_protocol::message::AuthErrorBody;
 use odin_protocol::version::{QUERY_PARAMETER, UnsupportedVersion};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_tungstenite::WebSocketStream;
@@ -27,6 +30,7 @@ use crate::connection::{self, Admitted};
 use crate::fairness::{CountedConnection, TurnedAway, retry_after_secs};
 use crate::shared::Shared;
 use crate::socket::{ClientSocket, RequestHead, answer_and_close, read_request_head};
+use crate::stream::{ClientStream, WriteHalf};
 
 /// The WebSocket endpoint's path.
 pub const WS_PATH: &str = "/ws";
@@ -140,6 +144,11 @@ fn turn_away(
     if shared.may_log_refusal() {
         tracing::info!(%peer, reason = ?why, "connection turned away by its address's budget");
     }
+    if shared.tls.is_some() {
+        // The answer would need a TLS handshake, the very work the budget
+        // saves: the socket is closed unanswered.
+        return;
+    }
     match refusals.clone().try_acquire_owned() {
         Ok(permit) => {
             tracker.spawn(async move {
@@ -190,12 +199,23 @@ async fn upgrade(
     address: CountedConnection,
     shared: &Arc<Shared>,
     config: WebSocketConfig,
-) -> Option<(WebSocketStream<ClientSocket>, OwnedWriteHalf, Admitted)> {
+) -> Option<(WebSocketStream<ClientSocket>, WriteHalf, Admitted)> {
     let mut admitted = None;
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         admitted =
             Some(admit(req, peer, address, shared).map_err(|r| r.into_response(peer, shared))?);
         Ok(resp)
+    };
+    let stream = match &shared.tls {
+        None => ClientStream::Plain(stream),
+        Some(tls) => match tls.acceptor().accept(stream).await {
+            Ok(stream) => ClientStream::Tls(Box::new(stream)),
+            Err(e) => {
+                shared.metrics.tls_handshake_failures.inc();
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return None;
+            }
+        },
     };
     let socket = match read_request_head(stream).await {
         RequestHead::Complete(socket) => socket,

@@ -53,10 +53,16 @@ fn main() -> ExitCode {
         Err(e) => return fail(e),
     };
     match runtime.block_on(async {
+        let tls = config.tls.is_some();
         let server = Server::bind(config).await?;
+        let (ws, http) = if tls {
+            ("wss", "https")
+        } else {
+            ("ws", "http")
+        };
         tracing::info!(
-            ws = %format!("ws://{}{}", server.ws_addr(), odin_server::WS_PATH),
-            http = %format!("http://{}", server.http_addr()),
+            ws = %format!("{ws}://{}{}", server.ws_addr(), odin_server::WS_PATH),
+            http = %format!("{http}://{}", server.http_addr()),
             "listening"
         );
         server.run(shutdown_signal()).await

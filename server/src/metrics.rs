@@ -59,6 +59,14 @@ pub struct Metrics {
     /// Upgrades answered `429` unchecked: their source address spent its
     /// budget of failed authentications.
     pub auth_rate_limited: Counter,
+    /// Certificates loaded again (SIGHUP or changed files).
+    pub tls_reloads: Counter,
+    /// Reloads refused (unreadable files, bad PEM, a key not the
+    /// certificate's): the previous certificate stayed.
+    pub tls_reload_failures: Counter,
+    /// TLS handshakes on the WebSocket port that failed (garbage, plain
+    /// HTTP, a client refusing the certificate).
+    pub tls_handshake_failures: Counter,
     /// Tokens whose last price is held.
     pub tokens_held: Gauge,
     /// Idle tokens evicted from the table to make room.
@@ -97,6 +105,9 @@ impl Metrics {
         let address_busy = Counter::default();
         let connect_rate_limited = Counter::default();
         let auth_rate_limited = Counter::default();
+        let tls_reloads = Counter::default();
+        let tls_reload_failures = Counter::default();
+        let tls_handshake_failures = Counter::default();
         let tokens_held = Gauge::default();
         let tokens_evicted = Counter::default();
         let tokens_refused = Counter::default();
@@ -177,6 +188,21 @@ impl Metrics {
             auth_rate_limited.clone(),
         );
         registry.register(
+            "odin_tls_reloads",
+            "TLS certificates loaded again (SIGHUP or changed files) and served to new connections",
+            tls_reloads.clone(),
+        );
+        registry.register(
+            "odin_tls_reload_failures",
+            "TLS certificate reloads refused (unreadable files, bad PEM, key not matching); the previous certificate stayed",
+            tls_reload_failures.clone(),
+        );
+        registry.register(
+            "odin_tls_handshake_failures",
+            "TLS handshakes on the WebSocket port that failed",
+            tls_handshake_failures.clone(),
+        );
+        registry.register(
             "odin_tokens_held",
             "Tokens whose last price the gateway holds for snapshots",
             tokens_held.clone(),
@@ -214,6 +240,9 @@ impl Metrics {
             address_busy,
             connect_rate_limited,
             auth_rate_limited,
+            tls_reloads,
+            tls_reload_failures,
+            tls_handshake_failures,
             tokens_held,
             tokens_evicted,
             tokens_refused,
@@ -265,6 +294,9 @@ impl Metrics {
             tokens_held: self.tokens_held.get().max(0) as u64,
             tokens_evicted: self.tokens_evicted.get(),
             tokens_refused: self.tokens_refused.get(),
+            tls_reloads: self.tls_reloads.get(),
+            tls_reload_failures: self.tls_reload_failures.get(),
+            tls_handshake_failures: self.tls_handshake_failures.get(),
             average_latency,
             peak_latency: self.latency_peak_us.load(Ordering::Relaxed) as f64 / 1000.0,
             nats_connected,

@@ -19,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::nats::NatsClients;
 use crate::outbox::Frame;
 use crate::router::{ConnId, Router};
+use crate::tls::Tls;
 
 /// Shared by the listener, ingest, HTTP endpoints and every connection.
 pub(crate) struct Shared {
@@ -39,6 +40,8 @@ pub(crate) struct Shared {
     pub(crate) descriptors: DescriptorPlan,
     /// The WebSocket port's budgets per source address.
     pub(crate) fairness: AddressFairness,
+    /// The certificate both ports serve, with `--tls-cert`/`--tls-key`.
+    pub(crate) tls: Option<Arc<Tls>>,
     nonces: NonceSource,
     next_conn: AtomicU64,
     /// Connections admitted and not yet finished (the `--max-connections` count).
@@ -54,6 +57,8 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    // Each argument is one part `Server::bind` made, in the order it made them.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         config: ServerConfig,
         server_id: String,
@@ -62,6 +67,7 @@ impl Shared {
         nats: NatsClients,
         store: Option<Arc<StoreHealth>>,
         descriptors: DescriptorPlan,
+        tls: Option<Arc<Tls>>,
     ) -> Self {
         Self {
             authenticator: Authenticator::new(&config.auth),
@@ -75,6 +81,7 @@ impl Shared {
             store,
             shutdown: CancellationToken::new(),
             descriptors,
+            tls,
             nonces: NonceSource::random(),
             next_conn: AtomicU64::new(1),
             admitted: AtomicUsize::new(0),

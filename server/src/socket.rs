@@ -1,4 +1,5 @@
-//! The TCP connection as tungstenite sees it. tungstenite performs the
+//! The connection (TCP, or TLS over it: [`crate::stream`]) as tungstenite
+//! sees it. tungstenite performs the
 //! upgrade and then parses the client's frames, but it does not write once
 //! the connection is up: the writer task owns the write half and sends every
 //! frame itself (see [`crate::wire`]), answering pings and closes too. So
@@ -17,8 +18,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+use crate::stream::{ClientStream, ReadHalf, WriteHalf};
 
 /// The longest upgrade request header block accepted (request line and
 /// headers, up to the blank line), in bytes.
@@ -43,7 +44,7 @@ pub(crate) enum RequestHead {
 
 /// Reads `stream` up to the blank line that ends the request's header block
 /// (or [`MAX_REQUEST_HEAD`] bytes), answering `431` to a longer one.
-pub(crate) async fn read_request_head(mut stream: TcpStream) -> RequestHead {
+pub(crate) async fn read_request_head(mut stream: ClientStream) -> RequestHead {
     match read_head(&mut stream).await {
         Some(head) if head_end(&head).is_some() => {
             RequestHead::Complete(ClientSocket::with_prefix(stream, head))
@@ -59,7 +60,7 @@ pub(crate) async fn read_request_head(mut stream: TcpStream) -> RequestHead {
 /// Reads until the header block has ended or is over [`MAX_REQUEST_HEAD`]
 /// bytes: what was read (which may go past the block), or `None` when the
 /// client closed or the socket failed first.
-async fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Option<Vec<u8>> {
     use tokio::io::AsyncReadExt;
     let mut head = Vec::with_capacity(1024);
     while head_end(&head).is_none() && head.len() <= MAX_REQUEST_HEAD {
@@ -88,7 +89,10 @@ fn head_end(bytes: &[u8]) -> Option<usize> {
 /// Reads the client's request head (at most [`MAX_REQUEST_HEAD`] bytes),
 /// then writes `answer` and closes: a connection turned away before its
 /// request was read. The caller bounds the time this takes.
-pub(crate) async fn answer_and_close(mut stream: TcpStream, answer: &[u8]) {
+pub(crate) async fn answer_and_close<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    answer: &[u8],
+) {
     if read_head(&mut stream).await.is_some() {
         linger_close(stream, answer).await;
     }
@@ -98,7 +102,7 @@ pub(crate) async fn answer_and_close(mut stream: TcpStream, answer: &[u8]) {
 /// client sends, up to [`LINGER_BYTES`]: closing with unread data would
 /// reset the connection, and the client could lose the answer. The caller
 /// bounds the time this takes.
-async fn linger_close(mut stream: TcpStream, answer: &[u8]) {
+async fn linger_close<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, answer: &[u8]) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let _ = stream.write_all(answer).await;
     let _ = stream.shutdown().await;
@@ -120,14 +124,14 @@ pub(crate) struct ClientSocket {
     prefix: Vec<u8>,
     /// How much of `prefix` has been served.
     served: usize,
-    read: OwnedReadHalf,
-    write: Option<OwnedWriteHalf>,
+    read: ReadHalf,
+    write: Option<WriteHalf>,
 }
 
 impl ClientSocket {
     /// Wraps an accepted connection of which `prefix` was read already.
-    fn with_prefix(stream: TcpStream, prefix: Vec<u8>) -> Self {
-        let (read, write) = stream.into_split();
+    fn with_prefix(stream: ClientStream, prefix: Vec<u8>) -> Self {
+        let (read, write) = stream.split();
         Self {
             prefix,
             served: 0,
@@ -138,7 +142,7 @@ impl ClientSocket {
 
     /// Hands the write half to the writer task; from now on tungstenite's
     /// writes go nowhere.
-    pub(crate) fn take_writer(&mut self) -> Option<OwnedWriteHalf> {
+    pub(crate) fn take_writer(&mut self) -> Option<WriteHalf> {
         self.write.take()
     }
 }

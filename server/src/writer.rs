@@ -17,7 +17,6 @@ use odin_protocol::close::{self, CloseCode};
 use odin_protocol::message::{Heartbeat, ReconnectReason};
 use odin_protocol::time::now_millis;
 use odin_protocol::{ProtocolVersion, ServerMessage};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
@@ -25,7 +24,10 @@ use tokio_util::sync::CancellationToken;
 use crate::expiry::DeadlineWatch;
 use crate::outbox::{Frame, Outbox};
 use crate::shared::Shared;
+use crate::stream::WriteHalf;
 use crate::wire::{self, Progress};
+
+mod tls;
 
 /// One round of the write loop in this many looks at shutdown, the reader's
 /// end, the token's expiry and the heartbeat before the outbox: under a
@@ -146,8 +148,8 @@ struct Unfinished {
 }
 
 /// Runs until the connection ends.
-pub(crate) async fn run(io: OwnedWriteHalf, ctx: WriterContext) {
-    let stop = write_loop(&io, &ctx).await;
+pub(crate) async fn run(mut io: WriteHalf, ctx: WriterContext) {
+    let stop = write_loop(&mut io, &ctx).await;
     if let Stop::Close {
         code,
         reply,
@@ -173,7 +175,7 @@ pub(crate) async fn run(io: OwnedWriteHalf, ctx: WriterContext) {
             frames: 0,
             offset: unfinished.as_ref().map_or(0, |u| u.offset),
         };
-        let send_close = write_all(&io, frames, &mut progress, CLOSE_GRACE);
+        let send_close = write_all(&mut io, frames, &mut progress, CLOSE_GRACE);
         // Send our close, then (unless it answers the peer's) wait for the
         // peer's (or the reader's end); give up on both at the deadline and let
         // the socket drop.
@@ -193,7 +195,7 @@ pub(crate) async fn run(io: OwnedWriteHalf, ctx: WriterContext) {
     }
 }
 
-async fn write_loop(io: &OwnedWriteHalf, ctx: &WriterContext) -> Stop {
+async fn write_loop(io: &mut WriteHalf, ctx: &WriterContext) -> Stop {
     let shared = &ctx.shared;
     let period = shared.config.heartbeat_interval;
     let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
@@ -298,7 +300,7 @@ async fn write_loop(io: &OwnedWriteHalf, ctx: &WriterContext) -> Stop {
             biased;
             // Most writes complete at once; the abort is looked at only
             // while one waits.
-            written = write_all(io, frames, &mut progress, shared.config.write_timeout) => written,
+            written = write_all(&mut *io, frames, &mut progress, shared.config.write_timeout) => written,
             // An overflow while a write is stuck on a full socket: stop now,
             // not at the write timeout (the close below may then find the
             // socket still full and drop it after the grace, as §8 allows).
@@ -351,7 +353,7 @@ enum WriteFailure {
 /// write must make progress within `limit`. `progress` tells how far it got
 /// if it fails or is dropped.
 async fn write_all<'a, F, I>(
-    io: &OwnedWriteHalf,
+    io: &mut WriteHalf,
     frames: F,
     progress: &mut Progress,
     limit: Duration,
@@ -360,6 +362,17 @@ where
     F: Fn() -> I,
     I: Iterator<Item = (u8, &'a [u8])>,
 {
+    let io = match io {
+        WriteHalf::Plain(io) => io,
+        WriteHalf::Tls(io) => {
+            return tls::write_all(io, frames, progress, limit)
+                .await
+                .map_err(|e| match e.kind() {
+                    io::ErrorKind::TimedOut => WriteFailure::TimedOut,
+                    _ => WriteFailure::Socket,
+                });
+        }
+    };
     loop {
         match wire::try_write(io, frames(), progress) {
             Ok(0) => return Ok(()),

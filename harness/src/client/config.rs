@@ -37,6 +37,9 @@ pub struct ClientConfig {
     /// runs spread their processes over 127.0.0.x so that no source address
     /// runs out of ephemeral ports; `None` lets the kernel choose.
     pub source_ip: Option<std::net::IpAddr>,
+    /// What a `wss://` URL's certificate is checked against; `None` with
+    /// `wss://` is an error (the harness trusts no system roots).
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 impl ClientConfig {
@@ -56,12 +59,19 @@ impl ClientConfig {
             close_timeout: Duration::from_secs(1),
             silence_heartbeats: 2.5,
             source_ip: None,
+            tls: None,
         }
     }
 
     /// The same, connecting from `ip` (see [`ClientConfig::source_ip`]).
     pub fn with_source_ip(mut self, ip: std::net::IpAddr) -> Self {
         self.source_ip = Some(ip);
+        self
+    }
+
+    /// The same, trusting `tls` for a `wss://` URL.
+    pub fn with_tls(mut self, tls: crate::tls::ClientTls) -> Self {
+        self.tls = Some(tls);
         self
     }
 

@@ -22,6 +22,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::net::TcpStream;
 use tokio::time::{Interval, MissedTickBehavior, interval_at, sleep, sleep_until, timeout};
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_websockets::{ClientBuilder, CloseCode, Message, WebSocketStream};
 
@@ -31,7 +32,10 @@ use super::observer::{Notice, Observer};
 use super::stats::ClientStats;
 use super::view::{MessageKind, MessageView};
 
-type Socket = WebSocketStream<TcpStream>;
+/// Plain TCP, or TLS over it for `wss://`.
+type Stream = Either<TcpStream, tokio_rustls::client::TlsStream<TcpStream>>;
+
+type Socket = WebSocketStream<Stream>;
 
 /// A reference client: what a browser does, in Rust. Build it, keep its
 /// [`Client::stats`], and [`Client::run`] it until the shutdown token fires.
@@ -118,7 +122,7 @@ impl<O: Observer> Client<O> {
         let url = url_with_token(&self.config.url, &(self.token)());
         let attempt = timeout(
             self.config.connect_timeout,
-            open(url, self.config.source_ip),
+            open(url, self.config.source_ip, self.config.tls.as_ref()),
         );
         let ws = tokio::select! {
             biased;
@@ -345,21 +349,39 @@ impl<O: Observer> Client<O> {
 }
 
 /// Opens the WebSocket: from `source_ip` when one is set (bind, then
-/// connect), otherwise from wherever the kernel chooses.
-async fn open(url: String, source_ip: Option<std::net::IpAddr>) -> anyhow::Result<Socket> {
+/// connect), otherwise from wherever the kernel chooses; over TLS trusting
+/// `tls` for `wss://`.
+async fn open(
+    url: String,
+    source_ip: Option<std::net::IpAddr>,
+    tls: Option<&crate::tls::ClientTls>,
+) -> anyhow::Result<Socket> {
     let uri: http::Uri = url
         .parse()
         .with_context(|| format!("invalid WebSocket URL {url}"))?;
-    if uri.scheme_str() != Some("ws") {
-        anyhow::bail!("{url}: the reference client speaks ws:// only");
-    }
+    let secure = match uri.scheme_str() {
+        Some("ws") => false,
+        Some("wss") => true,
+        _ => anyhow::bail!("{url}: the reference client speaks ws:// and wss:// only"),
+    };
     let host = uri.host().unwrap_or("127.0.0.1").trim_matches(['[', ']']);
-    let port = uri.port_u16().unwrap_or(80);
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
     let stream = match source_ip {
         None => TcpStream::connect((host, port)).await?,
         Some(ip) => connect_from(ip, host, port).await?,
     };
     stream.set_nodelay(true)?;
+    let stream = if secure {
+        let tls = tls.with_context(|| format!("{url}: wss:// needs a certificate to trust"))?;
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+            .with_context(|| format!("{url}: not a TLS server name"))?;
+        let stream = tokio_rustls::TlsConnector::from(tls.clone())
+            .connect(name, stream)
+            .await?;
+        Either::Right(stream)
+    } else {
+        Either::Left(stream)
+    };
     let (ws, _response) = ClientBuilder::from_uri(uri).connect_on(stream).await?;
     Ok(ws)
 }

@@ -87,6 +87,7 @@ impl GatewayContainer {
                 ws_addr: ([127, 0, 0, 1], ws_port).into(),
                 http_addr: ([127, 0, 0, 1], http_port).into(),
                 auth: AuthConfig::with_secret(TEST_SECRET),
+                tls: None,
             },
         };
         gateway.wait_healthy().await?;

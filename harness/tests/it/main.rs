@@ -11,3 +11,4 @@ mod publisher;
 mod schema;
 mod server;
 mod support;
+mod tls;

@@ -126,6 +126,7 @@ async fn three_worker_containers_joined_over_nats_give_one_verdict() {
             ws_addr: ([127, 0, 0, 1], 0).into(),
             http_addr: ([127, 0, 0, 1], http_port).into(),
             auth: AuthConfig::with_secret(SECRET),
+            tls: None,
         };
         endpoint
             .wait_for_stats(odin_harness::wait::LIMIT, |s| s.nats_connected)

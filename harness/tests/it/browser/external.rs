@@ -64,6 +64,7 @@ impl Target {
                 ws_addr: addr("ODIN_BROWSER_WS_ADDR")?,
                 http_addr: addr("ODIN_BROWSER_HTTP_ADDR")?,
                 auth,
+                tls: None,
             },
             nats_url: std::env::var("ODIN_BROWSER_NATS_URL")
                 .context("ODIN_BROWSER_NATS_URL is not set")?,
