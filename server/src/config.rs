@@ -92,6 +92,11 @@ pub struct ServerConfig {
     pub address_limits: AddressLimits,
     /// How many priced tokens, and bytes of their prices, the table holds.
     pub token_limits: TokenLimits,
+    /// permessage-deflate (RFC 7692): `Some(min_bytes)` accepts a client's
+    /// offer, and sends it every shared event of at least `min_bytes`
+    /// compressed (once per event, the same bytes for every such client);
+    /// `None`: offers are declined and every frame goes plain.
+    pub compression: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -126,6 +131,7 @@ impl Default for ServerConfig {
             max_open_files: None,
             address_limits: AddressLimits::default(),
             token_limits: TokenLimits::default(),
+            compression: None,
         }
     }
 }
@@ -368,6 +374,15 @@ pub struct ServerArgs {
     /// Bytes of held last prices at most, likewise.
     #[arg(long, env = "ODIN_MAX_PRICE_BYTES", default_value_t = 64 << 20, value_parser = clap::value_parser!(u64).range(1024..))]
     pub max_price_bytes: u64,
+    /// Accept permessage-deflate (RFC 7692) from clients that offer it
+    /// (browsers do): each event is compressed once and the same bytes go
+    /// to every client that accepted; others get plain frames.
+    #[arg(long, env = "ODIN_COMPRESSION")]
+    pub compression: bool,
+    /// With `--compression`, events shorter than this many bytes go
+    /// uncompressed (deflate gains little on them).
+    #[arg(long, env = "ODIN_COMPRESSION_MIN_BYTES", default_value_t = 64)]
+    pub compression_min_bytes: u64,
 }
 
 /// Flags of `odin-server token`.
@@ -482,6 +497,9 @@ impl ServerArgs {
                 max_price_bytes: usize::try_from(self.max_price_bytes).unwrap_or(usize::MAX),
             },
             last_prices,
+            compression: self
+                .compression
+                .then(|| usize::try_from(self.compression_min_bytes).unwrap_or(usize::MAX)),
         })
     }
 }

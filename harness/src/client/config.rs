@@ -37,6 +37,10 @@ pub struct ClientConfig {
     /// runs spread their processes over 127.0.0.x so that no source address
     /// runs out of ephemeral ports; `None` lets the kernel choose.
     pub source_ip: Option<std::net::IpAddr>,
+    /// Offer permessage-deflate (RFC 7692), as browsers do: a server with
+    /// `--compression` then sends events compressed, which the client
+    /// inflates.
+    pub compression: bool,
 }
 
 impl ClientConfig {
@@ -56,7 +60,15 @@ impl ClientConfig {
             close_timeout: Duration::from_secs(1),
             silence_heartbeats: 2.5,
             source_ip: None,
+            compression: false,
         }
+    }
+
+    /// The same, offering permessage-deflate (see
+    /// [`ClientConfig::compression`]).
+    pub fn with_compression(mut self, on: bool) -> Self {
+        self.compression = on;
+        self
     }
 
     /// The same, connecting from `ip` (see [`ClientConfig::source_ip`]).

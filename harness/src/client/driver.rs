@@ -18,6 +18,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use odin_protocol::message::ChannelRequest;
 use odin_protocol::{ClientMessage, ServerMessage};
+use odin_server::inflating::Inflating;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::net::TcpStream;
@@ -31,7 +32,11 @@ use super::observer::{Notice, Observer};
 use super::stats::ClientStats;
 use super::view::{MessageKind, MessageView};
 
-type Socket = WebSocketStream<TcpStream>;
+type Socket = WebSocketStream<Inflating<TcpStream>>;
+
+/// The largest message the client inflates (events are at most 256 KiB by
+/// the server's default).
+const MAX_INFLATED: usize = 16 << 20;
 
 /// A reference client: what a browser does, in Rust. Build it, keep its
 /// [`Client::stats`], and [`Client::run`] it until the shutdown token fires.
@@ -118,7 +123,7 @@ impl<O: Observer> Client<O> {
         let url = url_with_token(&self.config.url, &(self.token)());
         let attempt = timeout(
             self.config.connect_timeout,
-            open(url, self.config.source_ip),
+            open(url, self.config.source_ip, self.config.compression),
         );
         let ws = tokio::select! {
             biased;
@@ -345,8 +350,13 @@ impl<O: Observer> Client<O> {
 }
 
 /// Opens the WebSocket: from `source_ip` when one is set (bind, then
-/// connect), otherwise from wherever the kernel chooses.
-async fn open(url: String, source_ip: Option<std::net::IpAddr>) -> anyhow::Result<Socket> {
+/// connect), otherwise from wherever the kernel chooses; offering
+/// permessage-deflate when `compression` is set.
+async fn open(
+    url: String,
+    source_ip: Option<std::net::IpAddr>,
+    compression: bool,
+) -> anyhow::Result<Socket> {
     let uri: http::Uri = url
         .parse()
         .with_context(|| format!("invalid WebSocket URL {url}"))?;
@@ -360,7 +370,19 @@ async fn open(url: String, source_ip: Option<std::net::IpAddr>) -> anyhow::Resul
         Some(ip) => connect_from(ip, host, port).await?,
     };
     stream.set_nodelay(true)?;
-    let (ws, _response) = ClientBuilder::from_uri(uri).connect_on(stream).await?;
+    let mut builder = ClientBuilder::from_uri(uri);
+    let stream = if compression {
+        builder = builder.add_header(
+            http::header::SEC_WEBSOCKET_EXTENSIONS,
+            http::HeaderValue::from_static(odin_protocol::deflate::offer::EXTENSION),
+        )?;
+        // Inflating from the end of the server's answer on: a server that
+        // declines never sets RSV1, so its frames pass unchanged.
+        Inflating::after_head(stream, MAX_INFLATED)
+    } else {
+        Inflating::new(stream)
+    };
+    let (ws, _response) = builder.connect_on(stream).await?;
     Ok(ws)
 }
 

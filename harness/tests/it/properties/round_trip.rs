@@ -262,17 +262,19 @@ prop_compose! {
     fn stats_snapshot()(
         server_id in text(),
         uptime_seconds in number(),
-        counters in any::<[u64; 12]>(),
+        counters in any::<[u64; 15]>(),
         average_latency in number(),
         peak_latency in number(),
         nats_connected in any::<bool>(),
     ) -> StatsSnapshot {
         let [connection_count, messages_received, messages_delivered, duplicates_dropped,
              invalid_events, conflated, slow_consumer_disconnects, auth_failures,
-             address_limited, tokens_held, tokens_evicted, tokens_refused] = counters;
+             address_limited, tokens_held, tokens_evicted, tokens_refused,
+             compressed_connections, events_compressed, messages_compressed] = counters;
         StatsSnapshot {
             server_id, uptime_seconds, connection_count, messages_received, messages_delivered,
-            duplicates_dropped, invalid_events, conflated, slow_consumer_disconnects,
+            duplicates_dropped, invalid_events, conflated, compressed_connections,
+            events_compressed, messages_compressed, slow_consumer_disconnects,
             auth_failures, address_limited, tokens_held, tokens_evicted, tokens_refused,
             average_latency, peak_latency, nats_connected,
         }

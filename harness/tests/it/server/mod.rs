@@ -3,6 +3,7 @@
 
 mod auth;
 mod bad_input;
+mod compression;
 mod delivery;
 mod health_command;
 mod lifecycle;
