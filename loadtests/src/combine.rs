@@ -147,6 +147,9 @@ impl Combine for StatsSnapshot {
             duplicates_dropped,
             invalid_events,
             conflated,
+            compressed_connections,
+            events_compressed,
+            messages_compressed,
             slow_consumer_disconnects,
             auth_failures,
             address_limited,
@@ -173,6 +176,9 @@ impl Combine for StatsSnapshot {
         self.duplicates_dropped += duplicates_dropped;
         self.invalid_events += invalid_events;
         self.conflated += conflated;
+        self.compressed_connections += compressed_connections;
+        self.events_compressed += events_compressed;
+        self.messages_compressed += messages_compressed;
         self.slow_consumer_disconnects += slow_consumer_disconnects;
         self.auth_failures += auth_failures;
         self.address_limited += address_limited;
@@ -246,6 +252,9 @@ mod tests {
             duplicates_dropped: 0,
             invalid_events: 0,
             conflated: 0,
+            compressed_connections: 0,
+            events_compressed: 0,
+            messages_compressed: 0,
             slow_consumer_disconnects: 0,
             auth_failures: 0,
             address_limited: 0,

@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod channel;
 pub mod close;
 pub mod dedup;
+pub mod deflate;
 pub mod ids;
 pub mod message;
 mod ranges;

@@ -24,6 +24,16 @@ pub struct StatsSnapshot {
     pub invalid_events: u64,
     /// Pending price/volume updates replaced by a newer one of the same token.
     pub conflated: u64,
+    /// Connections that negotiated permessage-deflate (`--compression`).
+    #[serde(default)]
+    pub compressed_connections: u64,
+    /// Events compressed: once each, however many clients get them
+    /// compressed.
+    #[serde(default)]
+    pub events_compressed: u64,
+    /// Frames sent compressed (counted in `messages_delivered` too).
+    #[serde(default)]
+    pub messages_compressed: u64,
     /// Connections closed with `4008`.
     pub slow_consumer_disconnects: u64,
     /// Upgrade requests refused with `401`.

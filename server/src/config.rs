@@ -99,6 +99,11 @@ pub struct ServerConfig {
     pub lifecycle: Lifecycle,
     /// Serve TLS (`wss://`, `https://`) from these files; `None`: plain.
     pub tls: Option<TlsFiles>,
+    /// permessage-deflate (RFC 7692): `Some(min_bytes)` accepts a client's
+    /// offer, and sends it every shared event of at least `min_bytes`
+    /// compressed (once per event, the same bytes for every such client);
+    /// `None`: offers are declined and every frame goes plain.
+    pub compression: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -135,6 +140,7 @@ impl Default for ServerConfig {
             token_limits: TokenLimits::default(),
             lifecycle: Lifecycle::default(),
             tls: None,
+            compression: None,
         }
     }
 }
@@ -388,6 +394,15 @@ pub struct ServerArgs {
     /// The certificate's private key (PEM), with `--tls-cert`.
     #[arg(long, env = "ODIN_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Accept permessage-deflate (RFC 7692) from clients that offer it
+    /// (browsers do): each event is compressed once and the same bytes go
+    /// to every client that accepted; others get plain frames.
+    #[arg(long, env = "ODIN_COMPRESSION")]
+    pub compression: bool,
+    /// With `--compression`, events shorter than this many bytes go
+    /// uncompressed (deflate gains little on them).
+    #[arg(long, env = "ODIN_COMPRESSION_MIN_BYTES", default_value_t = 64)]
+    pub compression_min_bytes: u64,
 }
 
 /// Flags of `odin-server token`.
@@ -507,6 +522,9 @@ impl ServerArgs {
                 (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
                 _ => None,
             },
+            compression: self
+                .compression
+                .then(|| usize::try_from(self.compression_min_bytes).unwrap_or(usize::MAX)),
         })
     }
 }

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::expiry::{CENTURY, Deadline};
 use crate::fairness::CountedConnection;
+use crate::inflating::Inflating;
 use crate::outbox::{CloseRequest, Outbox};
 use crate::session::{Session, Subject};
 use crate::shared::{AdmissionGuard, Shared};
@@ -37,11 +38,14 @@ pub(crate) struct Admitted {
     pub(crate) slot: AdmissionGuard,
     /// The connection's place in its source address's budget.
     pub(crate) address: CountedConnection,
+    /// Whether permessage-deflate was negotiated: shared events go out
+    /// compressed.
+    pub(crate) compression: bool,
 }
 
 /// Serves one upgraded connection until it closes.
 pub(crate) async fn serve(
-    mut stream: WebSocketStream<ClientSocket>,
+    mut stream: WebSocketStream<Inflating<ClientSocket>>,
     socket_writer: WriteHalf,
     admitted: Admitted,
     shared: Arc<Shared>,
@@ -83,6 +87,7 @@ pub(crate) async fn serve(
                 .draw_lifetime(&mut rand::rng())
                 .map(|lifetime| Instant::now() + lifetime.min(CENTURY)),
             reader_done: reader_done.clone(),
+            compression: admitted.compression,
         };
         let writer_done = writer_done.clone();
         async move {

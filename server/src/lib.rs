@@ -18,9 +18,11 @@
 //! endpoints.
 
 pub mod auth;
+pub mod compression;
 pub mod config;
 pub mod event;
 pub mod health_check;
+pub mod inflating;
 pub mod ingest;
 pub mod last_prices;
 pub mod lifecycle;
@@ -117,7 +119,10 @@ impl Server {
             .unwrap_or_else(|| format!("odin-{:08x}", rand::random::<u32>()));
         let descriptors = share_out_descriptors(&config);
         let metrics = Arc::new(Metrics::new());
-        let router = Arc::new(Router::with_limits(metrics.clone(), config.token_limits));
+        let router = Arc::new(
+            Router::with_limits(metrics.clone(), config.token_limits)
+                .with_compression(config.compression),
+        );
 
         // The NATS clients are made on the ingest thread, so that their
         // connection tasks run beside ingest.

@@ -28,6 +28,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{AuthError, token_from_request};
 use crate::connection::{self, Admitted};
 use crate::fairness::{CountedConnection, TurnedAway, retry_after_secs};
+use crate::inflating::Inflating;
 use crate::shared::Shared;
 use crate::socket::{ClientSocket, RequestHead, answer_and_close, read_request_head};
 use crate::stream::{ClientStream, WriteHalf};
@@ -199,11 +200,18 @@ async fn upgrade(
     address: CountedConnection,
     shared: &Arc<Shared>,
     config: WebSocketConfig,
-) -> Option<(WebSocketStream<ClientSocket>, WriteHalf, Admitted)> {
+) -> Option<(WebSocketStream<Inflating<ClientSocket>>, WriteHalf, Admitted)> {
     let mut admitted = None;
-    let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        admitted =
-            Some(admit(req, peer, address, shared).map_err(|r| r.into_response(peer, shared))?);
+    let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
+        let mut client =
+            admit(req, peer, address, shared).map_err(|r| r.into_response(peer, shared))?;
+        let enabled = shared.config.compression.is_some();
+        if let Some(answer) = crate::compression::negotiate(enabled, req.headers()) {
+            resp.headers_mut()
+                .insert(http::header::SEC_WEBSOCKET_EXTENSIONS, answer);
+            client.compression = true;
+        }
+        admitted = Some(client);
         Ok(resp)
     };
     let stream = match &shared.tls {
@@ -227,10 +235,18 @@ async fn upgrade(
         }
         RequestHead::Gone => return None,
     };
+    let socket = Inflating::new(socket);
     match tokio_tungstenite::accept_hdr_async_with_config(socket, callback, Some(config)).await {
         Ok(mut ws) => {
-            let writer = ws.get_mut().take_writer().expect("taken once");
-            Some((ws, writer, admitted.expect("callback admitted the client")))
+            let writer = ws.get_mut().get_mut().take_writer().expect("taken once");
+            let admitted = admitted.expect("callback admitted the client");
+            if admitted.compression {
+                // The client's compressed messages, inflated within the
+                // same limit as plain ones.
+                ws.get_mut().enable(shared.config.max_message_bytes);
+                shared.metrics.compressed_connections.inc();
+            }
+            Some((ws, writer, admitted))
         }
         Err(e) => {
             tracing::debug!(error = %e, "upgrade refused or failed");
@@ -329,6 +345,7 @@ fn admit(
         subject: claims.sub,
         slot,
         address,
+        compression: false,
     })
 }
 

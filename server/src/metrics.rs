@@ -35,6 +35,12 @@ pub struct Metrics {
     pub invalid_events: Counter,
     /// Pending updates replaced by newer ones.
     pub conflated: Counter,
+    /// Connections that negotiated permessage-deflate.
+    pub compressed_connections: Counter,
+    /// Events compressed (once each, however many clients get them so).
+    pub events_compressed: Counter,
+    /// Frames sent compressed (part of `messages_delivered`).
+    pub messages_compressed: Counter,
     /// Connections closed with `4008`.
     pub slow_consumer_disconnects: Counter,
     /// Stored prices applied after a NATS reconnect because they were newer
@@ -96,6 +102,9 @@ impl Metrics {
         let duplicates_dropped = Counter::default();
         let invalid_events = Counter::default();
         let conflated = Counter::default();
+        let compressed_connections = Counter::default();
+        let events_compressed = Counter::default();
+        let messages_compressed = Counter::default();
         let slow_consumer_disconnects = Counter::default();
         let auth_failures = Counter::default();
         let prices_restored = Counter::default();
@@ -141,6 +150,21 @@ impl Metrics {
             "odin_conflated",
             "Pending price/volume updates replaced by a newer one of the same token",
             conflated.clone(),
+        );
+        registry.register(
+            "odin_compressed_connections",
+            "Connections that negotiated permessage-deflate",
+            compressed_connections.clone(),
+        );
+        registry.register(
+            "odin_events_compressed",
+            "Events compressed, once each however many clients receive them compressed",
+            events_compressed.clone(),
+        );
+        registry.register(
+            "odin_messages_compressed",
+            "Frames sent to clients compressed (counted in messages delivered too)",
+            messages_compressed.clone(),
         );
         registry.register(
             "odin_slow_consumer_disconnects",
@@ -231,6 +255,9 @@ impl Metrics {
             duplicates_dropped,
             invalid_events,
             conflated,
+            compressed_connections,
+            events_compressed,
+            messages_compressed,
             slow_consumer_disconnects,
             auth_failures,
             prices_restored,
@@ -286,6 +313,9 @@ impl Metrics {
             duplicates_dropped: self.duplicates_dropped.get(),
             invalid_events: self.invalid_events.get(),
             conflated: self.conflated.get(),
+            compressed_connections: self.compressed_connections.get(),
+            events_compressed: self.events_compressed.get(),
+            messages_compressed: self.messages_compressed.get(),
             slow_consumer_disconnects: self.slow_consumer_disconnects.get(),
             auth_failures: self.auth_failures.get(),
             address_limited: self.address_busy.get()
@@ -334,6 +364,7 @@ mod tests {
             "odin_duplicates_dropped_total",
             "odin_invalid_events_total",
             "odin_conflated_total",
+            "odin_messages_compressed_total",
             "odin_slow_consumer_disconnects_total",
             "odin_auth_failures_total",
             "odin_prices_restored_total",

@@ -12,12 +12,15 @@
 //! the outbox asks its writer to close with `4008`. A producer never waits.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use odin_protocol::close::{CloseCode, SLOW_CONSUMER};
 use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::compression::Deflated;
 
 /// Identifies "the pending update of token T of kind K" for conflation.
 /// Built by the router from its token slot number and the event kind.
@@ -31,6 +34,10 @@ pub struct Frame {
     pub text: Utf8Bytes,
     /// Set for frames a newer one of the same key may replace.
     pub conflation: Option<ConflationKey>,
+    /// The event's compressed payload, shared like `text` and made by the
+    /// first writer whose client takes compressed frames; `None` for frames
+    /// that always go plain (one connection's own messages, small events).
+    pub deflated: Option<Arc<Deflated>>,
 }
 
 impl Frame {
@@ -39,6 +46,7 @@ impl Frame {
         Self {
             text: text.into(),
             conflation: None,
+            deflated: None,
         }
     }
 }
@@ -287,6 +295,7 @@ mod tests {
         Frame {
             text: text.into(),
             conflation: key.map(ConflationKey),
+            deflated: None,
         }
     }
 

@@ -22,6 +22,7 @@ use odin_protocol::{Channel, TokenId};
 use parking_lot::RwLock;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use crate::compression::Deflated;
 use crate::metrics::Metrics;
 use crate::outbox::{ConflationKey, Frame, Outbox, Pushed};
 pub use crate::token_table::{ConnId, TokenLimits};
@@ -76,6 +77,9 @@ impl Index {
 pub struct Router {
     index: RwLock<Index>,
     metrics: Arc<Metrics>,
+    /// With permessage-deflate on, the smallest event that gets a shared
+    /// compressed payload (see [`crate::compression`]).
+    compress_from: Option<usize>,
 }
 
 impl Router {
@@ -93,7 +97,16 @@ impl Router {
                 market: Subscribers::default(),
             }),
             metrics,
+            compress_from: None,
         }
+    }
+
+    /// Gives every fanned-out event of at least `min_bytes` (when `Some`)
+    /// a slot for its compressed payload, made once by the first writer
+    /// whose client negotiated permessage-deflate.
+    pub fn with_compression(mut self, min_bytes: Option<usize>) -> Self {
+        self.compress_from = min_bytes;
+        self
     }
 
     /// Counts what storing a price changed in the table.
@@ -188,10 +201,17 @@ impl Router {
         wakes: &mut Vec<Arc<Outbox>>,
     ) {
         let mut conflated = 0;
+        // One slot per event, shared by every recipient; only when someone
+        // gets it and compression is on.
+        let deflated = self
+            .compress_from
+            .filter(|&min| text.len() >= min && !subscribers.is_empty())
+            .map(|_| Arc::new(Deflated::default()));
         for outbox in subscribers.values() {
             let (pushed, wake) = outbox.push_deferred(Frame {
                 text: text.clone(),
                 conflation,
+                deflated: deflated.clone(),
             });
             if pushed == Pushed::Conflated {
                 conflated += 1;

@@ -13,6 +13,9 @@ use tokio::net::tcp::OwnedWriteHalf;
 
 /// Text frame opcode.
 pub const OP_TEXT: u8 = 0x1;
+/// The RSV1 bit, or-ed into an opcode: the frame is a message compressed
+/// with permessage-deflate (RFC 7692 §6). [`Header::new`] keeps it.
+pub const RSV1: u8 = odin_protocol::deflate::RSV1;
 /// Close frame opcode.
 pub(crate) const OP_CLOSE: u8 = 0x8;
 /// Ping frame opcode.
@@ -36,8 +39,8 @@ pub(crate) struct Header {
 }
 
 impl Header {
-    /// The header of a frame with `opcode` and a payload of `payload_len`
-    /// bytes.
+    /// The header of a frame with `opcode` (with [`RSV1`] or-ed in for a
+    /// compressed message) and a payload of `payload_len` bytes.
     pub(crate) fn new(opcode: u8, payload_len: usize) -> Self {
         let mut bytes = [0u8; 10];
         bytes[0] = 0x80 | opcode;
@@ -170,6 +173,7 @@ mod tests {
         assert_eq!(Header::new(OP_TEXT, 0).as_bytes(), [0x81, 0]);
         assert_eq!(Header::new(OP_TEXT, 125).as_bytes(), [0x81, 125]);
         assert_eq!(Header::new(OP_PONG, 126).as_bytes(), [0x8A, 126, 0, 126]);
+        assert_eq!(Header::new(OP_TEXT | RSV1, 5).as_bytes(), [0xC1, 5]);
         assert_eq!(
             Header::new(OP_TEXT, 65_535).as_bytes(),
             [0x81, 126, 0xFF, 0xFF]

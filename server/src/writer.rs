@@ -73,6 +73,9 @@ pub(crate) struct WriterContext {
     pub(crate) lifetime_ends: Option<Instant>,
     /// Cancelled by the reader when the peer is gone.
     pub(crate) reader_done: CancellationToken,
+    /// The client negotiated permessage-deflate: events with a shared
+    /// compressed payload go out compressed.
+    pub(crate) compression: bool,
 }
 
 /// Why the write loop stopped.
@@ -280,9 +283,21 @@ async fn write_loop(io: &mut WriteHalf, ctx: &WriterContext) -> Stop {
         let close = ctx.outbox.take(&mut batch);
         let pong = ctx.outbox.take_pong();
         let count = batch.len() as u64;
+        let mut compressed = 0;
+        if ctx.compression {
+            // Made (once per event, by whichever writer comes first) before
+            // the write, so every retry below yields the same bytes.
+            for frame in &batch {
+                if let Some(d) = &frame.deflated
+                    && d.get(frame.text.as_bytes(), &shared.metrics).is_some()
+                {
+                    compressed += 1;
+                }
+            }
+        }
         let frames = || {
             let pong = pong.as_deref().map(|p| (wire::OP_PONG, p));
-            let texts = batch.iter().map(|f| (wire::OP_TEXT, f.text.as_bytes()));
+            let texts = batch.iter().map(|f| text_frame(f, ctx.compression, shared));
             let ping = ping.then_some((wire::OP_PING, &[][..]));
             pong.into_iter().chain(texts).chain(ping)
         };
@@ -318,6 +333,9 @@ async fn write_loop(io: &mut WriteHalf, ctx: &WriterContext) -> Stop {
         match written {
             Ok(()) => {
                 shared.metrics.messages_delivered.inc_by(count);
+                if compressed > 0 {
+                    shared.metrics.messages_compressed.inc_by(compressed);
+                }
             }
             Err(WriteFailure::TimedOut) => {
                 return Stop::Close {
@@ -338,6 +356,21 @@ async fn write_loop(io: &mut WriteHalf, ctx: &WriterContext) -> Stop {
                 advisory: None,
             };
         }
+    }
+}
+
+/// A queued text frame as this client gets it: the event's shared
+/// compressed payload with RSV1 set when the client negotiated
+/// permessage-deflate and the event has one, else the plain text.
+fn text_frame<'a>(frame: &'a Frame, compression: bool, shared: &Shared) -> (u8, &'a [u8]) {
+    let deflated = frame
+        .deflated
+        .as_deref()
+        .filter(|_| compression)
+        .and_then(|d| d.get(frame.text.as_bytes(), &shared.metrics));
+    match deflated {
+        Some(payload) => (wire::OP_TEXT | wire::RSV1, payload),
+        None => (wire::OP_TEXT, frame.text.as_bytes()),
     }
 }
 

@@ -40,6 +40,10 @@ pub struct ClientConfig {
     /// What a `wss://` URL's certificate is checked against; `None` with
     /// `wss://` is an error (the harness trusts no system roots).
     pub tls: Option<crate::tls::ClientTls>,
+    /// Offer permessage-deflate (RFC 7692), as browsers do: a server with
+    /// `--compression` then sends events compressed, which the client
+    /// inflates.
+    pub compression: bool,
 }
 
 impl ClientConfig {
@@ -60,7 +64,15 @@ impl ClientConfig {
             silence_heartbeats: 2.5,
             source_ip: None,
             tls: None,
+            compression: false,
         }
+    }
+
+    /// The same, offering permessage-deflate (see
+    /// [`ClientConfig::compression`]).
+    pub fn with_compression(mut self, on: bool) -> Self {
+        self.compression = on;
+        self
     }
 
     /// The same, connecting from `ip` (see [`ClientConfig::source_ip`]).

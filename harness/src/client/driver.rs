@@ -18,6 +18,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use odin_protocol::message::ChannelRequest;
 use odin_protocol::{ClientMessage, ServerMessage};
+use odin_server::inflating::Inflating;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::net::TcpStream;
@@ -35,7 +36,11 @@ use super::view::{MessageKind, MessageView};
 /// Plain TCP, or TLS over it for `wss://`.
 type Stream = Either<TcpStream, tokio_rustls::client::TlsStream<TcpStream>>;
 
-type Socket = WebSocketStream<Stream>;
+type Socket = WebSocketStream<Inflating<Stream>>;
+
+/// The largest message the client inflates (events are at most 256 KiB by
+/// the server's default).
+const MAX_INFLATED: usize = 16 << 20;
 
 /// A reference client: what a browser does, in Rust. Build it, keep its
 /// [`Client::stats`], and [`Client::run`] it until the shutdown token fires.
@@ -122,7 +127,12 @@ impl<O: Observer> Client<O> {
         let url = url_with_token(&self.config.url, &(self.token)());
         let attempt = timeout(
             self.config.connect_timeout,
-            open(url, self.config.source_ip, self.config.tls.as_ref()),
+            open(
+                url,
+                self.config.source_ip,
+                self.config.tls.as_ref(),
+                self.config.compression,
+            ),
         );
         let ws = tokio::select! {
             biased;
@@ -350,11 +360,13 @@ impl<O: Observer> Client<O> {
 
 /// Opens the WebSocket: from `source_ip` when one is set (bind, then
 /// connect), otherwise from wherever the kernel chooses; over TLS trusting
-/// `tls` for `wss://`.
+/// `tls` for `wss://`; offering permessage-deflate when `compression` is
+/// set.
 async fn open(
     url: String,
     source_ip: Option<std::net::IpAddr>,
     tls: Option<&crate::tls::ClientTls>,
+    compression: bool,
 ) -> anyhow::Result<Socket> {
     let uri: http::Uri = url
         .parse()
@@ -382,7 +394,19 @@ async fn open(
     } else {
         Either::Left(stream)
     };
-    let (ws, _response) = ClientBuilder::from_uri(uri).connect_on(stream).await?;
+    let mut builder = ClientBuilder::from_uri(uri);
+    let stream = if compression {
+        builder = builder.add_header(
+            http::header::SEC_WEBSOCKET_EXTENSIONS,
+            http::HeaderValue::from_static(odin_protocol::deflate::offer::EXTENSION),
+        )?;
+        // Inflating from the end of the server's answer on: a server that
+        // declines never sets RSV1, so its frames pass unchanged.
+        Inflating::after_head(stream, MAX_INFLATED)
+    } else {
+        Inflating::new(stream)
+    };
+    let (ws, _response) = builder.connect_on(stream).await?;
     Ok(ws)
 }
 

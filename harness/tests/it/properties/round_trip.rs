@@ -297,7 +297,7 @@ prop_compose! {
     fn stats_snapshot()(
         server_id in text(),
         uptime_seconds in number(),
-        counters in any::<[u64; 15]>(),
+        counters in any::<[u64; 18]>(),
         average_latency in number(),
         peak_latency in number(),
         nats_connected in any::<bool>(),
@@ -305,10 +305,12 @@ prop_compose! {
         let [connection_count, messages_received, messages_delivered, duplicates_dropped,
              invalid_events, conflated, slow_consumer_disconnects, auth_failures,
              address_limited, tokens_held, tokens_evicted, tokens_refused, tls_reloads,
-             tls_reload_failures, tls_handshake_failures] = counters;
+             tls_reload_failures, tls_handshake_failures, compressed_connections,
+             events_compressed, messages_compressed] = counters;
         StatsSnapshot {
             server_id, uptime_seconds, connection_count, messages_received, messages_delivered,
-            duplicates_dropped, invalid_events, conflated, slow_consumer_disconnects,
+            duplicates_dropped, invalid_events, conflated, compressed_connections,
+            events_compressed, messages_compressed, slow_consumer_disconnects,
             auth_failures, address_limited, tokens_held, tokens_evicted, tokens_refused,
             tls_reloads, tls_reload_failures, tls_handshake_failures, average_latency, peak_latency, nats_connected,
         }

@@ -4,6 +4,7 @@
 mod advisory;
 mod auth;
 mod bad_input;
+mod compression;
 mod delivery;
 mod health_command;
 mod lifecycle;
