@@ -133,6 +133,9 @@ function startClient() {
   client.on('frame', () => rate.add(1, nowMs()));
   client.on('event', onEvent);
   client.on('server_error', (m) => log(`server: ${m.code}: ${m.message}`, 'warn'));
+  client.on('reconnect_advised', (m) =>
+    log(`server closes this connection (${m.reason}); reconnecting in ${(m.delayMs / 1000).toFixed(1)} s as it asks`),
+  );
   client.on('warning', (text) => log(text, 'warn'));
   // A debugging handle for the browser console.
   window.odin = { client, model };

@@ -1,4 +1,4 @@
-// odin-client.js — the Odin wire protocol (PROTOCOL.md, version 1) for
+// odin-client.js — the Odin wire protocol (PROTOCOL.md, version 2) for
 // browsers, with no DOM code: the view (app.js) only listens to it.
 //
 // One connection's life, the same loop as the harness's reference client
@@ -20,9 +20,16 @@
 // - Reconnects wait a capped exponential back-off with full jitter:
 //   uniform(0, min(cap, base · 2^failures)), failures counted since the last
 //   connection that stayed live for `stableAfterMs`.
+// - The page asks for version 2 (`?protocol=2`): before the server closes a
+//   connection on shutdown or at its lifetime it sends `reconnect` with a
+//   `delayMs` of its own (§4.6, §4.7), and the page waits exactly that long
+//   (at most the back-off's cap) instead of the back-off, so a fleet of
+//   pages closed at once does not come back at once. That close is no
+//   failure.
 
-/** The protocol version this client speaks (`connection_established`). */
-export const PROTOCOL_VERSION = 1;
+/** The protocol version this client asks for (`?protocol=`) and expects
+ *  in `connection_established`. */
+export const PROTOCOL_VERSION = 2;
 
 /** The five event types that come from NATS and carry a de-dup nonce. */
 export const EVENT_TYPES = new Set([
@@ -46,6 +53,7 @@ export const CLOSE_REASONS = new Map([
   [1009, 'message too big'],
   [4001, 'token expired'],
   [4002, 'no pong'],
+  [4003, 'connection lifetime reached'],
   [4008, 'slow consumer'],
 ]);
 
@@ -139,6 +147,15 @@ export function withToken(url, token) {
 }
 
 /**
+ * `url` asking for protocol `version` (`protocol=<version>` in its query).
+ */
+export function withProtocol(url, version = PROTOCOL_VERSION) {
+  const u = new URL(url);
+  u.searchParams.set('protocol', String(version));
+  return u.toString();
+}
+
+/**
  * The WebSocket URL to use when the page was not given one: the page's own
  * host on port 8080 (the server's default WebSocket port), or 127.0.0.1 when
  * the page was opened as a file.
@@ -194,6 +211,8 @@ export class OdinClient {
     /** The channels every connection subscribes to (insertion-ordered). */
     this.wanted = new Set(channels);
     this.backoff = new Backoff(backoffBaseMs, backoffCapMs);
+    /** The open connection's `reconnect` advisory delay, capped; null: none. */
+    this.advisedDelayMs = null;
     this.stableAfterMs = stableAfterMs;
     this.connectTimeoutMs = connectTimeoutMs;
     this.handshakeTimeoutMs = handshakeTimeoutMs;
@@ -316,7 +335,8 @@ export class OdinClient {
     this.counters.attempts += 1;
     let ws;
     try {
-      ws = new this.WebSocketImpl(withToken(this.url, this.tokenSource()));
+      this.advisedDelayMs = null;
+      ws = new this.WebSocketImpl(withToken(withProtocol(this.url), this.tokenSource()));
     } catch (e) {
       // A malformed URL: retrying will not fix it, but backing off keeps the
       // page responsive and shows the reason.
@@ -363,8 +383,8 @@ export class OdinClient {
         if (this.phase !== 'handshaking') return;
         this.session = msg;
         if (msg.protocolVersion !== PROTOCOL_VERSION) {
-          // Carry on: a newer server keeps what version 1 promises or
-          // refuses the connection; the view says what it is talking to.
+          // Carry on: a server older than versions speaks version 1 (no
+          // advisory, everything else the same); the view says so.
           this.emit('warning', `server speaks protocol ${msg.protocolVersion}, this page ${PROTOCOL_VERSION}`);
         }
         this.emit('established', msg);
@@ -391,6 +411,14 @@ export class OdinClient {
         return; // Its arrival already fed the watchdog.
       case 'error':
         this.emit('server_error', msg);
+        return;
+      case 'reconnect':
+        // The close follows; wait what the server asks (bounded by the cap,
+        // so no server can park the page).
+        if (Number.isFinite(msg.delayMs) && msg.delayMs >= 0) {
+          this.advisedDelayMs = Math.min(msg.delayMs, this.backoff.capMs);
+          this.emit('reconnect_advised', msg);
+        }
         return;
       default:
         if (EVENT_TYPES.has(msg.type)) this.onEvent(msg);
@@ -472,11 +500,13 @@ export class OdinClient {
     // A connection that stayed live long enough proved the server healthy:
     // the back-off starts over.
     if (wasLive && nowMs() - this.liveSince >= this.stableAfterMs) this.backoff.reset();
+    const advised = this.advisedDelayMs;
+    this.advisedDelayMs = null;
     this.backOff({
       closeCode: code,
       closeReason: reason || CLOSE_REASONS.get(code) || `code ${code}`,
       wasLive,
-    });
+    }, advised);
   }
 
   /** Gives up on `ws` (timeout, silent server): close it and back off. */
@@ -489,9 +519,11 @@ export class OdinClient {
     this.backOff({ closeReason: why });
   }
 
-  backOff(extra) {
+  /** Waits `advisedMs` when the server advised it, else the back-off's next
+   *  delay (a failure); then connects again. */
+  backOff(extra, advisedMs = null) {
     this.clearTimers();
-    const delay = this.backoff.nextDelay(this.random);
+    const delay = advisedMs ?? this.backoff.nextDelay(this.random);
     this.retryAt = nowMs() + delay;
     this.phase = 'backing_off';
     this.emit('state', this.stateInfo({ delayMs: delay, ...extra }));

@@ -5,7 +5,7 @@
 import { test, mock } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { Backoff, DedupWindow, OdinClient, defaultWsUrl, withToken } from '../odin-client.js';
+import { Backoff, DedupWindow, OdinClient, defaultWsUrl, withProtocol, withToken } from '../odin-client.js';
 import { LatencyWindow, RateMeter } from '../metrics.js';
 import * as fmt from '../format.js';
 
@@ -202,6 +202,40 @@ test('marks the re-sent latest price after subscribed as a snapshot', () => {
   client.stop();
 });
 
+test('asks for version 2 and waits a reconnect advisory\'s delay, capped, as no failure', () => {
+  mock.timers.enable({ apis: ['setTimeout', 'setInterval'] });
+  try {
+    const { client } = newClient({ backoffBaseMs: 100, backoffCapMs: 5000 });
+    const delays = [];
+    client.on('state', (s) => s.phase === 'backing_off' && delays.push(s.delayMs));
+    client.start();
+    const first = FakeSocket.all[0];
+    assert.equal(new URL(first.url).searchParams.get('protocol'), '2');
+    first.handshake();
+    first.receive({ type: 'reconnect', reason: 'shutdown', delayMs: 1234, timestamp: Date.now(), nonce: 'r1' });
+    first.drop(1001);
+    assert.deepEqual(delays, [1234]);
+    assert.equal(client.backoff.failures, 0, 'an announced close is no failure');
+    mock.timers.tick(1233);
+    assert.equal(FakeSocket.all.length, 1, 'not back before the advised delay');
+    mock.timers.tick(1);
+    assert.equal(FakeSocket.all.length, 2);
+    // A huge delay is capped; the next unannounced close backs off again.
+    const second = FakeSocket.all[1];
+    second.handshake();
+    second.receive({ type: 'reconnect', reason: 'lifetime', delayMs: 1e12, timestamp: Date.now(), nonce: 'r2' });
+    second.drop(4003);
+    assert.deepEqual(delays, [1234, 5000]);
+    mock.timers.tick(5000);
+    FakeSocket.all[2].handshake();
+    FakeSocket.all[2].drop(1006);
+    assert.deepEqual(delays, [1234, 5000, 100], 'random() = 1: the first ceiling');
+    client.stop();
+  } finally {
+    mock.timers.reset();
+  }
+});
+
 test('a handshake that stalls counts as a failed attempt', () => {
   mock.timers.enable({ apis: ['setTimeout', 'setInterval'] });
   try {
@@ -222,6 +256,7 @@ test('defaults and URLs', () => {
   assert.equal(defaultWsUrl({ protocol: 'https:', hostname: '::1' }), 'wss://[::1]:8080/ws');
   assert.equal(defaultWsUrl({ protocol: 'file:', hostname: '' }), 'ws://127.0.0.1:8080/ws');
   assert.equal(withToken('ws://h:1/ws?x=1', 'a b&'), 'ws://h:1/ws?x=1&token=a+b%26');
+  assert.equal(withProtocol('ws://h:1/ws'), 'ws://h:1/ws?protocol=2');
 });
 
 test('latency percentiles cover the last minute only, within 2 %', () => {

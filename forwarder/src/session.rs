@@ -49,6 +49,7 @@ impl Session {
                 ErrorCode::InvalidMessage,
                 "refresh: this forwarder checks no tokens".into(),
                 req.id,
+                None,
             ),
             Err(e) => self.error(
                 ErrorCode::InvalidMessage,

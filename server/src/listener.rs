@@ -200,7 +200,11 @@ async fn upgrade(
     address: CountedConnection,
     shared: &Arc<Shared>,
     config: WebSocketConfig,
-) -> Option<(WebSocketStream<Inflating<ClientSocket>>, WriteHalf, Admitted)> {
+) -> Option<(
+    WebSocketStream<Inflating<ClientSocket>>,
+    WriteHalf,
+    Admitted,
+)> {
     let mut admitted = None;
     let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
         let mut client =

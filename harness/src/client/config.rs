@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use odin_protocol::Backoff;
+use odin_protocol::{Backoff, ProtocolVersion};
 
 use super::machine::Policy;
 
@@ -44,6 +44,11 @@ pub struct ClientConfig {
     /// `--compression` then sends events compressed, which the client
     /// inflates.
     pub compression: bool,
+    /// The protocol version asked for (`?protocol=2` for version 2, which
+    /// brings the `reconnect` advisory the client then honours); version 1
+    /// asks for nothing, so the client also works against servers that
+    /// predate versions.
+    pub protocol: ProtocolVersion,
 }
 
 impl ClientConfig {
@@ -65,7 +70,27 @@ impl ClientConfig {
             source_ip: None,
             tls: None,
             compression: false,
+            protocol: ProtocolVersion::V1,
         }
+    }
+
+    /// The same, speaking protocol `version` (see [`ClientConfig::protocol`]).
+    pub fn with_protocol(mut self, version: ProtocolVersion) -> Self {
+        self.protocol = version;
+        self
+    }
+
+    /// The URL of a connection attempt with `token`: the configured one,
+    /// asking for the configured version, then the token.
+    pub(crate) fn url_with(&self, token: &str) -> String {
+        let url = match self.protocol {
+            ProtocolVersion::V1 => self.url.clone(),
+            version => {
+                let separator = if self.url.contains('?') { '&' } else { '?' };
+                format!("{}{separator}protocol={}", self.url, version.number())
+            }
+        };
+        url_with_token(&url, token)
     }
 
     /// The same, offering permessage-deflate (see
@@ -133,6 +158,14 @@ pub(crate) fn url_with_token(url: &str, token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn asks_for_version_2_before_the_token() {
+        let v1 = ClientConfig::new("ws://h:1/ws", ["batch"]);
+        assert_eq!(v1.url_with("t"), "ws://h:1/ws?token=t");
+        let v2 = v1.with_protocol(ProtocolVersion::V2);
+        assert_eq!(v2.url_with("t"), "ws://h:1/ws?protocol=2&token=t");
+    }
 
     #[test]
     fn appends_the_token_to_the_query() {

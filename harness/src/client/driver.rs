@@ -27,7 +27,7 @@ use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_websockets::{ClientBuilder, CloseCode, Message, WebSocketStream};
 
-use super::config::{ClientConfig, TokenSource, url_with_token};
+use super::config::{ClientConfig, TokenSource};
 use super::machine::{Action, Input, Machine, Phase};
 use super::observer::{Notice, Observer};
 use super::stats::ClientStats;
@@ -124,7 +124,7 @@ impl<O: Observer> Client<O> {
     /// One connection, from the attempt to its end; returns the machine's
     /// answer to how it ended (a back-off wait, or stop).
     async fn session(&mut self, shutdown: &CancellationToken) -> Action {
-        let url = url_with_token(&self.config.url, &(self.token)());
+        let url = self.config.url_with(&(self.token)());
         let attempt = timeout(
             self.config.connect_timeout,
             open(
@@ -307,6 +307,15 @@ impl<O: Observer> Client<O> {
                 if self.step(Input::Established) == Action::Subscribe {
                     ws.send(Message::text(self.subscribe.clone())).await?;
                 }
+            }
+            MessageKind::Reconnect => {
+                if let Ok(ServerMessage::Reconnect(m)) = view.decode() {
+                    self.stats.add_advisory();
+                    self.step(Input::Advised {
+                        delay: Duration::from_millis(m.delay_ms),
+                    });
+                }
+                self.observer.on_notice(Notice::Control(&view));
             }
             MessageKind::Subscribed => {
                 self.step(Input::Subscribed);

@@ -11,7 +11,11 @@
 //! - the application never gets an event nonce twice;
 //! - each back-off delay lies in `[0, min(cap, base · 2^failures)]`, where
 //!   `failures` counts attempts since the last connection that stayed live
-//!   for `stable_after`.
+//!   for `stable_after`;
+//! - a close the server announced with a `reconnect` advisory (protocol
+//!   version 2) is followed by exactly the advised delay (at most the
+//!   back-off's cap, so a server cannot park a client), and does not count
+//!   as a failure.
 
 use std::time::{Duration, Instant};
 
@@ -70,6 +74,12 @@ pub enum Input<'a> {
     Established,
     /// `subscribed` arrived.
     Subscribed,
+    /// A `reconnect` advisory arrived (version 2): the server closes next and
+    /// asks for this wait before the next attempt.
+    Advised {
+        /// The advisory's `delayMs`.
+        delay: Duration,
+    },
     /// An event (one of the five NATS event kinds) arrived.
     Event {
         /// Its de-duplication key.
@@ -153,6 +163,9 @@ pub struct Machine {
     /// strings, and the nonce is hashed once for both.
     /// Invariant: at most [`MAX_LATEST_TOKENS`] entries.
     latest_price: FingerprintMap<u128>,
+    /// The delay the open connection's `reconnect` advisory asked for, at
+    /// most the back-off's cap; cleared when a connection opens.
+    advised: Option<Duration>,
 }
 
 impl Machine {
@@ -164,6 +177,7 @@ impl Machine {
             stable_after: policy.stable_after,
             dedup: DedupWindow::new(policy.dedup_ttl, policy.dedup_capacity),
             latest_price: FingerprintMap::default(),
+            advised: None,
         }
     }
 
@@ -196,6 +210,11 @@ impl Machine {
             }
             (Connecting, Input::Opened) => {
                 self.phase = Handshaking;
+                self.advised = None;
+                Action::Nothing
+            }
+            (Handshaking | Subscribing | Live { .. }, Input::Advised { delay }) => {
+                self.advised = Some(delay.min(self.backoff.cap()));
                 Action::Nothing
             }
             (Connecting, Input::ConnectFailed) => self.back_off(rng),
@@ -218,13 +237,25 @@ impl Machine {
                 if now.saturating_duration_since(since) >= self.stable_after {
                     self.backoff.reset();
                 }
-                self.back_off(rng)
+                self.after_close(rng)
             }
-            (Handshaking | Subscribing, Input::Closed { .. }) => self.back_off(rng),
+            (Handshaking | Subscribing, Input::Closed { .. }) => self.after_close(rng),
             (phase, input) => {
                 tracing::debug!(?phase, ?input, "input ignored in this phase");
                 Action::Nothing
             }
+        }
+    }
+
+    /// After a close: the advised delay when the server announced it (a
+    /// planned close, not a failure), else the back-off.
+    fn after_close<R: Rng + ?Sized>(&mut self, rng: &mut R) -> Action {
+        match self.advised.take() {
+            Some(delay) => {
+                self.phase = Phase::BackingOff;
+                Action::Wait(delay)
+            }
+            None => self.back_off(rng),
         }
     }
 
@@ -299,6 +330,41 @@ mod tests {
         );
         assert_eq!(m.handle(Input::Shutdown, t, &mut rng), Action::Stop);
         assert_eq!(m.handle(Input::Start, t, &mut rng), Action::Stop);
+    }
+
+    #[test]
+    fn an_advised_close_waits_the_advised_delay_capped() {
+        let mut rng = rand::rng();
+        let t = Instant::now();
+        let mut m = machine();
+        for input in [Input::Start, Input::Opened, Input::Established] {
+            m.handle(input, t, &mut rng);
+        }
+        let delay = Duration::from_millis(750);
+        assert_eq!(
+            m.handle(Input::Advised { delay }, t, &mut rng),
+            Action::Nothing
+        );
+        let closed = Input::Closed { code: Some(1001) };
+        assert_eq!(m.handle(closed, t, &mut rng), Action::Wait(delay));
+        assert_eq!(m.backoff().failures(), 0, "a planned close is no failure");
+        // Only that close: the next one backs off again.
+        m.handle(Input::BackoffElapsed, t, &mut rng);
+        m.handle(Input::Opened, t, &mut rng);
+        let advised = Input::Advised {
+            delay: Duration::from_secs(3600),
+        };
+        m.handle(advised, t, &mut rng);
+        assert_eq!(
+            m.handle(closed, t, &mut rng),
+            Action::Wait(Duration::from_secs(1))
+        );
+        m.handle(Input::BackoffElapsed, t, &mut rng);
+        m.handle(Input::Opened, t, &mut rng);
+        assert!(matches!(
+            m.handle(closed, t, &mut rng),
+            Action::Wait(d) if d <= Duration::from_millis(100)
+        ));
     }
 
     #[test]

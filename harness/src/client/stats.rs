@@ -20,6 +20,7 @@ pub struct ClientStats {
     connects: AtomicU64,
     connect_failures: AtomicU64,
     disconnects: AtomicU64,
+    advisories: AtomicU64,
     /// `0` until a connection closed with a code (0 is no valid close code).
     last_close_code: AtomicU32,
     live: AtomicBool,
@@ -47,6 +48,9 @@ pub struct ClientCounters {
     pub connect_failures: u64,
     /// Connections that ended (by the server, the network or a timeout).
     pub disconnects: u64,
+    /// `reconnect` advisories received (protocol version 2): closes the
+    /// server announced, each followed by its advised delay.
+    pub advisories: u64,
     /// Code of the last close frame received, if any.
     pub last_close_code: Option<u16>,
     /// Whether the client is subscribed right now.
@@ -68,6 +72,7 @@ impl ClientStats {
             reconnects: connects.saturating_sub(1),
             connect_failures: get(&self.connect_failures),
             disconnects: get(&self.disconnects),
+            advisories: get(&self.advisories),
             last_close_code: match self.last_close_code.load(Ordering::Relaxed) {
                 0 => None,
                 code => u16::try_from(code).ok(),
@@ -113,6 +118,9 @@ impl ClientStats {
             self.last_close_code
                 .store(u32::from(code), Ordering::Relaxed);
         }
+    }
+    pub(crate) fn add_advisory(&self) {
+        self.advisories.fetch_add(1, Ordering::Relaxed);
     }
     pub(crate) fn set_live(&self, live: bool) {
         self.live.store(live, Ordering::Relaxed);

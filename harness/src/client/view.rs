@@ -37,6 +37,8 @@ pub enum MessageKind {
     Pong,
     /// `error`
     Error,
+    /// `reconnect` (version 2)
+    Reconnect,
     /// A type this client does not know (a newer protocol, or a bug).
     #[serde(other)]
     Unknown,

@@ -117,3 +117,38 @@ fn the_last_prices_store_is_off_unless_named() {
         Err(ConfigError::LastPricesStream)
     ));
 }
+
+#[test]
+fn the_lifetime_is_off_by_default_and_its_flags_are_checked() {
+    let config = |extra: &[&str]| {
+        let mut args = vec!["odin-server", "--dev"];
+        args.extend_from_slice(extra);
+        Cli::try_parse_from(args).map(|cli| cli.server.into_config().unwrap())
+    };
+    let default = config(&[]).unwrap().lifecycle;
+    assert_eq!(default, crate::lifecycle::Lifecycle::default());
+    assert_eq!(default.max_lifetime, None);
+    assert_eq!(default.reconnect_spread, Duration::from_secs(5));
+    let set = config(&[
+        "--max-connection-lifetime",
+        "1h",
+        "--connection-lifetime-jitter",
+        "0.25",
+        "--reconnect-spread",
+        "0s",
+    ])
+    .unwrap()
+    .lifecycle;
+    assert_eq!(set.max_lifetime, Some(Duration::from_secs(3600)));
+    assert_eq!(set.lifetime_jitter, 0.25);
+    assert_eq!(set.reconnect_spread, Duration::ZERO);
+    for bad in [
+        ["--max-connection-lifetime", "0s"],
+        ["--connection-lifetime-jitter", "1.5"],
+        ["--connection-lifetime-jitter", "NaN"],
+        ["--reconnect-spread", "soon"],
+    ] {
+        let err = config(&bad).unwrap_err().to_string();
+        assert!(err.contains(bad[0]), "{bad:?}: {err}");
+    }
+}

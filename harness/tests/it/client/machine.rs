@@ -1,15 +1,19 @@
 //! Model-based property tests of the client's reconnect state machine.
 //!
 //! A simulated world (connect failures, upgrades, handshakes, events,
-//! duplicates, snapshots, server closes 1000/1001/4001/4002/4008 or a dead
-//! socket, time passing, shutdown) drives the pure machine the way the real
-//! driver does, and a model checks after every step that:
+//! duplicates, snapshots, `reconnect` advisories, server closes
+//! 1000/1001/4001/4002/4003/4008 or a dead socket, time passing, shutdown)
+//! drives the pure machine the way the real driver does, and a model checks
+//! after every step that:
 //! - every established connection gets exactly one `subscribe`;
 //! - no nonce is ever delivered twice, and nothing is dropped that was not
 //!   delivered before;
 //! - each back-off delay is within `[0, min(cap, base · 2^k)]`, where `k`
 //!   counts attempts since the last connection that was live for
 //!   `stable_after` (so the ceiling grows to the cap and resets);
+//! - a close after a `reconnect` advisory on that connection waits exactly
+//!   the advised delay (at most the cap) and is not a failure; the next
+//!   unannounced close backs off again;
 //! - after shutdown nothing but `Stop` comes out.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -46,6 +50,10 @@ enum World {
     Closes {
         code: Option<u16>,
     },
+    /// A `reconnect` advisory with this `delayMs` (beyond the cap at times).
+    Advises {
+        ms: u32,
+    },
     Advances {
         ms: u16,
     },
@@ -60,8 +68,9 @@ fn world() -> impl Strategy<Value = World> {
         4 => Just(World::AcksSubscribe),
         10 => (0..=PRICE_TOKENS).prop_map(|kind| World::Publishes { kind }),
         3 => any::<usize>().prop_map(|pick| World::Repeats { pick }),
-        3 => prop::sample::select(vec![Some(1000), Some(1001), Some(4001), Some(4002), Some(4008), None])
+        3 => prop::sample::select(vec![Some(1000), Some(1001), Some(4001), Some(4002), Some(4003), Some(4008), None])
             .prop_map(|code| World::Closes { code }),
+        2 => prop_oneof![0u32..4_000, Just(u32::MAX)].prop_map(|ms| World::Advises { ms }),
         3 => (0u16..2_500).prop_map(|ms| World::Advances { ms }),
         1 => Just(World::ShutsDown),
     ]
@@ -95,6 +104,8 @@ struct Sim {
     delivered: HashSet<String>,
     failures: u32,
     live_since: Option<Instant>,
+    /// The delay the open connection's advisory asked for, capped.
+    advised: Option<Duration>,
     establishes: u32,
     subscribes: u32,
 }
@@ -119,6 +130,7 @@ impl Sim {
             delivered: HashSet::new(),
             failures: 0,
             live_since: None,
+            advised: None,
             establishes: 0,
             subscribes: 0,
         };
@@ -160,6 +172,30 @@ impl Sim {
             "back-off count drifted from the model"
         );
         prop_assert_eq!(self.machine.backoff().ceiling(), self.ceiling());
+        self.live_since = None;
+        self.now += delay;
+        prop_assert_eq!(self.feed(Input::BackoffElapsed), Action::Connect);
+        self.conn = Conn::Connecting;
+        Ok(())
+    }
+
+    /// Checks the wait after an announced close against the model: exactly
+    /// the advised delay, and no failure counted.
+    fn advised_wait(
+        &mut self,
+        action: Action,
+        delay: Duration,
+        stable: bool,
+    ) -> Result<(), TestCaseError> {
+        prop_assert_eq!(action, Action::Wait(delay), "the advised delay, capped");
+        if stable {
+            self.failures = 0;
+        }
+        prop_assert_eq!(
+            self.machine.backoff().failures(),
+            self.failures,
+            "an announced close counted as a failure"
+        );
         self.live_since = None;
         self.now += delay;
         prop_assert_eq!(self.feed(Input::BackoffElapsed), Action::Connect);
@@ -218,6 +254,7 @@ impl Sim {
             }
             (World::Opens, Conn::Connecting) => {
                 prop_assert_eq!(self.feed(Input::Opened), Action::Nothing);
+                self.advised = None;
                 self.conn = Conn::Open {
                     established: false,
                     subscribe_sent: false,
@@ -301,7 +338,15 @@ impl Sim {
                     .live_since
                     .is_some_and(|since| self.now - since >= STABLE_AFTER);
                 let action = self.feed(Input::Closed { code });
-                self.backed_off(action, stable)?;
+                match self.advised.take() {
+                    Some(delay) => self.advised_wait(action, delay, stable)?,
+                    None => self.backed_off(action, stable)?,
+                }
+            }
+            (World::Advises { ms }, Conn::Open { .. }) => {
+                let delay = Duration::from_millis(u64::from(ms));
+                prop_assert_eq!(self.feed(Input::Advised { delay }), Action::Nothing);
+                self.advised = Some(delay.min(CAP));
             }
             (World::Advances { ms }, _) => self.now += Duration::from_millis(u64::from(ms)),
             (World::ShutsDown, _) => {
@@ -344,7 +389,7 @@ proptest! {
     /// that phase): no panic, no double delivery, no delay above the cap,
     /// and `Stop` is final.
     #[test]
-    fn arbitrary_inputs_never_break_the_machine(seed in any::<u64>(), inputs in prop::collection::vec(0u8..9, 1..300)) {
+    fn arbitrary_inputs_never_break_the_machine(seed in any::<u64>(), inputs in prop::collection::vec(0u8..10, 1..300)) {
         let mut sim = Sim::new(seed, 100_000);
         let mut stopped = false;
         for (i, which) in inputs.into_iter().enumerate() {
@@ -358,6 +403,7 @@ proptest! {
                 5 => Input::Event { nonce: &nonce, latest_price_of: Some("T") },
                 6 => Input::Closed { code: Some(4008) },
                 7 => Input::BackoffElapsed,
+                8 => Input::Advised { delay: Duration::from_secs(u64::from(u32::MAX)) },
                 _ if i % 5 == 0 => Input::Shutdown,
                 _ => Input::Event { nonce: &nonce, latest_price_of: None },
             };

@@ -13,8 +13,7 @@ use odin_protocol::message::{
     AuthErrorBody, AuthErrorCode, BatchEntry, BatchSource, BatchUpdate, ChannelRequest,
     ChannelsAck, ConnectionEstablished, ErrorCode, ErrorMessage, Heartbeat, MarketStats,
     PingRequest, Pong, PriceSource, PriceUpdate, Reconnect, ReconnectReason, RefreshRequest,
-    Refreshed, Side, TradeExecuted,
-    VolumeUpdate,
+    Refreshed, Side, TradeExecuted, VolumeUpdate,
 };
 use odin_protocol::stats::StatsSnapshot;
 use odin_protocol::{ClientMessage, Event, ServerMessage, Subjects};

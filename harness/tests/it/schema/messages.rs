@@ -13,8 +13,7 @@ use odin_protocol::message::{
     AuthErrorBody, AuthErrorCode, BatchEntry, BatchSource, BatchUpdate, ChannelRequest,
     ChannelsAck, ConnectionEstablished, ErrorCode, ErrorMessage, Heartbeat, MarketStats,
     PingRequest, Pong, PriceSource, PriceUpdate, Reconnect, ReconnectReason, RefreshRequest,
-    Refreshed, Side, TradeExecuted,
-    VolumeUpdate,
+    Refreshed, Side, TradeExecuted, VolumeUpdate,
 };
 use odin_protocol::{ClientMessage, Nonce, PROTOCOL_VERSION, ServerMessage, TokenId};
 use serde::Serialize;
@@ -194,6 +193,7 @@ fn server_messages() -> Vec<(&'static str, ServerMessage)> {
                 code: ErrorCode::AuthExpired,
                 message: "token expired".into(),
                 id: Some("req-5".into()),
+                channel: None,
                 timestamp: TIMESTAMP,
                 nonce: nonce(19),
             }),

@@ -4,13 +4,18 @@
 //! close, all within the drain time, while a version 1 client gets the bare
 //! `1001`; at the end of a connection's lifetime (`--max-connection-lifetime`
 //! with jitter) connections close at spread times with `4003`, the advisory
-//! first for version 2.
+//! first for version 2; and the reference client, speaking version 2, waits
+//! the advised delay before it returns.
 
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
+use odin_harness::client::{ClientConfig, ClientEvent, TestClient};
 use odin_harness::nats::NatsServer;
 use odin_harness::server::ServerProcess;
+use odin_harness::wait::LIMIT;
+use odin_protocol::message::ReconnectReason;
+use odin_protocol::{ProtocolVersion, ServerMessage};
 use serde_json::Value;
 
 use super::support::Ws;
@@ -180,4 +185,73 @@ async fn connections_end_at_spread_lifetimes_with_4003_and_the_advisory_first() 
         *max - *min > Duration::from_millis(300),
         "lifetimes {min:?}..{max:?}"
     );
+}
+
+#[tokio::test]
+async fn the_reference_client_waits_the_advised_delay_before_it_returns() {
+    let nats = NatsServer::start().await.unwrap();
+    let server = ServerProcess::start(
+        &nats.url(),
+        &[
+            "--max-connection-lifetime",
+            "1s",
+            "--connection-lifetime-jitter",
+            "0",
+            "--reconnect-spread",
+            "2s",
+        ],
+    )
+    .await
+    .unwrap();
+    let ep = server.endpoint().clone();
+    // A back-off of a millisecond: without the advisory it would be back
+    // at once.
+    let config = ClientConfig::new(ep.ws_url(), ["batch"])
+        .with_backoff(Duration::from_millis(1), Duration::from_secs(10))
+        .with_protocol(ProtocolVersion::V2);
+    let mut client = TestClient::spawn(config, move || ep.token("ref"));
+    client.wait_subscribed(LIMIT).await.unwrap();
+    let advised = client
+        .wait_for("reconnect advisory", LIMIT, |e| match e {
+            ClientEvent::Control(ServerMessage::Reconnect(m)) => Some(m),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(advised.reason, ReconnectReason::Lifetime);
+    let code = client.wait_disconnected(LIMIT).await.unwrap();
+    let closed = Instant::now();
+    assert_eq!(code, Some(4003));
+    let delay = client
+        .wait_for("back-off", LIMIT, |e| match e {
+            ClientEvent::BackingOff { delay } => Some(delay),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        delay,
+        Duration::from_millis(advised.delay_ms),
+        "the advised delay"
+    );
+    let hello = client
+        .wait_for("reconnect", LIMIT, |e| match e {
+            ClientEvent::Connected(m) => Some(m),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert!(
+        closed.elapsed() >= delay,
+        "back after {:?}, advised {delay:?}",
+        closed.elapsed()
+    );
+    assert_eq!(hello.protocol_version, 2);
+    let stats = client.stats();
+    assert_eq!(
+        (stats.advisories, stats.connect_failures),
+        (1, 0),
+        "{stats:?}"
+    );
+    client.shutdown(LIMIT).await.unwrap();
 }
