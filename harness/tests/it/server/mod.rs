@@ -5,6 +5,7 @@ mod auth;
 mod bad_input;
 mod delivery;
 mod health_command;
+mod keys;
 mod lifecycle;
 mod liveness;
 mod refresh;
