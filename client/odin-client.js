@@ -137,6 +137,18 @@ export class DedupWindow {
  *  server's 100-channel limit, so only a misbehaving server could fill it). */
 const MAX_LATEST_TOKENS = 4096;
 
+/** A JWT's `exp` in milliseconds, read unchecked (the server checks); 0
+ *  when it has none or is no JWT. */
+export function tokenExpMs(token) {
+  try {
+    const part = String(token).split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const exp = JSON.parse(atob(part)).exp;
+    return typeof exp === 'number' ? exp * 1000 : 0;
+  } catch {
+    return 0;
+  }
+}
+
 /**
  * `url` with `token=<token>` added to its query (percent-encoded).
  */
@@ -191,6 +203,9 @@ export class OdinClient {
    * @param {string | (() => string)} options.token a JWT, or a function
    *   called before every attempt that returns one
    * @param {Iterable<string>} [options.channels] channels to keep subscribed
+   * @param {number} [options.refreshAheadMs] when above 0, a live connection
+   *   sends `refresh` (protocol version 2) with a fresh token from the source
+   *   this long before its token's `exp`, instead of waiting for `4001`
    */
   constructor({
     url,
@@ -205,7 +220,10 @@ export class OdinClient {
     dedupCapacity = 4096,
     random = Math.random,
     WebSocketImpl = globalThis.WebSocket,
+    refreshAheadMs = 0,
   }) {
+    this.refreshAheadMs = refreshAheadMs;
+    this.refreshTimer = null;
     this.url = url;
     this.tokenSource = typeof token === 'function' ? token : () => token;
     /** The channels every connection subscribes to (insertion-ordered). */
@@ -336,7 +354,10 @@ export class OdinClient {
     let ws;
     try {
       this.advisedDelayMs = null;
-      ws = new this.WebSocketImpl(withToken(withProtocol(this.url), this.tokenSource()));
+      this.tokenExpMs = 0;
+      const token = this.tokenSource();
+      if (this.refreshAheadMs > 0) this.tokenExpMs = tokenExpMs(token);
+      ws = new this.WebSocketImpl(withToken(withProtocol(this.url), token));
     } catch (e) {
       // A malformed URL: retrying will not fix it, but backing off keeps the
       // page responsive and shows the reason.
@@ -406,6 +427,11 @@ export class OdinClient {
         return;
       case 'pong':
         this.emit('pong', msg);
+        return;
+      case 'refreshed':
+        // The connection now ends at the new token's `exp`: refresh again before it.
+        this.emit('refreshed', msg);
+        if (typeof msg.exp === 'number') this.scheduleRefresh(msg.exp * 1000);
         return;
       case 'heartbeat':
         return; // Its arrival already fed the watchdog.
@@ -483,6 +509,18 @@ export class OdinClient {
     this.counters.connections += 1;
     this.setPhase('live');
     this.startWatchdog();
+    this.scheduleRefresh(this.tokenExpMs);
+  }
+
+  /** Sends `refresh` `refreshAheadMs` before `expMs` (off when 0). */
+  scheduleRefresh(expMs) {
+    clearTimeout(this.refreshTimer);
+    this.refreshTimer = null;
+    if (!(this.refreshAheadMs > 0) || !expMs) return;
+    const delay = Math.max(0, expMs - this.refreshAheadMs - nowMs());
+    this.refreshTimer = setTimeout(() => {
+      this.send({ type: 'refresh', token: this.tokenSource(), id: this.nextId('refresh') });
+    }, delay);
   }
 
   onClose(ws, code, reason) {
@@ -546,6 +584,8 @@ export class OdinClient {
   }
 
   clearTimers() {
+    clearTimeout(this.refreshTimer);
+    this.refreshTimer = null;
     clearTimeout(this.timer);
     clearInterval(this.watchdog);
     this.timer = null;

@@ -5,7 +5,7 @@
 import { test, mock } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { Backoff, DedupWindow, OdinClient, defaultWsUrl, withProtocol, withToken } from '../odin-client.js';
+import { Backoff, DedupWindow, OdinClient, defaultWsUrl, tokenExpMs, withProtocol, withToken } from '../odin-client.js';
 import { LatencyWindow, RateMeter } from '../metrics.js';
 import * as fmt from '../format.js';
 
@@ -284,4 +284,59 @@ test('formatting', () => {
   assert.equal(fmt.percent(1.234), '+1.23 %');
   assert.equal(fmt.volume(1_234_567), '1.23M');
   assert.equal(fmt.latency(0.4), '0.40 ms');
+});
+
+/** An unsigned JWT-shaped token whose `exp` is `expSecs` (the client never checks signatures). */
+function jwtWithExp(expSecs) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  return `${b64({ alg: 'HS256' })}.${b64({ sub: 'page', exp: expSecs })}.sig`;
+}
+
+test('refreshes its token ahead of the expiry, then again before the new one', () => {
+  mock.timers.enable({ apis: ['setTimeout', 'setInterval'] });
+  try {
+    const exp = Math.floor(Date.now() / 1000) + 3;
+    let minted = 0;
+    const { client } = newClient({
+      refreshAheadMs: 1000,
+      token: () => {
+        minted += 1;
+        return jwtWithExp(exp + 60 * (minted - 1));
+      },
+    });
+    assert.equal(tokenExpMs(jwtWithExp(exp)), exp * 1000);
+    assert.equal(tokenExpMs('not-a-jwt'), 0);
+    client.start();
+    const ws = FakeSocket.all[0];
+    ws.handshake();
+    const sent = () => ws.sent.filter((m) => m.type === 'refresh');
+    assert.equal(sent().length, 0);
+    mock.timers.tick(3000); // past exp - 1 s
+    assert.equal(sent().length, 1);
+    assert.equal(tokenExpMs(sent()[0].token), (exp + 60) * 1000, 'a fresh token from the source');
+    ws.receive({ type: 'refreshed', exp: exp + 60, id: sent()[0].id, timestamp: Date.now(), nonce: 'r1' });
+    mock.timers.tick(30_000);
+    assert.equal(sent().length, 1, 'the next refresh waits for the new exp');
+    mock.timers.tick(33_000); // past the new exp - 1 s
+    assert.equal(sent().length, 2);
+    assert.equal(client.phase, 'live');
+    client.stop();
+  } finally {
+    mock.timers.reset();
+  }
+});
+
+test('without refreshAheadMs it never sends refresh', () => {
+  mock.timers.enable({ apis: ['setTimeout', 'setInterval'] });
+  try {
+    const { client } = newClient({ token: () => jwtWithExp(Math.floor(Date.now() / 1000) + 2) });
+    client.start();
+    const ws = FakeSocket.all[0];
+    ws.handshake();
+    mock.timers.tick(10_000);
+    assert.equal(ws.sent.filter((m) => m.type === 'refresh').length, 0);
+    client.stop();
+  } finally {
+    mock.timers.reset();
+  }
 });

@@ -8,7 +8,14 @@
 //! when configured, and there is no clock leeway: a token is expired from the
 //! second of its `exp`. Nothing a signed token carries can overflow the
 //! server's clock arithmetic: an `exp` past the year 9999 is read as then.
+//!
+//! Keys (`PROTOCOL.md` §2, version 2): the HMAC secret or a PEM public key,
+//! both pinned by `--jwt-algorithm`, and JWKS keys, each pinned by its own
+//! `alg` ([`crate::keys`]). A token's `kid` picks a JWKS key; a `kid` no
+//! JWKS key has, or none, falls back to the keys without a `kid`, and is
+//! accepted only when exactly one key is pinned to the token's algorithm.
 
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::ValueEnum;
@@ -16,6 +23,9 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use odin_protocol::message::AuthErrorCode;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::keys::{self, KeyError, VerifyKey};
 
 /// The secret development mode uses when none is given. Never accepted
 /// outside development mode.
@@ -30,7 +40,8 @@ pub const MIN_SECRET_BYTES: usize = 32;
 /// arithmetic on `SystemTime` or `Instant`.
 pub const MAX_EXP_SECS: u64 = 253_402_300_799;
 
-/// The HMAC algorithms a deployment can pin.
+/// The algorithms a deployment can pin for its secret (HMAC) or its PEM
+/// public key (the others).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum JwtAlgorithm {
     /// HMAC with SHA-256 (the default).
@@ -42,25 +53,51 @@ pub enum JwtAlgorithm {
     /// HMAC with SHA-512.
     #[value(name = "HS512")]
     Hs512,
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (a PEM RSA public key).
+    #[value(name = "RS256")]
+    Rs256,
+    /// ECDSA on P-256 with SHA-256 (a PEM EC public key).
+    #[value(name = "ES256")]
+    Es256,
+    /// Ed25519 (a PEM Ed25519 public key).
+    #[value(name = "EdDSA")]
+    EdDsa,
 }
 
 impl JwtAlgorithm {
-    fn to_jwt(self) -> Algorithm {
+    /// The algorithm as the JWT library names it.
+    pub fn to_jwt(self) -> Algorithm {
         match self {
             JwtAlgorithm::Hs256 => Algorithm::HS256,
             JwtAlgorithm::Hs384 => Algorithm::HS384,
             JwtAlgorithm::Hs512 => Algorithm::HS512,
+            JwtAlgorithm::Rs256 => Algorithm::RS256,
+            JwtAlgorithm::Es256 => Algorithm::ES256,
+            JwtAlgorithm::EdDsa => Algorithm::EdDSA,
         }
+    }
+
+    /// Whether it takes the shared secret (else a public key).
+    pub fn is_hmac(self) -> bool {
+        matches!(
+            self,
+            JwtAlgorithm::Hs256 | JwtAlgorithm::Hs384 | JwtAlgorithm::Hs512
+        )
     }
 }
 
 /// How tokens are checked.
 #[derive(Clone)]
 pub struct AuthConfig {
-    /// The shared HMAC secret.
+    /// The shared HMAC secret; empty when the pinned algorithm is not HMAC.
     pub secret: Vec<u8>,
-    /// The one accepted algorithm.
+    /// The one algorithm of the secret or of `public_key`.
     pub algorithm: JwtAlgorithm,
+    /// A PEM public key (`--jwt-public-key`), pinned to `algorithm`.
+    pub public_key: Option<Box<[u8]>>,
+    /// A PEM private key tokens are minted with instead of the secret (the
+    /// `token` utility and tests; the server never needs one).
+    pub private_key: Option<Box<[u8]>>,
     /// Required `aud`, when set.
     pub audience: Option<String>,
     /// Required `iss`, when set.
@@ -72,6 +109,11 @@ impl std::fmt::Debug for AuthConfig {
         f.debug_struct("AuthConfig")
             .field("secret", &"<redacted>")
             .field("algorithm", &self.algorithm)
+            .field("public_key", &self.public_key.is_some())
+            .field(
+                "private_key",
+                &self.private_key.as_ref().map(|_| "<redacted>"),
+            )
             .field("audience", &self.audience)
             .field("issuer", &self.issuer)
             .finish()
@@ -89,6 +131,8 @@ impl AuthConfig {
         Self {
             secret: secret.as_ref().to_vec(),
             algorithm: JwtAlgorithm::Hs256,
+            public_key: None,
+            private_key: None,
             audience: None,
             issuer: None,
         }
@@ -146,6 +190,32 @@ pub enum AuthError {
     Expired,
 }
 
+/// The keys of JWKS documents, replaced whole on each successful load (so a
+/// rotation needs no restart), and the signal that a token named a `kid`
+/// none of them has (the loader may then look again early, rate-limited).
+#[derive(Default)]
+pub struct JwksKeys {
+    keys: RwLock<Arc<Vec<VerifyKey>>>,
+    unknown_kid: Notify,
+}
+
+impl JwksKeys {
+    /// Replaces the keys with a freshly loaded set.
+    pub fn replace(&self, keys: Vec<VerifyKey>) {
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+    }
+
+    /// The current keys.
+    pub fn current(&self) -> Arc<Vec<VerifyKey>> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Resolves when a token named a `kid` no current key has.
+    pub async fn unknown_kid(&self) {
+        self.unknown_kid.notified().await;
+    }
+}
+
 impl AuthError {
     /// The protocol's code for this refusal.
     pub fn code(&self) -> AuthErrorCode {
@@ -160,14 +230,29 @@ impl AuthError {
 /// Checks tokens against one pinned configuration; built once, shared by
 /// every handshake.
 pub struct Authenticator {
-    key: DecodingKey,
+    /// The secret or the PEM key: no `kid`, pinned by configuration.
+    fixed: Vec<VerifyKey>,
+    /// Keys from JWKS documents, once a loader fills them.
+    jwks: Arc<JwksKeys>,
     validation: Validation,
 }
 
 impl Authenticator {
-    /// A checker for `config`.
-    pub fn new(config: &AuthConfig) -> Self {
-        let mut validation = Validation::new(config.algorithm.to_jwt());
+    /// A checker for `config`; fails on a PEM key that does not parse.
+    pub fn try_new(config: &AuthConfig) -> Result<Self, KeyError> {
+        let algorithm = config.algorithm.to_jwt();
+        let mut fixed = Vec::new();
+        if config.algorithm.is_hmac() && !config.secret.is_empty() {
+            fixed.push(VerifyKey {
+                kid: None,
+                algorithm,
+                key: DecodingKey::from_secret(&config.secret),
+            });
+        }
+        if let Some(pem) = &config.public_key {
+            fixed.push(keys::from_pem(pem, algorithm)?);
+        }
+        let mut validation = Validation::new(algorithm);
         validation.leeway = 0;
         let mut required = vec!["exp", "sub"];
         match &config.audience {
@@ -182,9 +267,51 @@ impl Authenticator {
             required.push("iss");
         }
         validation.set_required_spec_claims(&required);
-        Self {
-            key: DecodingKey::from_secret(&config.secret),
+        Ok(Self {
+            fixed,
+            jwks: Arc::default(),
             validation,
+        })
+    }
+
+    /// A checker for `config`, whose PEM key (if any) is known to parse
+    /// (configuration checked it).
+    pub fn new(config: &AuthConfig) -> Self {
+        Self::try_new(config).expect("the configured public key was checked at start-up")
+    }
+
+    /// Where JWKS loaders put their keys.
+    pub fn jwks(&self) -> Arc<JwksKeys> {
+        self.jwks.clone()
+    }
+
+    /// The key `header` asks for: a JWKS key by `kid`, else the one key
+    /// pinned to its algorithm (a `kid` no JWKS key has falls back so).
+    fn select(&self, header: &Header) -> Result<VerifyKey, AuthError> {
+        let jwks = self.jwks.current();
+        if let Some(kid) = &header.kid {
+            if let Some(key) = jwks.iter().find(|k| k.kid.as_ref() == Some(kid)) {
+                return Ok(key.clone());
+            }
+            // Perhaps a key published since the last load: a loader may
+            // look again (it rate-limits itself; nobody listens without one).
+            self.jwks.unknown_kid.notify_one();
+        }
+        // A token without a `kid` may use any key; one whose `kid` no JWKS
+        // key has, only the keys that have none.
+        let any_jwks_key = header.kid.is_none();
+        let mut pinned = self
+            .fixed
+            .iter()
+            .chain(jwks.iter().filter(|_| any_jwks_key))
+            .filter(|k| k.algorithm == header.alg);
+        match (pinned.next(), pinned.next()) {
+            (Some(key), None) => Ok(key.clone()),
+            (None, _) if header.kid.is_some() => Err(AuthError::Invalid("unknown key id".into())),
+            (None, _) => Err(AuthError::Invalid("algorithm not accepted".into())),
+            (Some(_), Some(_)) => Err(AuthError::Invalid(
+                "several keys take this algorithm: the token needs a kid".into(),
+            )),
         }
     }
 
@@ -200,7 +327,14 @@ impl Authenticator {
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
-        let data = jsonwebtoken::decode::<ReadClaims>(token, &self.key, &self.validation).map_err(
+        let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
+            ErrorKind::InvalidAlgorithmName => AuthError::Invalid("algorithm not accepted".into()),
+            _ => AuthError::Invalid("malformed token".into()),
+        })?;
+        let key = self.select(&header)?;
+        let mut validation = self.validation.clone();
+        validation.algorithms = vec![key.algorithm];
+        let data = jsonwebtoken::decode::<ReadClaims>(token, &key.key, &validation).map_err(
             |e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
                 ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
@@ -242,6 +376,16 @@ impl Authenticator {
 /// Signs a token for `sub` valid for `ttl` under `config` (for `odin-server
 /// token`, `make auth-token` and tests).
 pub fn mint_token(config: &AuthConfig, sub: &str, ttl: Duration) -> String {
+    mint_token_with_kid(config, None, sub, ttl)
+}
+
+/// [`mint_token`] with `kid` in the header (a JWKS key's id).
+pub fn mint_token_with_kid(
+    config: &AuthConfig,
+    kid: Option<&str>,
+    sub: &str,
+    ttl: Duration,
+) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -253,17 +397,37 @@ pub fn mint_token(config: &AuthConfig, sub: &str, ttl: Duration) -> String {
         aud: config.audience.clone(),
         iss: config.issuer.clone(),
     };
-    sign(config, &claims)
+    sign_with_kid(config, kid, &claims)
 }
 
-/// Signs arbitrary `claims` under `config` (tests use it for edge cases).
+/// Signs arbitrary `claims` under `config` (tests use it for edge cases):
+/// with its private key when it has one, else with its secret.
 pub fn sign<T: Serialize>(config: &AuthConfig, claims: &T) -> String {
-    jsonwebtoken::encode(
-        &Header::new(config.algorithm.to_jwt()),
-        claims,
-        &EncodingKey::from_secret(&config.secret),
-    )
-    .expect("HMAC signing with a byte secret cannot fail")
+    sign_with_kid(config, None, claims)
+}
+
+/// Signs `claims` under `config` with `kid` in the header.
+pub fn sign_with_kid<T: Serialize>(config: &AuthConfig, kid: Option<&str>, claims: &T) -> String {
+    let algorithm = config.algorithm.to_jwt();
+    let key = match &config.private_key {
+        Some(pem) => signing_key(pem, config.algorithm)
+            .unwrap_or_else(|e| panic!("the private key cannot sign {algorithm:?}: {e}")),
+        None => EncodingKey::from_secret(&config.secret),
+    };
+    let mut header = Header::new(algorithm);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(&header, claims, &key).expect("signing with a parsed key cannot fail")
+}
+
+/// A PEM private key for `algorithm` (`odin-server token --jwt-private-key`).
+pub fn signing_key(pem: &[u8], algorithm: JwtAlgorithm) -> Result<EncodingKey, String> {
+    match algorithm {
+        JwtAlgorithm::Rs256 => EncodingKey::from_rsa_pem(pem),
+        JwtAlgorithm::Es256 => EncodingKey::from_ec_pem(pem),
+        JwtAlgorithm::EdDsa => EncodingKey::from_ed_pem(pem),
+        _ => return Err(format!("{algorithm:?} takes a secret, not a private key")),
+    }
+    .map_err(|e| e.to_string())
 }
 
 /// Picks the token from an upgrade request: a non-empty `?token=` wins over
@@ -284,229 +448,5 @@ pub fn token_from_request(query: Option<&str>, authorization: Option<&[u8]>) -> 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn now_secs() -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-    }
-
-    #[test]
-    fn accepts_a_good_token_and_refuses_each_bad_kind() {
-        let cfg = AuthConfig::with_secret("s3cret");
-        let auth = Authenticator::new(&cfg);
-        let good = mint_token(&cfg, "alice", Duration::from_secs(60));
-        assert_eq!(auth.verify(&good).unwrap().sub, "alice");
-
-        let other = mint_token(
-            &AuthConfig::with_secret("other"),
-            "a",
-            Duration::from_secs(60),
-        );
-        assert_eq!(
-            auth.verify(&other).unwrap_err().code(),
-            AuthErrorCode::AuthInvalid
-        );
-
-        let no_sub = sign(&cfg, &json!({"exp": now_secs() + 60}));
-        assert_eq!(
-            auth.verify(&no_sub).unwrap_err().code(),
-            AuthErrorCode::AuthInvalid
-        );
-        let no_exp = sign(&cfg, &json!({"sub": "a"}));
-        assert_eq!(
-            auth.verify(&no_exp).unwrap_err().code(),
-            AuthErrorCode::AuthInvalid
-        );
-
-        let expired = sign(&cfg, &json!({"sub": "a", "exp": now_secs() - 1}));
-        assert_eq!(auth.verify(&expired).unwrap_err(), AuthError::Expired);
-        assert_eq!(auth.verify("").unwrap_err(), AuthError::Missing);
-        assert_eq!(
-            auth.verify("a.b.c").unwrap_err().code(),
-            AuthErrorCode::AuthInvalid
-        );
-    }
-
-    #[test]
-    fn refuses_crit_headers_and_an_empty_sub() {
-        let cfg = AuthConfig::with_secret("s3cret");
-        let auth = Authenticator::new(&cfg);
-        let claims = json!({"sub": "a", "exp": now_secs() + 60});
-        let mut header = Header::new(Algorithm::HS256);
-        let plain =
-            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&cfg.secret)).unwrap();
-        assert!(auth.verify(&plain).is_ok());
-        header.crit = Some(vec!["exp-ext".into()]);
-        let with_crit =
-            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&cfg.secret)).unwrap();
-        assert_eq!(
-            auth.verify(&with_crit).unwrap_err(),
-            AuthError::Invalid("critical header extensions are not understood".into())
-        );
-        header.crit = None;
-        header.kid = Some("k1".into());
-        let with_kid =
-            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&cfg.secret)).unwrap();
-        assert!(
-            auth.verify(&with_kid).is_ok(),
-            "other header fields are fine"
-        );
-
-        let empty_sub = sign(&cfg, &json!({"sub": "", "exp": now_secs() + 60}));
-        assert_eq!(
-            auth.verify(&empty_sub).unwrap_err(),
-            AuthError::Invalid("empty sub".into())
-        );
-    }
-
-    #[test]
-    fn an_exp_beyond_the_year_9999_is_read_as_then() {
-        let cfg = AuthConfig::with_secret("s");
-        let auth = Authenticator::new(&cfg);
-        let last = UNIX_EPOCH + Duration::from_secs(MAX_EXP_SECS);
-        for exp in [
-            json!(MAX_EXP_SECS),
-            json!(MAX_EXP_SECS + 1),
-            json!(9_300_000_000_000_000_000_u64),
-            json!(u64::MAX),
-        ] {
-            let t = sign(&cfg, &json!({"sub": "a", "exp": exp}));
-            let verified = auth.verify(&t).unwrap();
-            assert_eq!(verified.expires_at, last, "exp {exp}");
-            // What the connection does with it: no overflow.
-            let left = verified
-                .expires_at
-                .duration_since(SystemTime::now())
-                .unwrap();
-            assert!(std::time::Instant::now().checked_add(left).is_some());
-        }
-        // A number no u64 holds is no valid `exp` at all.
-        let huge = sign(&cfg, &json!({"sub": "a", "exp": 1e300}));
-        assert_eq!(
-            auth.verify(&huge).unwrap_err().code(),
-            AuthErrorCode::AuthInvalid
-        );
-        let longest = mint_token(&cfg, "a", Duration::from_secs(u64::MAX));
-        assert_eq!(auth.verify(&longest).unwrap().expires_at, last);
-    }
-
-    #[test]
-    fn expired_from_the_second_of_exp() {
-        let cfg = AuthConfig::with_secret("s");
-        let auth = Authenticator::new(&cfg);
-        let exp = now_secs() + 100;
-        let t = sign(&cfg, &json!({"sub": "a", "exp": exp}));
-        let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
-        assert!(auth.verify_at(&t, at(exp - 1)).is_ok());
-        assert_eq!(auth.verify_at(&t, at(exp)).unwrap_err(), AuthError::Expired);
-    }
-
-    #[test]
-    fn claims_follow_rfc_7519_types() {
-        let exp = now_secs() + 100;
-        let open = AuthConfig::with_secret("s");
-        let auth = Authenticator::new(&open);
-        // Unconfigured aud and iss are ignored whatever their JSON type.
-        for extra in [
-            json!({"aud": ["app-a", "app-b"]}),
-            json!({"aud": 5}),
-            json!({"iss": 5}),
-            json!({"aud": null, "iss": {"x": 1}}),
-        ] {
-            let mut claims = json!({"sub": "a", "exp": exp});
-            claims
-                .as_object_mut()
-                .unwrap()
-                .extend(extra.as_object().unwrap().clone());
-            let t = sign(&open, &claims);
-            assert_eq!(
-                auth.verify(&t).map(|v| v.sub),
-                Ok("a".to_owned()),
-                "{claims}"
-            );
-        }
-        // A configured audience matches one entry of an array.
-        let mut strict = AuthConfig::with_secret("s");
-        strict.audience = Some("odin-clients".into());
-        let auth = Authenticator::new(&strict);
-        let one_of = sign(
-            &strict,
-            &json!({"sub": "a", "exp": exp, "aud": ["x", "odin-clients"]}),
-        );
-        assert!(auth.verify(&one_of).is_ok());
-        let none_of = sign(&strict, &json!({"sub": "a", "exp": exp, "aud": ["x", "y"]}));
-        assert_eq!(
-            auth.verify(&none_of).unwrap_err().code(),
-            AuthErrorCode::AuthInvalid
-        );
-        // `exp` may have a fraction; it is expired from its whole second.
-        let auth = Authenticator::new(&open);
-        let t = sign(&open, &json!({"sub": "a", "exp": exp as f64 + 0.5}));
-        let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
-        let verified = auth.verify_at(&t, at(exp - 1)).unwrap();
-        assert_eq!(verified.expires_at, at(exp));
-        assert_eq!(auth.verify_at(&t, at(exp)).unwrap_err(), AuthError::Expired);
-    }
-
-    #[test]
-    fn refuses_alg_none_and_other_algorithms() {
-        let cfg = AuthConfig::with_secret("s");
-        let auth = Authenticator::new(&cfg);
-        let body = base64_url(&json!({"sub": "a", "exp": now_secs() + 60}).to_string());
-        let none = format!("{}.{body}.", base64_url(r#"{"alg":"none","typ":"JWT"}"#));
-        assert_eq!(
-            auth.verify(&none).unwrap_err().code(),
-            AuthErrorCode::AuthInvalid
-        );
-        let hs512 = AuthConfig {
-            algorithm: JwtAlgorithm::Hs512,
-            ..cfg.clone()
-        };
-        let t = mint_token(&hs512, "a", Duration::from_secs(60));
-        assert_eq!(
-            auth.verify(&t).unwrap_err(),
-            AuthError::Invalid("algorithm not accepted".into())
-        );
-    }
-
-    fn base64_url(s: &str) -> String {
-        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let b = s.as_bytes();
-        let mut out = String::new();
-        for chunk in b.chunks(3) {
-            let n =
-                chunk.iter().fold(0u32, |acc, &x| acc << 8 | x as u32) << (8 * (3 - chunk.len()));
-            for i in 0..=chunk.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn query_token_wins_and_empty_counts_as_missing() {
-        assert_eq!(
-            token_from_request(Some("token=q"), Some(b"Bearer h")),
-            Some("q".into())
-        );
-        assert_eq!(
-            token_from_request(Some("token="), Some(b"Bearer h")),
-            Some("h".into())
-        );
-        assert_eq!(token_from_request(Some("token="), None), None);
-        assert_eq!(
-            token_from_request(None, Some(b"bearer  h ")),
-            Some("h".into())
-        );
-        assert_eq!(token_from_request(None, Some(b"Basic h")), None);
-        assert_eq!(
-            token_from_request(Some("a=1&token=x%2Ey"), None),
-            Some("x.y".into())
-        );
-    }
-}
+#[path = "auth_tests.rs"]
+mod tests;

@@ -139,7 +139,7 @@ fn remaining(deadline: Instant) -> Duration {
 }
 
 /// `http://host:port/path?query` → (`host:port`, `/path?query`).
-fn split_url(url: &str) -> Option<(&str, &str)> {
+pub(crate) fn split_url(url: &str) -> Option<(&str, &str)> {
     let rest = url.strip_prefix("http://")?;
     let (authority, path) = match rest.find('/') {
         Some(i) => rest.split_at(i),

@@ -24,6 +24,8 @@ pub mod event;
 pub mod health_check;
 pub mod inflating;
 pub mod ingest;
+pub mod jwks;
+pub mod keys;
 pub mod last_prices;
 pub mod lifecycle;
 pub mod metrics;
@@ -201,6 +203,14 @@ impl Server {
             descriptors,
             tls,
         ));
+        // The first JWKS load must work: a server that starts without its
+        // keys would refuse every token signed with them.
+        if let Some(jwks) = &shared.config.jwks {
+            let count = jwks::load(&jwks.source, &shared.authenticator.jwks())
+                .await
+                .with_context(|| format!("JWKS {:?}", jwks.source))?;
+            tracing::info!(source = ?jwks.source, keys = count, "JWKS loaded");
+        }
         Ok(Server {
             shared,
             ws,
@@ -259,6 +269,13 @@ impl Server {
                 shared.nats.clone(),
                 config.stream.clone(),
                 shared.config.nats_ping_interval,
+                shared.shutdown.clone(),
+            ));
+        }
+        if let Some(jwks) = shared.config.jwks.clone() {
+            tokio::spawn(jwks::keep_loading(
+                jwks,
+                shared.authenticator.jwks(),
                 shared.shutdown.clone(),
             ));
         }

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use odin_server::auth::mint_token;
+use odin_server::auth::mint_token_with_kid;
 use odin_server::config::{Cli, Command, LogFormat};
 use odin_server::{Server, health_check};
 use tracing_subscriber::EnvFilter;
@@ -13,9 +13,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Token(args)) => {
-            return match args.jwt.auth_config() {
+            return match args.auth_config() {
                 Ok(auth) => {
-                    println!("{}", mint_token(&auth, &args.sub, args.ttl));
+                    println!(
+                        "{}",
+                        mint_token_with_kid(&auth, args.kid.as_deref(), &args.sub, args.ttl)
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(e),

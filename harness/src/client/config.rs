@@ -7,6 +7,18 @@ use odin_protocol::{Backoff, ProtocolVersion};
 
 use super::machine::Policy;
 
+/// The `exp` of a JWT, read without checking it (the server checks; the
+/// client only needs to know when to refresh).
+pub(crate) fn token_exp(token: &str) -> Option<std::time::SystemTime> {
+    #[derive(serde::Deserialize)]
+    struct Exp {
+        exp: f64,
+    }
+    let claims: Exp = jsonwebtoken::dangerous::insecure_decode_claims(token).ok()?;
+    let secs = claims.exp.clamp(0.0, 253_402_300_799.0) as u64;
+    Some(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
 /// Hands out a JWT for each connection attempt. Called before every attempt,
 /// so a source that mints tokens gives a reconnect after `4001 token expired`
 /// a valid one; a load user that shares one long-lived token just clones it.
@@ -49,6 +61,10 @@ pub struct ClientConfig {
     /// asks for nothing, so the client also works against servers that
     /// predate versions.
     pub protocol: ProtocolVersion,
+    /// When set, a live connection sends `refresh` (version 2) with a fresh
+    /// token from the token source this long before its token's `exp`, so
+    /// a short-lived token does not end it with `4001`.
+    pub refresh_ahead: Option<Duration>,
 }
 
 impl ClientConfig {
@@ -71,7 +87,14 @@ impl ClientConfig {
             tls: None,
             compression: false,
             protocol: ProtocolVersion::V1,
+            refresh_ahead: None,
         }
+    }
+
+    /// The same, refreshing its token `ahead` of its expiry.
+    pub fn with_refresh_ahead(mut self, ahead: Duration) -> Self {
+        self.refresh_ahead = Some(ahead);
+        self
     }
 
     /// The same, speaking protocol `version` (see [`ClientConfig::protocol`]).

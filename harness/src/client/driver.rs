@@ -56,6 +56,9 @@ pub struct Client<O> {
     /// Set from `connection_established`, taken when the connection starts
     /// watching for silence.
     silence_limit: Option<Duration>,
+    /// When the current connection's token expires (read from the token
+    /// at connect, moved by `refreshed`); `None` when it does not refresh.
+    expires: Option<std::time::SystemTime>,
 }
 
 impl<O: Observer> Client<O> {
@@ -80,6 +83,7 @@ impl<O: Observer> Client<O> {
             rng: StdRng::from_os_rng(),
             subscribe: Bytes::from(subscribe),
             silence_limit: None,
+            expires: None,
         }
     }
 
@@ -124,7 +128,12 @@ impl<O: Observer> Client<O> {
     /// One connection, from the attempt to its end; returns the machine's
     /// answer to how it ended (a back-off wait, or stop).
     async fn session(&mut self, shutdown: &CancellationToken) -> Action {
-        let url = self.config.url_with(&(self.token)());
+        let token = (self.token)();
+        self.expires = self
+            .config
+            .refresh_ahead
+            .and_then(|_| super::config::token_exp(&token));
+        let url = self.config.url_with(&token);
         let attempt = timeout(
             self.config.connect_timeout,
             open(
@@ -212,6 +221,16 @@ impl<O: Observer> Client<O> {
                 () = &mut handshake, if !live => {
                     let limit = self.config.handshake_timeout;
                     return self.ended(None, &format!("no subscribed within {limit:?}"));
+                }
+                () = refresh_due(self.expires, self.config.refresh_ahead), if live && self.expires.is_some() => {
+                    streak = 0;
+                    // Asked once per token: the next is set by `refreshed`.
+                    self.expires = None;
+                    let refresh = serde_json::json!({"type": "refresh", "token": (self.token)()});
+                    if let Err(e) = ws.send(Message::text(refresh.to_string())).await {
+                        return self.ended(None, &e.to_string());
+                    }
+                    continue;
                 }
                 () = tick(&mut silence), if live && silence.is_some() => {
                     streak = 0;
@@ -323,6 +342,18 @@ impl<O: Observer> Client<O> {
                     self.stats.set_live(true);
                 }
                 self.observer.on_notice(Notice::Subscribed(&view));
+            }
+            MessageKind::Refreshed => {
+                #[derive(serde::Deserialize)]
+                struct Exp {
+                    exp: u64,
+                }
+                if self.config.refresh_ahead.is_some()
+                    && let Ok(Exp { exp }) = serde_json::from_str(text)
+                {
+                    self.expires = Some(std::time::UNIX_EPOCH + Duration::from_secs(exp));
+                }
+                self.observer.on_notice(Notice::Control(&view));
             }
             _ => self.observer.on_notice(Notice::Control(&view)),
         }
@@ -500,4 +531,15 @@ async fn tick(check: &mut Option<SilenceCheck>) {
         }
         None => std::future::pending().await,
     }
+}
+
+/// Resolves `ahead` before `expires` (at once when that has passed).
+async fn refresh_due(expires: Option<std::time::SystemTime>, ahead: Option<Duration>) {
+    let (Some(expires), Some(ahead)) = (expires, ahead) else {
+        return std::future::pending().await;
+    };
+    let left = expires
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    sleep(left.saturating_sub(ahead)).await;
 }

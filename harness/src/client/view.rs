@@ -35,6 +35,8 @@ pub enum MessageKind {
     Unsubscribed,
     /// `pong`
     Pong,
+    /// `refreshed` (version 2)
+    Refreshed,
     /// `error`
     Error,
     /// `reconnect` (version 2)

@@ -7,6 +7,7 @@ mod bad_input;
 mod compression;
 mod delivery;
 mod health_command;
+mod keys;
 mod lifecycle;
 mod liveness;
 mod refresh;

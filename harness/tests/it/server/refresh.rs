@@ -160,3 +160,30 @@ async fn ten_refused_refreshes_close_with_1008_and_leave_others_alone() {
     bystander.send_json(json!({"type": "ping"})).await;
     bystander.next_of_type("pong").await;
 }
+
+#[tokio::test]
+async fn the_reference_client_refreshes_its_short_tokens_and_stays_connected() {
+    use odin_harness::client::{ClientConfig, TestClient};
+    let stack = Stack::start().await;
+    let ep = stack.server.endpoint();
+    let auth = ep.auth.clone();
+    // Every token lives 3 s; the client refreshes 1.5 s before the expiry.
+    let tokens = move || sign(&auth, &json!({"sub": "client", "exp": now() + 3}));
+    let config =
+        ClientConfig::new(ep.ws_url(), ["batch"]).with_refresh_ahead(Duration::from_millis(1500));
+    let mut client = TestClient::spawn(config, tokens);
+    client
+        .wait_subscribed(odin_harness::wait::LIMIT)
+        .await
+        .unwrap();
+    // Past two of its tokens' lifetimes: still the first connection.
+    let outlived = SystemTime::now() + Duration::from_secs(7);
+    while let Ok(left) = outlived.duration_since(SystemTime::now()) {
+        if let Ok(code) = client.wait_disconnected(left).await {
+            panic!("disconnected ({code:?}) although it refreshes");
+        }
+    }
+    let stats = client.stats();
+    assert_eq!((stats.connects, stats.reconnects), (1, 0));
+    client.shutdown(odin_harness::wait::LIMIT).await.unwrap();
+}
