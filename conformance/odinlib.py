@@ -33,7 +33,11 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 NATS_BIN = os.environ.get("NATS_SERVER_BIN", "nats-server")
-ODIN_BIN = os.environ.get("ODIN_SERVER_BIN", "/work/main/target/debug/odin-server")
+# Without ODIN_SERVER_BIN: this checkout's debug build (`make build`).
+ODIN_BIN = os.environ.get(
+    "ODIN_SERVER_BIN",
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "target", "debug", "odin-server"),
+)
 
 RECV_TIMEOUT = 3.0  # bounded wait for one expected frame
 ABSENCE_GRACE = 0.3  # extra bounded wait after a marker, for "nothing else came"
