@@ -34,7 +34,7 @@ endif
 .PHONY: help setup setup-browser build build-release test test-binary lint lint-source fmt server publisher auth-token \
         nats-up nats-down demo load-quick load-medium load-stress load-progressive \
         load-burst load-ceiling bench-fanout load-fleet load-failover load-failover-lossless load-scale load-soak fleet \
-        bench-publisher bench-instructions bench-instructions-update gate gate-selftest conformance fuzz images compose-up compose-down compose-test clean
+        bench-publisher bench-instructions bench-instructions-update gate gate-selftest conformance conformance-compressed fuzz images compose-up compose-down compose-test clean
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sort | \
@@ -72,6 +72,9 @@ test-binary: setup build ## The NATS and fault tests again on the nats-server bi
 
 conformance: setup build ## The black-box suite written from PROTOCOL.md alone (Python, against the built server)
 	ODIN_SERVER_BIN=$(DEBUG_BINS)/odin-server conformance/run.sh
+
+conformance-compressed: setup build ## The same suite with every gateway on --compression and every client offering permessage-deflate
+	ODIN_CONFORMANCE_COMPRESSION=1 ODIN_SERVER_BIN=$(DEBUG_BINS)/odin-server conformance/run.sh
 
 fuzz: ## Fuzz the parsers of untrusted input, FUZZ_SECONDS=60 per target (installs cargo-fuzz when missing)
 	@CARGO="$(CARGO)" FUZZ_SECONDS="$(FUZZ_SECONDS)" FUZZ_TARGETS="$(FUZZ_TARGETS)" scripts/fuzz.sh

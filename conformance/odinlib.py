@@ -291,6 +291,12 @@ class NatsServer:
         return subs
 
 
+# `ODIN_CONFORMANCE_COMPRESSION=1` (`make conformance-compressed`): every gateway the
+# suite starts runs with `--compression`, and every `Client` offers permessage-deflate
+# (PROTOCOL.md §2), so the whole suite runs over compressed connections.
+COMPRESSION = os.environ.get("ODIN_CONFORMANCE_COMPRESSION") == "1"
+
+
 class OdinServer:
     def __init__(self, workdir: str, nats_url: str, secret: str | None = None, args: list | None = None,
                  env: dict | None = None, name: str = "odin", use_flags: bool = True):
@@ -298,6 +304,8 @@ class OdinServer:
         self.nats_url = nats_url
         self.secret = secret if secret is not None else "conformance-secret-" + uuid.uuid4().hex
         self.args = list(args or [])
+        if COMPRESSION and "--compression" not in self.args:
+            self.args.append("--compression")
         self.extra_env = dict(env or {})
         self.name = name
         self.use_flags = use_flags
@@ -566,7 +574,7 @@ class Client:
     async def connect(cls, url: str, headers: dict | None = None, greet: bool = True, **kw) -> "Client":
         kw.setdefault("open_timeout", 5)
         kw.setdefault("ping_interval", None)
-        kw.setdefault("compression", None)
+        kw.setdefault("compression", "deflate" if COMPRESSION else None)
         kw.setdefault("max_size", 16 * 1024 * 1024)
         kw.setdefault("max_queue", None)
         ws = await ws_connect(url, additional_headers=headers, **kw)

@@ -4,7 +4,7 @@
 Seeds are real messages (PROTOCOL.md's examples and events of
 fixtures/recordings/small-market.jsonl) and the edge cases the protocol names,
 one file per seed, named for what it is. Run it again after changing it; it
-rewrites the four directories (standard library only):
+rewrites the five directories (standard library only):
 
     python3 fuzz/make-corpus.py
 """
@@ -261,6 +261,52 @@ def jwt_claims():
     return seeds
 
 
+def deflate_frames():
+    """Seeds of the deflate_frames target: a limit byte, a chunk byte, then a
+    stream of frames (compressed ones as zlib's raw deflate with a sync flush
+    makes them, RFC 7692 §7.2.1), and offers as browsers and libraries send
+    them."""
+    import zlib
+
+    def deflate(data):
+        c = zlib.compressobj(6, zlib.DEFLATED, -15)
+        out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+        assert out.endswith(b"\x00\x00\xff\xff")
+        return out[:-4]
+
+    def frame(b0, payload, key=None):
+        n = len(payload)
+        head = bytes([b0])
+        mask = 0x80 if key else 0
+        if n < 126:
+            head += bytes([mask | n])
+        elif n < 65536:
+            head += bytes([mask | 126]) + n.to_bytes(2, "big")
+        else:
+            head += bytes([mask | 127]) + n.to_bytes(8, "big")
+        if key:
+            head += key
+            payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+        return head + payload
+
+    sub = b'{"type":"subscribe","channels":["token.BTC","token.ETH"],"id":"s1"}'
+    price = b'{"type":"price_update","tokenId":"BTC","price":64012.5,"source":"trade","timestamp":1765000000000.5,"nonce":"n-1"}'
+    key = b"\x37\xfa\x21\x3d"
+    z = deflate(price)
+    return {
+        "F-compressed-masked": b"\x05\x07" + frame(0xC1, deflate(sub), key),
+        "F-compressed-server": b"\x05\x40" + frame(0xC1, z),
+        "F-fragmented-ping": b"\x05\x03" + frame(0x41, z[:5], key) + frame(0x89, b"p", key) + frame(0x80, z[5:], key),
+        "F-plain-then-compressed": b"\x04\x10" + frame(0x81, sub, key) + frame(0xC1, z, key),
+        "F-bomb": b"\x00\xff" + frame(0xC1, deflate(b" " * 65536), key),
+        "F-rsv1-on-ping": b"\x05\x01" + frame(0xC9, b"", key),
+        "O-chromium": b"permessage-deflate; client_max_window_bits",
+        "O-python": b"permessage-deflate; server_max_window_bits=15; client_max_window_bits",
+        "O-quoted": b'x-foo, permessage-deflate; client_max_window_bits="10"',
+        "O-small-window": b"permessage-deflate; server_max_window_bits=9, permessage-deflate",
+    }
+
+
 def write(target, seeds):
     d = os.path.join(HERE, "corpus", target)
     shutil.rmtree(d, ignore_errors=True)
@@ -279,3 +325,4 @@ if __name__ == "__main__":
     write("channel_grammar", channel_grammar())
     write("nats_event", nats_event())
     write("jwt_claims", jwt_claims())
+    write("deflate_frames", deflate_frames())

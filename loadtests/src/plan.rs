@@ -63,6 +63,10 @@ pub struct Overrides {
     /// after its first one's (needs at least 2 nodes).
     #[arg(long)]
     pub nats_second_connection: bool,
+    /// Override: the users offer permessage-deflate, and the gateways the
+    /// run starts have `--compression`.
+    #[arg(long)]
+    pub compression: bool,
     /// Override: the node stopped is the one that leads the last-prices
     /// stream (with `--stop-nats-node-after`).
     #[arg(long)]
@@ -108,6 +112,7 @@ impl Overrides {
             s.stop_nats_node_after = self.stop_nats_node_after;
         }
         s.nats_second_connection |= self.nats_second_connection;
+        s.compression |= self.compression;
         s.stop_nats_leader |= self.stop_nats_leader;
         s.thresholds = with_overrides(&s.thresholds, &self.thresholds)?;
         s.goose_thresholds
@@ -383,6 +388,7 @@ mod tests {
             "rss-growth<1MiB",
             "--goose-threshold",
             "error-rate<=1%",
+            "--compression",
         ]);
         let file = file();
         let quick = file.resolve("quick").unwrap();
@@ -418,6 +424,7 @@ mod tests {
             1
         );
         assert_eq!(s.goose_thresholds.last().unwrap(), "error-rate<=1%");
+        assert!(s.compression && !quick.compression);
         assert_eq!(s.name, "quick");
     }
 

@@ -56,6 +56,8 @@ pub struct ScenarioFields {
     pub stop_nats_node_after: Option<Duration>,
     /// Give every gateway a second NATS connection (a cluster only).
     pub nats_second_connection: Option<bool>,
+    /// Users offer permessage-deflate; gateways the run starts compress.
+    pub compression: Option<bool>,
     /// Stop the node that leads the last-prices stream rather than one that
     /// does not (default false).
     pub stop_nats_leader: Option<bool>,
@@ -189,6 +191,10 @@ pub struct Scenario {
     /// node is lost then misses nothing (a cluster only).
     #[serde(default)]
     pub nats_second_connection: bool,
+    /// Users offer permessage-deflate (RFC 7692), and the gateways the run
+    /// starts run with `--compression`.
+    #[serde(default)]
+    pub compression: bool,
     /// Stop the node that leads the last-prices stream instead of the first
     /// that does not: the hard case, where JetStream stores nothing until
     /// the other nodes have elected a leader (with `stop_nats_node_after`).
@@ -329,6 +335,7 @@ fn merge(name: &str, base: &ScenarioFields, over: &ScenarioFields) -> anyhow::Re
             .nats_second_connection
             .or(base.nats_second_connection)
             .unwrap_or(false),
+        compression: over.compression.or(base.compression).unwrap_or(false),
         stop_nats_leader: over
             .stop_nats_leader
             .or(base.stop_nats_leader)

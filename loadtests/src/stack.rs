@@ -84,6 +84,8 @@ pub struct Topology {
     pub second_connection: bool,
     /// Users the whole run connects (sizes `--max-connections`).
     pub users: usize,
+    /// The gateways compress (`--compression`).
+    pub compression: bool,
 }
 
 impl Topology {
@@ -93,6 +95,7 @@ impl Topology {
             gateways: scenario.gateways.max(1),
             nats_nodes: scenario.nats_nodes.max(1),
             second_connection: scenario.nats_second_connection,
+            compression: scenario.compression,
             users: scenario.users,
         }
     }
@@ -103,6 +106,7 @@ impl Topology {
             gateways: 1,
             nats_nodes: 1,
             second_connection: false,
+            compression: false,
             users,
         }
     }
@@ -275,6 +279,9 @@ impl Stack {
                 "--last-prices-timeout",
                 "30s",
             ]);
+        }
+        if topology.compression {
+            args.push("--compression");
         }
         args.extend(server_args.iter().map(String::as_str));
         // Gateway g tries node g % n first, then the others in turn: the

@@ -156,7 +156,8 @@ async fn connect(user: &mut GooseUser, ctx: Arc<LoadContext>) -> TransactionResu
     // per token, which is what a reconnect's snapshot repeats.
     let config = ClientConfig::new(ctx.ws_url.clone(), channels)
         .with_dedup(Duration::from_secs(120), 256)
-        .with_backoff(Duration::from_millis(100), Duration::from_secs(5));
+        .with_backoff(Duration::from_millis(100), Duration::from_secs(5))
+        .with_compression(ctx.scenario.compression);
     let config = match ctx.source_ips.len() {
         0 => config,
         n => config.with_source_ip(ctx.source_ips[index % n]),

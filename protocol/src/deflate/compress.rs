@@ -83,3 +83,79 @@ mod tests {
         }
     }
 }
+
+/// Figures for `docs/results/compression.md`: bytes per price event plain and
+/// compressed, and the cost of compressing once per event against once per
+/// recipient. Run by hand:
+/// `cargo test --workspace --lib deflate::compress::figures -- --ignored --nocapture`
+/// (add `--release` for the CPU figures).
+#[cfg(test)]
+mod figures {
+    use std::time::Instant;
+
+    use crate::ids::NonceSource;
+    use crate::message::{PriceSource, PriceUpdate};
+    use crate::{Event, TokenId};
+
+    /// Price events as the publisher sends them: a random walk per token.
+    fn prices(n: usize) -> Vec<Vec<u8>> {
+        let nonces = NonceSource::with_instance(7);
+        let tokens = ["BTC", "ETH", "SOL", "DOGE", "AVAX", "LINK", "MATIC", "DOT"];
+        let mut price = 100.0_f64;
+        (0..n)
+            .map(|i| {
+                price *= 1.0 + ((i * 7919 % 200) as f64 - 100.0) / 100_000.0;
+                let event = Event::PriceUpdate(PriceUpdate {
+                    token_id: TokenId::parse(tokens[i % tokens.len()]).unwrap(),
+                    price: (price * 1e6).round() / 1e6,
+                    source: if i % 3 == 0 {
+                        PriceSource::Scheduler
+                    } else {
+                        PriceSource::Trade
+                    },
+                    previous_price: Some(price * 0.999),
+                    change_24h: Some(((i % 1000) as f64 - 500.0) / 100.0),
+                    timestamp: 1_765_000_000_000.0 + i as f64 * 2.5,
+                    nonce: nonces.next(),
+                });
+                serde_json::to_vec(&event).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    #[ignore = "prints figures; run by hand"]
+    fn figures() {
+        let events = prices(10_000);
+        let plain: usize = events.iter().map(Vec::len).sum();
+        let mut compress = flate2::Compress::new(flate2::Compression::default(), false);
+        let start = Instant::now();
+        let compressed: usize = events
+            .iter()
+            .map(|e| super::deflate_with(&mut compress, e).len())
+            .sum();
+        let once = start.elapsed().as_secs_f64() / events.len() as f64;
+        println!(
+            "price events: {} bytes plain, {} compressed per event on average: {:.1} %",
+            plain / events.len(),
+            compressed / events.len(),
+            100.0 * compressed as f64 / plain as f64
+        );
+        println!("compressing one event: {:.2} µs", once * 1e6);
+        // Per-connection compression: the same event once per recipient.
+        let recipients = 1_000;
+        let start = Instant::now();
+        for e in events.iter().take(100) {
+            for _ in 0..recipients {
+                std::hint::black_box(super::deflate_with(&mut compress, e));
+            }
+        }
+        let per_connection = start.elapsed().as_secs_f64() / 100.0;
+        println!(
+            "one event to {recipients} recipients: {:.2} ms compressing per recipient, {:.2} µs once per event ({:.0}x)",
+            per_connection * 1e3,
+            once * 1e6,
+            per_connection / once
+        );
+    }
+}

@@ -10,9 +10,10 @@
 //! the message it would have seen uncompressed.
 //!
 //! Its memory is bounded by the message limit it is given: a compressed
-//! message, or its inflated size, over the limit (a compression bomb) stops
-//! at the limit and becomes a frame header announcing one byte more than the
-//! limit, which the library refuses as too big (`1009`); broken compressed
+//! message over the limit (plus deflate's worst-case growth of
+//! incompressible data), or its inflated size over the limit (a compression
+//! bomb), stops at the limit and becomes a frame header announcing one byte
+//! more than the limit, which the library refuses as too big (`1009`); broken compressed
 //! data, or RSV1 where RFC 7692 forbids it (a control frame, a continuation,
 //! a connection that did not negotiate the extension), becomes a frame with
 //! RSV2 set, which it refuses as a protocol error (`1002`). After either,
@@ -148,7 +149,10 @@ impl FrameInflater {
         };
         if gather {
             let (_, data) = self.message.as_ref().expect("just set");
-            if len > (self.limit - data.len()) as u64 {
+            // Incompressible data grows a little when deflated: a message
+            // within the limit may be slightly over it compressed.
+            let room = self.limit + self.limit / 256 + 64 - data.len();
+            if len > room as u64 {
                 return self.too_big(masked, out);
             }
             self.message_done = b0 & FIN != 0;

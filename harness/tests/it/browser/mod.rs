@@ -7,6 +7,7 @@
 //! `SKIPPED: browser test: <reason>` and returns.
 
 mod chrome;
+mod compressed;
 mod deploy;
 mod external;
 mod feed;

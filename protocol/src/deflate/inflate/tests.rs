@@ -73,6 +73,28 @@ fn a_compression_bomb_stops_at_the_limit() {
 }
 
 #[test]
+fn an_incompressible_message_of_the_limit_passes_though_it_grew() {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let data: Vec<u8> = (0..4096)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let z = deflate(&data);
+    assert!(z.len() > data.len(), "{}", z.len());
+    let mut inflater = FrameInflater::new(data.len(), true);
+    let out = feed_in_chunks(
+        &mut inflater,
+        &frame(FIN | RSV1 | 0x2, &z, Some([5, 6, 7, 8])),
+        100,
+    );
+    assert_eq!(frames(&out), [(FIN | 0x2, data)]);
+}
+
+#[test]
 fn a_compressed_frame_over_the_limit_is_refused_before_it_is_read() {
     let mut inflater = FrameInflater::new(100, true);
     let mut out = Vec::new();
