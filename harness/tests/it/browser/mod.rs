@@ -12,3 +12,4 @@ mod external;
 mod feed;
 mod modules;
 mod page;
+mod tls;
