@@ -95,6 +95,8 @@ async fn run() -> anyhow::Result<()> {
 
     let token = tls.endpoint().token("bench");
     let addr = tls.endpoint().ws_addr;
+    let tls_pid = tls.pid().context("server pid")?;
+    let cpu_before = cpu_seconds(tls_pid)?;
     let started = Instant::now();
     let mut set = JoinSet::new();
     let per_client = options.handshakes / options.concurrency;
@@ -112,11 +114,17 @@ async fn run() -> anyhow::Result<()> {
     }
     let done = per_client * options.concurrency;
     let elapsed = started.elapsed();
+    let cpu = cpu_seconds(tls_pid)? - cpu_before;
     println!(
         "handshakes: {done} full TLS + WebSocket upgrades with a JWT in {:.2} s: {:.0}/s ({} clients)",
         elapsed.as_secs_f64(),
         done as f64 / elapsed.as_secs_f64(),
         options.concurrency
+    );
+    println!(
+        "server CPU: {cpu:.2} s for them: {:.0} µs per handshake, {:.0} handshakes per second of one core",
+        cpu * 1e6 / done as f64,
+        done as f64 / cpu
     );
 
     for (name, server, trust) in [("plain", &plain, None), ("tls", &tls, Some(&trust))] {
@@ -169,6 +177,22 @@ async fn open(addr: SocketAddr, trust: Option<&ClientTls>, token: &str) -> anyho
             Held::Tls(Box::new(client_async(url, stream).await?.0))
         }
     })
+}
+
+/// CPU seconds (user and system) process `pid` has used, from
+/// `/proc/<pid>/stat` (fields 14 and 15, in clock ticks of 1/100 s).
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name may hold spaces: fields are counted after its ')'.
+    let rest = stat.rsplit_once(')').context("a /proc stat line")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields
+        .get(11..13)
+        .context("utime and stime")?
+        .iter()
+        .map(|f| f.parse::<f64>().unwrap_or(0.0))
+        .sum();
+    Ok(ticks / 100.0)
 }
 
 /// The resident memory of process `pid`, in KiB.
