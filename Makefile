@@ -32,7 +32,7 @@ BUILD_TARGETS := --bins
 endif
 
 .PHONY: help setup setup-browser build build-release test test-binary lint lint-source fmt server publisher auth-token \
-        nats-up nats-down demo load-quick load-medium load-stress load-progressive \
+        nats-up nats-down demo demo-tls load-quick load-medium load-stress load-progressive \
         load-burst load-ceiling bench-fanout load-fleet load-failover load-failover-lossless load-scale load-soak fleet \
         bench-publisher bench-instructions bench-instructions-update gate gate-selftest conformance conformance-compressed fuzz images compose-up compose-down compose-test clean
 
@@ -102,6 +102,9 @@ auth-token: ## Print a JWT (SUB=name TTL=1h; ODIN_JWT_SECRET or the dev secret)
 
 demo: build ## The live price page with NATS, server and publisher started for you (Ctrl-C stops all)
 	ODIN_BIN_DIR=$(DEBUG_BINS) $(DEBUG_BINS)/odin-demo $(DEMO_ARGS)
+
+demo-tls: build ## The demo over wss:// and https:// with a throw-away CA's certificate for localhost
+	ODIN_BIN_DIR=$(DEBUG_BINS) $(DEBUG_BINS)/odin-demo --tls $(DEMO_ARGS)
 
 load-quick: setup build-release ## Load scenario "quick": 100 users, the CI release gate (LOAD_ARGS=… for overrides)
 	$(LOAD) quick $(LOAD_ARGS)

@@ -52,9 +52,10 @@ def odin_factory(workdir, odin_bin, nats_server):
     """Start an extra gateway: odin_factory(args=[...], env={...}, nats_url=..., wait=True)."""
     started = []
 
-    def make(args=None, env=None, nats_url=None, name="odin", wait=True, use_flags=True, secret=None) -> OdinServer:
+    def make(args=None, env=None, nats_url=None, name="odin", wait=True, use_flags=True, secret=None,
+             tls=None, cafile=None) -> OdinServer:
         s = OdinServer(workdir, nats_url or nats_server.url, secret=secret, args=args, env=env, name=name,
-                       use_flags=use_flags)
+                       use_flags=use_flags, tls=tls, cafile=cafile)
         started.append(s)
         s.start(wait=wait)
         return s

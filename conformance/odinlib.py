@@ -17,6 +17,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import tempfile
@@ -119,10 +120,18 @@ class HttpResponse:
         return json.loads(self.body.decode("utf-8"))
 
 
-def http_get(base: str, path: str, timeout: float = 3.0) -> HttpResponse:
+def tls_context(cafile: str) -> ssl.SSLContext:
+    """A client TLS context trusting only the certificates (a CA or a self-signed server
+    certificate) in the PEM file `cafile`."""
+    ctx = ssl.create_default_context(cafile=cafile)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def http_get(base: str, path: str, timeout: float = 3.0, context: ssl.SSLContext | None = None) -> HttpResponse:
     req = urllib.request.Request(base + path, method="GET")
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as r:
             return HttpResponse(r.status, {k.lower(): v for k, v in r.headers.items()}, r.read())
     except urllib.error.HTTPError as e:
         return HttpResponse(e.code, {k.lower(): v for k, v in e.headers.items()}, e.read())
@@ -299,8 +308,13 @@ COMPRESSION = os.environ.get("ODIN_CONFORMANCE_COMPRESSION") == "1"
 
 class OdinServer:
     def __init__(self, workdir: str, nats_url: str, secret: str | None = None, args: list | None = None,
-                 env: dict | None = None, name: str = "odin", use_flags: bool = True):
+                 env: dict | None = None, name: str = "odin", use_flags: bool = True,
+                 tls: tuple[str, str] | None = None, cafile: str | None = None):
+        """`tls`: (certificate chain, key) PEM files to serve wss:// and https:// with; `cafile`:
+        what clients trust for it (defaults to the certificate itself, for a self-signed one)."""
         self.workdir = workdir
+        self.tls = tls
+        self.context = tls_context(cafile or tls[0]) if tls else None
         self.nats_url = nats_url
         self.secret = secret if secret is not None else "conformance-secret-" + uuid.uuid4().hex
         self.args = list(args or [])
@@ -322,10 +336,14 @@ class OdinServer:
 
     @property
     def ws_base(self) -> str:
+        if self.tls:
+            return f"wss://localhost:{self.ws_port}"
         return f"ws://127.0.0.1:{self.ws_port}"
 
     @property
     def http_base(self) -> str:
+        if self.tls:
+            return f"https://localhost:{self.http_port}"
         return f"http://127.0.0.1:{self.http_port}"
 
     def ws_url(self, token: str | None = None, path: str = "/ws") -> str:
@@ -360,6 +378,8 @@ class OdinServer:
                 "ODIN_NATS_URL": self.nats_url,
                 "ODIN_JWT_SECRET": self.secret,
             })
+        if self.tls:
+            cmd += ["--tls-cert", self.tls[0], "--tls-key", self.tls[1]]
         cmd += self.args
         env.update(self.extra_env)
         return cmd, env
@@ -385,7 +405,7 @@ class OdinServer:
         def ready():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"odin-server exited {self.proc.returncode}:\n{self.log_tail()}")
-            r = http_get(self.http_base, "/health", timeout=1.0)
+            r = http_get(self.http_base, "/health", timeout=1.0, context=self.context)
             return r.status == 200
 
         deadline = time.monotonic() + timeout
@@ -401,12 +421,12 @@ class OdinServer:
         raise RuntimeError(f"odin-server not ready after {timeout}s:\n{self.log_tail()}")
 
     def stats(self) -> dict:
-        r = http_get(self.http_base, "/stats")
+        r = http_get(self.http_base, "/stats", context=self.context)
         assert r.status == 200, r
         return r.json()
 
     def health(self) -> HttpResponse:
-        return http_get(self.http_base, "/health")
+        return http_get(self.http_base, "/health", context=self.context)
 
     def terminate(self, timeout: float = 10.0) -> int | None:
         if self.proc is None:

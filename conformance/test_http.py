@@ -11,6 +11,7 @@ STATS_FIELDS = {
     "messagesDelivered": int, "duplicatesDropped": int, "invalidEvents": int, "conflated": int,
     "slowConsumerDisconnects": int, "authFailures": int, "addressLimited": int,
     "tokensHeld": int, "tokensEvicted": int, "tokensRefused": int,
+    "tlsReloads": int, "tlsReloadFailures": int, "tlsHandshakeFailures": int,
     "averageLatency": (int, float),
     "peakLatency": (int, float), "natsConnected": bool,
 }

@@ -86,6 +86,20 @@ impl TestCa {
 }
 
 impl TestCertificate {
+    /// The base64 of the SHA-256 of the leaf's SubjectPublicKeyInfo: what
+    /// Chromium's `--ignore-certificate-errors-spki-list` takes to trust
+    /// this certificate's key.
+    pub fn spki_sha256_base64(&self) -> String {
+        let suite = rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256;
+        let sha256 = suite
+            .tls13()
+            .expect("a TLS 1.3 suite")
+            .common
+            .hash_provider
+            .hash(&self.spki_der);
+        base64(sha256.as_ref())
+    }
+
     /// Writes the key, then the chain (the server loads a change once both
     /// files have stayed the same for a second).
     pub fn write(&self, cert: &Path, key: &Path) -> anyhow::Result<()> {
@@ -148,4 +162,44 @@ pub async fn presented(tls: &ClientTls, addr: SocketAddr) -> anyhow::Result<Vec<
         .and_then(|chain| chain.first())
         .context("the server presented no certificate")?;
     Ok(leaf.to_vec())
+}
+
+/// Standard base64 with padding (RFC 4648 §4).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base64;
+
+    #[test]
+    fn base64_matches_rfc_4648_vectors() {
+        for (raw, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(raw.as_bytes()), encoded);
+        }
+    }
 }

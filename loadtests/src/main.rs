@@ -339,6 +339,9 @@ fn local_worker(
                 .jwt_secret
                 .clone()
                 .context("--scenario-json needs --jwt-secret (or ODIN_JWT_SECRET)")?,
+            // Worker processes load plain gateways; wss:// is for one
+            // process against one `--url` for now.
+            ca_file: None,
         },
         out_dir: args.out.clone().context("--scenario-json needs --out")?,
         connect_timeout: args.connect_timeout,
@@ -386,6 +389,9 @@ async fn joined_worker(
             http_addr: None,
             nats_url: nats.to_owned(),
             jwt_secret: share.jwt_secret,
+            // Remote workers load plain gateways; wss:// is for one
+            // process against one `--url` for now.
+            ca_file: None,
         },
         out_dir,
         connect_timeout: share.connect_timeout,

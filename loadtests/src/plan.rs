@@ -231,6 +231,11 @@ pub struct TargetArgs {
     /// The running server's JWT secret, with `--url`.
     #[arg(long, env = "ODIN_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// With a `wss://` `--url`: a PEM file of what to trust for its
+    /// certificate and its HTTPS `/stats` (a CA, or a self-signed
+    /// certificate itself).
+    #[arg(long, requires = "url")]
+    pub ca_file: Option<std::path::PathBuf>,
     /// What an embedded run starts: `odin` (odin-server) or `forwarder`
     /// (odin-forwarder, the bare forwarder the fan-out benchmark compares
     /// odin-server with: no auth, no de-dup, no /stats).
@@ -260,6 +265,7 @@ impl TargetArgs {
                 jwt_secret: self.jwt_secret.clone().context(
                     "--url needs --jwt-secret (or ODIN_JWT_SECRET) to sign the users' tokens",
                 )?,
+                ca_file: self.ca_file.clone(),
             }),
         }
     }

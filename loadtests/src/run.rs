@@ -72,6 +72,7 @@ async fn run_on(
         finished: CancellationToken::new(),
         connect_timeout: opts.connect_timeout,
         source_ips: opts.source_ips.clone(),
+        tls: stack.tls().cloned(),
     });
     let stats_before = stack.stats().await;
     let server_before = stack.sample();
@@ -481,6 +482,7 @@ mod tests {
                 http_addr: None,
                 nats_url: "nats://127.0.0.1:1".into(),
                 jwt_secret: "s".into(),
+                ca_file: None,
             },
             out_dir: std::env::temp_dir(),
             connect_timeout: Duration::from_secs(1),

@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use odin_harness::nats::{BackendChoice, NatsCluster, NatsOptions, NatsServer, select};
 use odin_harness::server::{ServerProcess, TEST_SECRET};
+use odin_harness::tls::ClientTls;
 use odin_protocol::stats::StatsSnapshot;
 use odin_server::auth::{AuthConfig, mint_token};
 use serde::{Deserialize, Serialize};
@@ -68,6 +69,9 @@ pub enum Target {
         nats_url: String,
         /// The secret its tokens are signed with.
         jwt_secret: String,
+        /// A PEM file of what to trust for a `wss://` URL and its HTTPS
+        /// `/stats` (a CA or the self-signed certificate itself).
+        ca_file: Option<std::path::PathBuf>,
     },
 }
 
@@ -206,6 +210,8 @@ pub struct Stack {
     /// run stops.
     nats_url: String,
     jwt_secret: String,
+    /// What the users and `/stats` trust when the target speaks TLS.
+    tls: Option<ClientTls>,
 }
 
 impl Stack {
@@ -218,6 +224,7 @@ impl Stack {
                 http_addr,
                 nats_url,
                 jwt_secret,
+                ca_file,
             } => Ok(Stack {
                 nats: None,
                 gateways: Vec::new(),
@@ -225,6 +232,10 @@ impl Stack {
                 http_addrs: http_addr.iter().copied().collect(),
                 nats_url: nats_url.clone(),
                 jwt_secret: jwt_secret.clone(),
+                tls: match ca_file {
+                    Some(path) => Some(odin_harness::tls::client_trusting_file(path)?),
+                    None => None,
+                },
             }),
             Target::Embedded {
                 server: ServerKind::Forwarder,
@@ -251,6 +262,7 @@ impl Stack {
                     jwt_secret: TEST_SECRET.to_owned(),
                     nats: Some(nats),
                     gateways: vec![Gateway::Forwarder(forwarder)],
+                    tls: None,
                 })
             }
             Target::Embedded {
@@ -332,12 +344,18 @@ impl Stack {
             jwt_secret: TEST_SECRET.to_owned(),
             nats: Some(nats),
             gateways: gateways.into_iter().map(Gateway::Odin).collect(),
+            tls: None,
         })
     }
 
     /// `ws://…/ws`.
     pub fn ws_url(&self) -> &str {
         &self.ws_url
+    }
+
+    /// What a `wss://` target's certificate is checked against.
+    pub fn tls(&self) -> Option<&ClientTls> {
+        self.tls.as_ref()
     }
 
     /// The NATS URL for the publisher.
@@ -366,7 +384,7 @@ impl Stack {
     pub async fn stats_each(&self) -> Vec<StatsSnapshot> {
         let mut all = Vec::with_capacity(self.http_addrs.len());
         for addr in &self.http_addrs {
-            if let Some(stats) = stats_of(*addr).await {
+            if let Some(stats) = stats_of(*addr, self.tls.as_ref()).await {
                 all.push(stats);
             }
         }
@@ -464,8 +482,8 @@ impl Stack {
 }
 
 /// `/stats` at `addr`, if it answers.
-async fn stats_of(addr: SocketAddr) -> Option<StatsSnapshot> {
-    odin_harness::http::get(addr, "/stats")
+async fn stats_of(addr: SocketAddr, tls: Option<&ClientTls>) -> Option<StatsSnapshot> {
+    odin_harness::http::get_over(addr, "/stats", &[], tls)
         .await
         .ok()?
         .json()

@@ -54,6 +54,8 @@ pub struct LoadContext {
     /// The local addresses users connect from, in turn; empty lets the
     /// kernel choose.
     pub source_ips: Vec<std::net::IpAddr>,
+    /// What a `wss://` target's certificate is checked against.
+    pub tls: Option<odin_harness::tls::ClientTls>,
 }
 
 /// A started user's client task.
@@ -161,6 +163,10 @@ async fn connect(user: &mut GooseUser, ctx: Arc<LoadContext>) -> TransactionResu
     let config = match ctx.source_ips.len() {
         0 => config,
         n => config.with_source_ip(ctx.source_ips[index % n]),
+    };
+    let config = match &ctx.tls {
+        Some(tls) => config.with_tls(tls.clone()),
+        None => config,
     };
     let token = ctx.token.clone();
     let client = Client::new(config, move || token(), observer);

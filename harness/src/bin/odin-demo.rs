@@ -10,8 +10,10 @@
 //! Flags (all optional): `--ws-addr ADDR` (default `127.0.0.1:8080`),
 //! `--http-addr ADDR` (`127.0.0.1:3001`), `--tokens N` (50), `--rate R`
 //! (trade price events per second, 20), `--tick D` (batch/volume/market
-//! period, `2s`). Children log warnings and errors only, unless `RUST_LOG`
-//! says otherwise.
+//! period, `2s`), `--tls` (`make demo-tls`: serve `wss://` and `https://`
+//! with a certificate for `localhost` from a throw-away CA made at start;
+//! it prints the CA's file and the Chromium flag that trusts the key).
+//! Children log warnings and errors only, unless `RUST_LOG` says otherwise.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,8 +31,7 @@ const TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Token ids the page watches first (the publisher's best-known tickers).
 const WATCHED: &str = "BTC,ETH,SOL,BNB,XRP,DOGE,PEPE";
 
-const USAGE: &str =
-    "usage: odin-demo [--ws-addr ADDR] [--http-addr ADDR] [--tokens N] [--rate R] [--tick D]";
+const USAGE: &str = "usage: odin-demo [--ws-addr ADDR] [--http-addr ADDR] [--tokens N] [--rate R] [--tick D] [--tls]";
 
 /// The demo's settings.
 struct Options {
@@ -39,6 +40,7 @@ struct Options {
     tokens: String,
     rate: String,
     tick: String,
+    tls: bool,
 }
 
 impl Options {
@@ -49,11 +51,16 @@ impl Options {
             tokens: "50".into(),
             rate: "20".into(),
             tick: "2s".into(),
+            tls: false,
         };
         while let Some(flag) = args.next() {
             if flag == "-h" || flag == "--help" {
                 println!("{USAGE}");
                 std::process::exit(0);
+            }
+            if flag == "--tls" {
+                o.tls = true;
+                continue;
             }
             let value = args
                 .next()
@@ -104,21 +111,31 @@ async fn run(o: Options) -> anyhow::Result<()> {
         .await
         .context("cannot start NATS (is nats-server on PATH, or Docker running?)")?;
 
-    let mut server = spawn(
-        "odin-server",
-        Command::new(&server_bin).args([
-            "--dev",
-            "--ws-addr",
-            &o.ws_addr.to_string(),
-            "--http-addr",
-            &o.http_addr.to_string(),
-            "--nats-url",
-            &nats.url(),
-        ]),
-    )?;
+    // With --tls: a CA and its certificate for localhost, in a directory
+    // that lives as long as the demo.
+    let tls = if o.tls { Some(DemoTls::make()?) } else { None };
+    let mut command = Command::new(&server_bin);
+    command.args([
+        "--dev",
+        "--ws-addr",
+        &o.ws_addr.to_string(),
+        "--http-addr",
+        &o.http_addr.to_string(),
+        "--nats-url",
+        &nats.url(),
+    ]);
+    if let Some(tls) = &tls {
+        command
+            .arg("--tls-cert")
+            .arg(&tls.cert)
+            .arg("--tls-key")
+            .arg(&tls.key);
+    }
+    let mut server = spawn("odin-server", &mut command)?;
+    let trust = tls.as_ref().map(|t| t.trust.clone());
     let started = tokio::select! {
         // `/health` is 200 once the server listens and is on NATS.
-        r = wait_ok(o.http_addr, "/health", &mut server) => r,
+        r = wait_ok(o.http_addr, "/health", &mut server, trust.as_ref()) => r,
         _ = interrupt.recv() => Err(anyhow::anyhow!("interrupted")),
     };
     if let Err(e) = started {
@@ -144,13 +161,19 @@ async fn run(o: Options) -> anyhow::Result<()> {
     )?;
 
     let token = mint_token(&AuthConfig::development(), "demo", TOKEN_TTL);
-    let ws_url = format!("ws://{}/ws", o.ws_addr);
+    let ws_url = match &tls {
+        None => format!("ws://{}/ws", o.ws_addr),
+        Some(_) => format!("wss://localhost:{}/ws", o.ws_addr.port()),
+    };
     let page: String = form_urlencoded::Serializer::new(String::new())
         .append_pair("ws", &ws_url)
         .append_pair("token", &token)
         .append_pair("tokens", WATCHED)
         .finish();
-    let http = format!("http://{}", o.http_addr);
+    let http = match &tls {
+        None => format!("http://{}", o.http_addr),
+        Some(_) => format!("https://localhost:{}", o.http_addr.port()),
+    };
     println!();
     println!("Odin demo is running (development mode: built-in JWT secret).");
     println!();
@@ -173,6 +196,18 @@ async fn run(o: Options) -> anyhow::Result<()> {
         server_bin.display()
     );
     println!();
+    if let Some(tls) = &tls {
+        println!("  TLS         a throw-away CA signed the certificate for localhost:");
+        println!(
+            "              trust {} in the browser, or start Chromium with",
+            tls.ca.display()
+        );
+        println!(
+            "              --ignore-certificate-errors-spki-list={}",
+            tls.spki
+        );
+        println!();
+    }
     println!("Press Ctrl-C to stop everything.");
 
     let outcome = tokio::select! {
@@ -231,7 +266,7 @@ impl Nats {
         let mut child = spawn("nats-server", &mut command)?;
         let monitor_addr: SocketAddr = ([127, 0, 0, 1], monitor_port).into();
         // /healthz answers 200 once the server, JetStream included, is ready.
-        wait_ok(monitor_addr, "/healthz", &mut child).await?;
+        wait_ok(monitor_addr, "/healthz", &mut child, None).await?;
         Ok(Nats::Own {
             child,
             url: format!("nats://127.0.0.1:{port}"),
@@ -306,13 +341,18 @@ fn spawn(name: &str, command: &mut Command) -> anyhow::Result<Child> {
 
 /// Polls `GET path` on `addr` until it answers 200, at most 20 s, failing
 /// early when `child` exits.
-async fn wait_ok(addr: SocketAddr, path: &str, child: &mut Child) -> anyhow::Result<()> {
+async fn wait_ok(
+    addr: SocketAddr,
+    path: &str,
+    child: &mut Child,
+    tls: Option<&odin_harness::tls::ClientTls>,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(status) = child.try_wait()? {
             bail!("it exited ({status})");
         }
-        if let Ok(resp) = odin_harness::http::get(addr, path).await
+        if let Ok(resp) = odin_harness::http::get_over(addr, path, &[], tls).await
             && resp.status == 200
         {
             return Ok(());
@@ -347,5 +387,40 @@ fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
     match status {
         Ok(s) => s.to_string(),
         Err(e) => e.to_string(),
+    }
+}
+
+/// The demo's TLS material: a CA made at start and its certificate for
+/// `localhost`, as files in a directory removed when the demo ends.
+struct DemoTls {
+    _dir: tempfile::TempDir,
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    /// What the demo's own health check trusts.
+    trust: odin_harness::tls::ClientTls,
+    /// The certificate key's SHA-256 for Chromium's SPKI list.
+    spki: String,
+}
+
+impl DemoTls {
+    fn make() -> anyhow::Result<DemoTls> {
+        let ca = odin_harness::tls::TestCa::new()?;
+        let certificate = ca.issue(1)?;
+        let dir = tempfile::Builder::new()
+            .prefix("odin-demo-tls-")
+            .tempdir()?;
+        let path = |name: &str| dir.path().join(name);
+        let (ca_file, cert, key) = (path("ca.pem"), path("cert.pem"), path("key.pem"));
+        std::fs::write(&ca_file, ca.pem())?;
+        certificate.write(&cert, &key)?;
+        Ok(DemoTls {
+            trust: ca.client()?,
+            spki: certificate.spki_sha256_base64(),
+            _dir: dir,
+            ca: ca_file,
+            cert,
+            key,
+        })
     }
 }

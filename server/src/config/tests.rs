@@ -2,6 +2,7 @@
 //! that refuse bad combinations.
 
 use super::*;
+use crate::auth::MIN_SECRET_BYTES;
 
 #[test]
 fn command_line_is_well_formed() {

@@ -5,7 +5,9 @@
 //! The certificate is read from its files at start ([`Tls::load`]) and again
 //! on SIGHUP or when the files change ([`reload::watch`]): the new one is
 //! handed to every handshake from then on, while connections already up
-//! keep the session they made. A reload that fails keeps the certificate
+//! keep the session they made; sessions cached for resumption are dropped,
+//! so no new connection resumes one made under the old certificate. A
+//! reload that fails keeps the certificate
 //! being served, logs why and counts the failure.
 //!
 //! [`lazy::LazyTls`] runs the handshake on the HTTP port inside the
@@ -19,7 +21,9 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::{
+    ClientHello, ResolvesServerCert, ServerSessionMemoryCache, StoresServerSessions,
+};
 use rustls::sign::CertifiedKey;
 use tokio_rustls::TlsAcceptor;
 
@@ -31,6 +35,8 @@ pub(crate) struct Tls {
     files: TlsFiles,
     provider: Arc<CryptoProvider>,
     current: Arc<Current>,
+    /// The sessions clients may resume, emptied by every reload.
+    sessions: Arc<Sessions>,
     /// The files' bytes as last loaded (or last tried and refused): a
     /// change on disk is a change from these.
     seen: Mutex<Contents>,
@@ -57,15 +63,18 @@ impl Tls {
         let contents = Contents::read(&files)?;
         let key = contents.certified_key(&files, &provider)?;
         let current = Arc::new(Current(RwLock::new(key)));
+        let sessions = Arc::new(Sessions(RwLock::new(Sessions::fresh())));
         let mut config = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
             .with_no_client_auth()
             .with_cert_resolver(current.clone());
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.session_storage = sessions.clone();
         Ok(Tls {
             files,
             provider,
             current,
+            sessions,
             seen: Mutex::new(contents),
             acceptor: TlsAcceptor::from(Arc::new(config)),
         })
@@ -94,6 +103,10 @@ impl Tls {
         match loaded {
             Ok(key) => {
                 *self.current.0.write() = key;
+                // A resumed session skips the certificate: without this a
+                // client could go on under the old one (perhaps the very
+                // key the reload replaces) until its session expired.
+                *self.sessions.0.write() = Sessions::fresh();
                 Reload::Loaded
             }
             Err(e) => Reload::Failed(e),
@@ -115,5 +128,41 @@ struct Current(RwLock<Arc<CertifiedKey>>);
 impl ResolvesServerCert for Current {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.0.read().clone())
+    }
+}
+
+/// The session cache, replaced whole on every reload: sessions made under
+/// an old certificate cannot be resumed under the new one.
+#[derive(Debug)]
+struct Sessions(RwLock<Arc<dyn StoresServerSessions>>);
+
+impl Sessions {
+    /// How many sessions are kept for resumption (rustls's default).
+    const CAPACITY: usize = 256;
+
+    fn fresh() -> Arc<dyn StoresServerSessions> {
+        ServerSessionMemoryCache::new(Self::CAPACITY)
+    }
+
+    fn current(&self) -> Arc<dyn StoresServerSessions> {
+        self.0.read().clone()
+    }
+}
+
+impl StoresServerSessions for Sessions {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.current().put(key, value)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.current().get(key)
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.current().take(key)
+    }
+
+    fn can_cache(&self) -> bool {
+        true
     }
 }

@@ -13,3 +13,4 @@ mod external;
 mod feed;
 mod modules;
 mod page;
+mod tls;

@@ -278,7 +278,8 @@ async fn page_opened_as_a_file() {
     result.expect("the page works from file:// where modules are allowed");
 }
 
-/// `<scheme>` `http`: the page served by the server; `file`: `client/` on
+/// `<scheme>` `http`: the page served by the server (`https`: over TLS,
+/// as `localhost`, the test certificates' name); `file`: `client/` on
 /// disk. Either way the WebSocket URL and a token come in the query string.
 pub(super) fn page_url(endpoint: &Endpoint, scheme: &str) -> String {
     let query: String = form_urlencoded::Serializer::new(String::new())
@@ -288,6 +289,7 @@ pub(super) fn page_url(endpoint: &Endpoint, scheme: &str) -> String {
         .finish();
     match scheme {
         "file" => format!("file://{}/index.html?{query}", client_dir().display()),
+        "https" => format!("https://localhost:{}/?{query}", endpoint.http_addr.port()),
         _ => format!("http://{}/?{query}", endpoint.http_addr),
     }
 }
