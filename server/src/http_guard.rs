@@ -147,49 +147,7 @@ pub(crate) enum HttpIo {
     Tls(LazyTls<GuardedIo>),
 }
 
-/// Forwards each `AsyncRead`/`AsyncWrite` call to the variant's own.
-macro_rules! forward {
-    ($self:ident, $s:ident => $call:expr) => {
-        match $self.get_mut() {
-            HttpIo::Plain($s) => {
-                let $s = Pin::new($s);
-                $call
-            }
-            HttpIo::Tls($s) => {
-                let $s = Pin::new($s);
-                $call
-            }
-        }
-    };
-}
-
-impl AsyncRead for HttpIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        forward!(self, s => s.poll_read(cx, buf))
-    }
-}
-
-impl AsyncWrite for HttpIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        forward!(self, s => s.poll_write(cx, buf))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        forward!(self, s => s.poll_flush(cx))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        forward!(self, s => s.poll_shutdown(cx))
-    }
-}
+crate::stream::forward_io!(HttpIo: read, write);
 
 /// An accepted HTTP socket with its slot and its two deadlines.
 pub(crate) struct GuardedIo {

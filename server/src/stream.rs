@@ -4,11 +4,6 @@
 //! call on tokio's own halves (the writer's vectored `try_write`), and only
 //! TLS goes through `AsyncWrite`.
 
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_rustls::server::TlsStream;
@@ -55,89 +50,81 @@ impl ClientStream {
     }
 }
 
-/// Forwards each `AsyncRead`/`AsyncWrite` call to the variant's own.
-macro_rules! forward {
-    ($self:ident, $s:ident => $call:expr) => {
+/// Implements `AsyncRead` and/or `AsyncWrite` for an enum whose variants
+/// `Plain` and `Tls` each implement them, by forwarding every call to the
+/// variant's own: `forward_io!(Type: read, write)`. The WebSocket port's
+/// socket and halves here, and the HTTP port's connection
+/// ([`crate::http_guard`]), are such enums.
+macro_rules! forward_io {
+    ($ty:ty: $($way:ident),+) => {
+        $($crate::stream::forward_io!(@$way $ty);)+
+    };
+    (@call $self:ident, $s:ident => $call:expr) => {
         match $self.get_mut() {
             Self::Plain($s) => {
-                let $s = Pin::new($s);
+                let $s = ::std::pin::Pin::new($s);
                 $call
             }
             Self::Tls($s) => {
-                let $s = Pin::new($s);
+                let $s = ::std::pin::Pin::new($s);
                 $call
             }
         }
     };
-}
-
-impl AsyncRead for ClientStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        forward!(self, s => s.poll_read(cx, buf))
-    }
-}
-
-impl AsyncWrite for ClientStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        forward!(self, s => s.poll_write(cx, buf))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        forward!(self, s => s.poll_flush(cx))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        forward!(self, s => s.poll_shutdown(cx))
-    }
-}
-
-impl AsyncRead for ReadHalf {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        forward!(self, s => s.poll_read(cx, buf))
-    }
-}
-
-impl AsyncWrite for WriteHalf {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        forward!(self, s => s.poll_write(cx, buf))
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        forward!(self, s => s.poll_write_vectored(cx, bufs))
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Self::Plain(s) => s.is_write_vectored(),
-            Self::Tls(s) => s.is_write_vectored(),
+    (@read $ty:ty) => {
+        impl ::tokio::io::AsyncRead for $ty {
+            fn poll_read(
+                self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+                buf: &mut ::tokio::io::ReadBuf<'_>,
+            ) -> ::std::task::Poll<::std::io::Result<()>> {
+                $crate::stream::forward_io!(@call self, s => s.poll_read(cx, buf))
+            }
         }
-    }
+    };
+    (@write $ty:ty) => {
+        impl ::tokio::io::AsyncWrite for $ty {
+            fn poll_write(
+                self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+                buf: &[u8],
+            ) -> ::std::task::Poll<::std::io::Result<usize>> {
+                $crate::stream::forward_io!(@call self, s => s.poll_write(cx, buf))
+            }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        forward!(self, s => s.poll_flush(cx))
-    }
+            fn poll_write_vectored(
+                self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+                bufs: &[::std::io::IoSlice<'_>],
+            ) -> ::std::task::Poll<::std::io::Result<usize>> {
+                $crate::stream::forward_io!(@call self, s => s.poll_write_vectored(cx, bufs))
+            }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        forward!(self, s => s.poll_shutdown(cx))
-    }
+            fn is_write_vectored(&self) -> bool {
+                match self {
+                    Self::Plain(s) => s.is_write_vectored(),
+                    Self::Tls(s) => s.is_write_vectored(),
+                }
+            }
+
+            fn poll_flush(
+                self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+            ) -> ::std::task::Poll<::std::io::Result<()>> {
+                $crate::stream::forward_io!(@call self, s => s.poll_flush(cx))
+            }
+
+            fn poll_shutdown(
+                self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+            ) -> ::std::task::Poll<::std::io::Result<()>> {
+                $crate::stream::forward_io!(@call self, s => s.poll_shutdown(cx))
+            }
+        }
+    };
 }
+pub(crate) use forward_io;
+
+forward_io!(ClientStream: read, write);
+forward_io!(ReadHalf: read);
+forward_io!(WriteHalf: write);
