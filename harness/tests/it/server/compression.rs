@@ -11,6 +11,8 @@ use odin_protocol::deflate;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::OpCode;
 
 use super::support::Stack;
 
@@ -67,23 +69,15 @@ async fn compressing_and_plain_clients_get_the_same_events_each_compressed_once(
     );
 }
 
-/// A masked client frame: `b0`, then `payload` masked with a fixed key.
+/// A masked client frame whose first byte is `b0` (FIN, RSV1, opcode),
+/// encoded by tungstenite.
 fn client_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
-    let key = [0x12, 0x34, 0x56, 0x78];
-    let mut out = vec![b0];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xFFFF => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&key);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    let mut frame = Frame::message(payload.to_vec(), OpCode::from(b0 & 0x0F), b0 & 0x80 != 0);
+    let header = frame.header_mut();
+    header.rsv1 = b0 & 0x40 != 0;
+    header.mask = Some([0x12, 0x34, 0x56, 0x78]);
+    let mut out = Vec::new();
+    frame.format(&mut out).expect("a frame encodes into memory");
     out
 }
 

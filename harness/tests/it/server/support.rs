@@ -110,25 +110,21 @@ pub(crate) struct Ws {
 impl Ws {
     /// Connects with a fresh token and reads `connection_established`.
     pub(crate) async fn connect_ok(endpoint: &Endpoint) -> Ws {
-        let auth = RawAuth::query(endpoint.token("tester"));
-        let inner = RawClient::connect(&endpoint.ws_url(), &auth)
-            .await
-            .expect("upgrade accepted in time");
-        let mut ws = Ws {
-            inner,
-            hello: Value::Null,
-        };
-        ws.hello = ws.next_json().await;
-        assert_eq!(ws.hello["type"], "connection_established", "{}", ws.hello);
-        ws
+        Ws::connect_url(endpoint, &endpoint.ws_url()).await
     }
 
     /// Connects asking for protocol `version` (`?protocol=<n>`) with a
     /// fresh token and reads `connection_established`.
     pub(crate) async fn connect_version(endpoint: &Endpoint, version: u32) -> Ws {
-        let auth = RawAuth::query(endpoint.token("tester"));
         let url = format!("{}?protocol={version}", endpoint.ws_url());
-        let inner = RawClient::connect(&url, &auth)
+        Ws::connect_url(endpoint, &url).await
+    }
+
+    /// Connects to `url` (the endpoint's, with a query of its own) with a
+    /// fresh token and reads `connection_established`.
+    async fn connect_url(endpoint: &Endpoint, url: &str) -> Ws {
+        let auth = RawAuth::query(endpoint.token("tester"));
+        let inner = RawClient::connect(url, &auth)
             .await
             .expect("upgrade accepted in time");
         let mut ws = Ws {
