@@ -222,7 +222,7 @@ async fn write_loop(io: &mut WriteHalf, ctx: &WriterContext) -> Stop {
     let mut rounds: u32 = 0;
     loop {
         // Under load nearly every wake-up is the outbox's: its arm comes
-        // first, so a wake-up polls one future instead of five (the others
+        // first, so a wake-up polls one future instead of all of them (the others
         // were about 6 % of the server's CPU at 400,000 deliveries/s). They
         // stay registered and wake the task themselves; every
         // FULL_POLL_EVERY-th round puts them first, so a client whose
